@@ -1,0 +1,55 @@
+# Two commands do everything on a fresh clone: `make demo` and `make test`.
+# Everything is installed into the repository: .venv (the project), .venv-ministack (ministack pins its own
+# botocore and runs Lambda functions on its own interpreter), node_modules (CDK CLI, DynamoDB Local's jar).
+
+PYTHON ?= python3
+VENV := .venv
+MS_VENV := .venv-ministack
+MINISTACK_VERSION := 1.5.33
+PY := $(VENV)/bin/python
+export CDK_DISABLE_CLI_TELEMETRY := true
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: install demo test lint unit bench soak synth clean
+
+install: $(VENV)/.installed $(MS_VENV)/.installed node_modules/.installed
+
+$(VENV)/.installed: pyproject.toml functions/uploader/requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]' -r functions/uploader/requirements.txt
+	touch $@
+
+$(MS_VENV)/.installed:
+	test -x $(MS_VENV)/bin/python || $(PYTHON) -m venv $(MS_VENV)
+	$(MS_VENV)/bin/python -m pip install --quiet 'ministack==$(MINISTACK_VERSION)'
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+demo: install
+	$(PY) -m kie_uploader.demo $(ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+test: install lint
+	$(VENV)/bin/pytest $(ARGS)
+
+unit: install
+	$(VENV)/bin/pytest tests/unit $(ARGS)
+
+bench: install
+	$(PY) -m bench.run $(ARGS)
+
+soak: install
+	$(VENV)/bin/pytest tests/e2e -m slow -k soak --soak-objects=1000 $(ARGS)
+
+synth: install
+	node_modules/.bin/cdk synth --no-notices --quiet
+
+clean:
+	rm -rf cdk.out .local .pytest_cache .ruff_cache .mypy_cache

@@ -1,0 +1,76 @@
+"""Fixtures shared by every test folder: the real local servers, started once per session on loopback.
+
+Servers are stopped by their PID when the session ends (and by ``atexit`` if pytest itself dies).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from kie_uploader import local
+
+if TYPE_CHECKING:
+    from kie_uploader.emulator import KieEmulator
+
+KIE_TEST_KEY = "test-kie-key"
+
+
+@pytest.fixture(scope="session")
+def local_state(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder for the servers' state and logs, under pytest's own temporary folder."""
+    return tmp_path_factory.mktemp("local-state")
+
+
+@pytest.fixture(scope="session")
+def ministack(local_state: Path) -> Iterator[local.Server]:
+    """ministack on a free loopback port: S3, SQS, DynamoDB, Secrets Manager, Lambda, CloudFormation."""
+    server = local.start_ministack(local_state / "ministack")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def aws_env(ministack: local.Server, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Point boto3 at ministack the way a user would: the standard environment variables only."""
+    env = local.local_aws_env(ministack.endpoint_url)
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL_S3"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return env
+
+
+@pytest.fixture(scope="session")
+def kie_emulator() -> Iterator[KieEmulator]:
+    """The kie.ai emulator, in-process on a free loopback port, with the key ``test-kie-key``."""
+    from kie_uploader.emulator import KieEmulator
+
+    emulator = KieEmulator(api_key=KIE_TEST_KEY, port=0).start()
+    try:
+        yield emulator
+    finally:
+        emulator.stop()
+
+
+@pytest.fixture
+def kie(kie_emulator: KieEmulator) -> Iterator[KieEmulator]:
+    """The session's emulator, with its files, calls, faults and script cleared for this test."""
+    kie_emulator.reset()
+    yield kie_emulator
+    kie_emulator.reset()
+
+
+@pytest.fixture(scope="session")
+def dynamodb_local(local_state: Path) -> Iterator[local.Server]:
+    """DynamoDB Local (AWS's own engine), in memory; it listens on all interfaces, so only for the session."""
+    server = local.start_dynamodb_local(local_state / "dynamodb-local")
+    try:
+        yield server
+    finally:
+        server.stop()

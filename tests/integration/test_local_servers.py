@@ -1,0 +1,43 @@
+"""The local stand-ins start on loopback, answer, and are gone after stop()."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import boto3
+
+from kie_uploader import local
+
+
+def _listening_addresses(port: int) -> set[str]:
+    addresses = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local_address, state = line.split()[1], line.split()[3]
+        host_hex, port_hex = local_address.split(":")
+        if state == "0A" and int(port_hex, 16) == port:  # 0A = LISTEN
+            addresses.add(socket.inet_ntoa(bytes.fromhex(host_hex)[::-1]))
+    return addresses
+
+
+def _client(service: str, server: local.Server):  # type: ignore[no-untyped-def]
+    return boto3.client(service, endpoint_url=server.endpoint_url, region_name=local.LOCAL_REGION,
+                        aws_access_key_id="test", aws_secret_access_key="test")
+
+
+def test_ministack_listens_on_loopback_only_and_serves_s3(ministack: local.Server) -> None:
+    assert _listening_addresses(ministack.port) == {"127.0.0.1"}
+    s3 = _client("s3", ministack)
+    s3.create_bucket(Bucket="local-servers-check")
+    assert "local-servers-check" in {b["Name"] for b in s3.list_buckets()["Buckets"]}
+
+
+def test_a_stopped_server_leaves_no_process_behind(tmp_path: Path) -> None:
+    server = local.start_ministack(tmp_path / "ms")
+    server.stop()
+    assert server.process.poll() is not None
+    assert _listening_addresses(server.port) == set()
+
+
+def test_dynamodb_local_answers_dynamodb_calls(dynamodb_local: local.Server) -> None:
+    assert "TableNames" in _client("dynamodb", dynamodb_local).list_tables()
