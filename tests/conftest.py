@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from kie_uploader import local
+from tests.leakcheck import LeakWatch
 
 if TYPE_CHECKING:
     from kie_uploader.emulator import KieEmulator
@@ -74,3 +75,31 @@ def dynamodb_local(local_state: Path) -> Iterator[local.Server]:
         yield server
     finally:
         server.stop()
+
+
+# --- A whole-run check that no secret reached a log (issue: "the API key and presigned URLs' signatures
+# never reach a log"). Every test's captured output is scanned, and so are the local servers' logs.
+
+LEAK_WATCH = LeakWatch(secrets={KIE_TEST_KEY})
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    for section, text in report.sections:
+        if section.startswith("Captured"):
+            LEAK_WATCH.scan(f"{report.nodeid} [{section}]", text)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _server_logs_hold_no_secret(local_state: Path) -> Iterator[None]:
+    yield
+    LEAK_WATCH.scan_files(local_state.rglob("*"))
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if LEAK_WATCH.leaks:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line("SECRET LEAK CHECK FAILED:", red=True, bold=True)
+            for leak in sorted(set(LEAK_WATCH.leaks)):
+                reporter.write_line(f"  {leak}", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
