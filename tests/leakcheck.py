@@ -12,10 +12,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-#: A SigV4 signature as it appears in a presigned URL's query string (64 hex digits).
-SIGNATURE = re.compile(r"X-Amz-Signature=[0-9a-fA-F]{64}")
+#: A presigned URL's signature: SigV4 (64 hex digits) or SigV2 (base64, URL-encoded).
+SIGNATURE = re.compile(r"X-Amz-Signature=[0-9a-fA-F]{64}|[?&]Signature=[A-Za-z0-9%+/=]{20,}")
 #: Secret material besides the signature that a presigned URL carries.
-CREDENTIAL = re.compile(r"X-Amz-(?:Credential|Security-Token)=[^&\s\"']+")
+CREDENTIAL = re.compile(r"(?:X-Amz-Credential|X-Amz-Security-Token|AWSAccessKeyId)=[^&\s\"']+")
 
 
 @dataclass
