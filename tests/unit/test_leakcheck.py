@@ -29,6 +29,9 @@ def test_a_redacted_url_and_ordinary_lines_pass() -> None:
 
 def test_a_sigv2_presigned_url_is_reported_too() -> None:
     watch = LeakWatch()
-    watch.scan("t", "GET https://b.s3.amazonaws.com/k?AWSAccessKeyId=test&Signature=q1w2e3r4t5y6u7i8o9p0%2Babcd&Expires=1")
+    watch.scan(
+        "t",
+        "GET https://b.s3.amazonaws.com/k?AWSAccessKeyId=test&Signature=q1w2e3r4t5y6u7i8o9p0%2Babcd&Expires=1",
+    )
     assert "t: contains a presigned URL's signature" in watch.leaks
     assert "t: contains a presigned credential" in watch.leaks

@@ -1,0 +1,138 @@
+"""The function's configuration: one frozen object parsed from the environment, validated once.
+
+Every error names the variable at fault. AWS endpoints and the region are not here: boto3 reads
+``AWS_ENDPOINT_URL``, ``AWS_ENDPOINT_URL_S3``, ``AWS_REGION`` itself, so the same code runs against AWS and a
+local emulator.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from uploader.errors import ConfigurationError
+
+#: Variables read by :meth:`Config.from_env` (the handler rebuilds its runtime only when one changes).
+VARIABLES = (
+    "TABLE_NAME",
+    "KIE_API_KEY_SECRET_ID",
+    "KIE_API_KEY",
+    "KIE_BASE_URL",
+    "KIE_UPLOAD_PATH",
+    "KIE_RETENTION_SECONDS",
+    "PRESIGN_EXPIRES_SECONDS",
+    "MAX_OBJECT_BYTES",
+    "ALLOWED_BUCKETS",
+    "MAX_CONCURRENCY",
+    "SECRET_CACHE_SECONDS",
+    "KIE_TIMEOUT_SECONDS",
+    "KIE_MAX_ATTEMPTS",
+)
+
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+_UPLOAD_PATH = re.compile(r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*")
+#: SigV4 presigned URLs live at most 7 days.
+_MAX_PRESIGN_SECONDS = 7 * 24 * 3600
+
+
+@dataclass(frozen=True)
+class Config:
+    """Validated settings; see the README's table for meanings and defaults."""
+
+    table_name: str
+    api_key_secret_id: str | None = None
+    #: Only for local runs; never shown by ``repr``.
+    api_key: str | None = field(default=None, repr=False)
+    kie_base_url: str = "https://api.kie.ai"
+    kie_upload_path: str = "s3-uploads"
+    kie_retention_seconds: int = 259_200
+    presign_expires_seconds: int = 900
+    max_object_bytes: int = 104_857_600
+    #: ``None`` means any bucket.
+    allowed_buckets: frozenset[str] | None = None
+    max_concurrency: int = 10
+    secret_cache_seconds: int = 300
+    #: Read timeout of one kie.ai call; kie.ai itself gives up downloading after 30 s.
+    kie_timeout_seconds: float = 40.0
+    #: kie.ai calls per object per delivery, the first included.
+    kie_max_attempts: int = 4
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
+        """Parse and validate; raises :class:`ConfigurationError` naming the variable."""
+        env = os.environ if env is None else env
+
+        def get(name: str) -> str | None:
+            value = env.get(name, "").strip()
+            return value or None
+
+        table_name = get("TABLE_NAME")
+        if not table_name:
+            raise ConfigurationError("TABLE_NAME is required (the DynamoDB table for the records)")
+        secret_id, api_key = get("KIE_API_KEY_SECRET_ID"), get("KIE_API_KEY")
+        if not secret_id and not api_key:
+            raise ConfigurationError("KIE_API_KEY_SECRET_ID is required (or KIE_API_KEY for local runs)")
+        return cls(
+            table_name=table_name,
+            api_key_secret_id=secret_id,
+            api_key=None if secret_id else api_key,
+            kie_base_url=_base_url(get("KIE_BASE_URL") or cls.kie_base_url),
+            kie_upload_path=_upload_path(get("KIE_UPLOAD_PATH") or cls.kie_upload_path),
+            kie_retention_seconds=_int(env, "KIE_RETENTION_SECONDS", cls.kie_retention_seconds, 60, None),
+            presign_expires_seconds=_int(
+                env, "PRESIGN_EXPIRES_SECONDS", cls.presign_expires_seconds, 60, _MAX_PRESIGN_SECONDS
+            ),
+            max_object_bytes=_int(env, "MAX_OBJECT_BYTES", cls.max_object_bytes, 1, None),
+            allowed_buckets=_buckets(get("ALLOWED_BUCKETS")),
+            max_concurrency=_int(env, "MAX_CONCURRENCY", cls.max_concurrency, 1, 100),
+            secret_cache_seconds=_int(env, "SECRET_CACHE_SECONDS", cls.secret_cache_seconds, 0, 86_400),
+            kie_timeout_seconds=float(_int(env, "KIE_TIMEOUT_SECONDS", 40, 1, 900)),
+            kie_max_attempts=_int(env, "KIE_MAX_ATTEMPTS", cls.kie_max_attempts, 1, 20),
+        )
+
+
+def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int | None) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name} must be an integer, got {raw[:40]!r}") from None
+    if value < low or (high is not None and value > high):
+        bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise ConfigurationError(f"{name} must be {bounds}, got {value}")
+    return value
+
+
+def _base_url(raw: str) -> str:
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+        raise ConfigurationError(f"KIE_BASE_URL must be an http(s) URL without query, got {raw[:80]!r}")
+    return raw.rstrip("/")
+
+
+def _upload_path(raw: str) -> str:
+    # kie.ai's spec: no leading or trailing slash; keep to characters that need no escaping anywhere.
+    path = raw.strip("/")
+    if not _UPLOAD_PATH.fullmatch(path) or ".." in path.split("/"):
+        raise ConfigurationError(
+            "KIE_UPLOAD_PATH must be folders of letters, digits, '.', '_' or '-' separated by '/', "
+            f"got {raw!r}"
+        )
+    return path
+
+
+def _buckets(raw: str | None) -> frozenset[str] | None:
+    if raw is None:
+        return None
+    names = [name.strip() for name in raw.split(",") if name.strip()]
+    for name in names:
+        if not _BUCKET.fullmatch(name):
+            raise ConfigurationError(f"ALLOWED_BUCKETS has an invalid bucket name: {name[:70]!r}")
+    if not names:
+        raise ConfigurationError("ALLOWED_BUCKETS is set but names no bucket")
+    return frozenset(names)

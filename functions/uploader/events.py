@@ -1,0 +1,321 @@
+"""Every accepted event and message shape → a list of :class:`~uploader.models.Message`.
+
+Accepted (see the README):
+
+* a direct S3 event notification (``Records[].eventSource == "aws:s3"``): one message per record;
+* an SQS event whose bodies are an S3 event notification, the same wrapped in an SNS notification,
+  an EventBridge "Object Created"/"Object Deleted" event from S3, or a plain message
+  ``{"bucket", "key", "versionId"?}`` / ``{"s3Uri": "s3://bucket/key", "versionId"?}``;
+* an EventBridge S3 event delivered directly to the function.
+
+S3 URL-encodes keys in notifications (``+`` for a space, ``%XX``), and in EventBridge events too (as
+Powertools' data classes assume): they are decoded. Keys of plain messages are taken as written.
+
+A body that cannot be read never raises: it becomes a message with a readable ``problem``, so one bad
+message fails alone. ``s3:TestEvent`` and event types that are not handled become a message with a
+``note`` (acknowledged, nothing to do).
+
+Powertools' event source data classes are not used here: they raise ``KeyError`` on a missing field,
+while every bad body must turn into a reason naming what is wrong.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import unquote_plus
+
+from uploader import sequencer as seq
+from uploader.models import EventKind, Message, ObjectRef
+
+#: S3 allows keys of at most 1024 bytes (UTF-8).
+_MAX_KEY_BYTES = 1024
+_SOURCE_S3 = "aws:s3"
+_SOURCE_SQS = "aws:sqs"
+
+
+class UnsupportedEventError(ValueError):
+    """The invocation's event is of no shape this function accepts (nothing in it can be processed)."""
+
+
+class _Malformed(Exception):
+    """Internal: the reason a message cannot be read."""
+
+
+@dataclass(frozen=True)
+class ParsedEvent:
+    """``source`` is ``"sqs"``, ``"s3"`` or ``"eventbridge"`` (it decides how the handler answers)."""
+
+    source: str
+    messages: list[Message]
+
+
+def parse_event(event: Any) -> ParsedEvent:
+    """Turn one invocation's event into messages; raises :class:`UnsupportedEventError` for other shapes."""
+    if isinstance(event, Mapping):
+        records = event.get("Records")
+        if isinstance(records, list) and records:
+            first = records[0] if isinstance(records[0], Mapping) else {}
+            if first.get("eventSource") == _SOURCE_SQS:
+                return ParsedEvent("sqs", [_sqs_message(i, r) for i, r in enumerate(records)])
+            if first.get("eventSource") == _SOURCE_S3:
+                return ParsedEvent("s3", [_s3_event_record(i, r) for i, r in enumerate(records)])
+        if event.get("source") == "aws.s3" and "detail-type" in event:
+            return ParsedEvent("eventbridge", [_guard(str(event.get("id") or "event"), _eventbridge, event)])
+    raise UnsupportedEventError(
+        "unsupported event: expected an SQS event, an S3 event notification or an EventBridge S3 event"
+    )
+
+
+def parse_body(message_id: str, body: str) -> Message:
+    """Read one SQS message body (any accepted shape)."""
+    return _guard(message_id, _body, body)
+
+
+def event_time(raw: Any) -> str | None:
+    """Normalise an ISO time to ``YYYY-MM-DDTHH:MM:SS.mmmZ`` (the form of the record's ``updatedAt``)."""
+    if not isinstance(raw, str) or not raw:
+        return None
+    try:
+        parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return iso_ms(parsed)
+
+
+def iso_ms(moment: datetime) -> str:
+    """UTC ISO 8601 with milliseconds: fixed width, so such strings compare in time order."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+# --- message level -----------------------------------------------------------------------------------
+
+
+def _guard(message_id: str, parse: Any, payload: Any) -> Message:
+    try:
+        objects, note = parse(payload)
+    except _Malformed as exc:
+        return Message(message_id, problem=str(exc))
+    except (seq.InvalidSequencerError, TypeError, ValueError, AttributeError, KeyError) as exc:
+        # Defensive: a shape no check above foresaw; still one readable reason, never a failed batch.
+        return Message(message_id, problem=f"unreadable message ({type(exc).__name__}: {str(exc)[:120]})")
+    return Message(message_id, objects=tuple(objects), note=note)
+
+
+def _sqs_message(index: int, record: Any) -> Message:
+    if not isinstance(record, Mapping):
+        return Message(f"record-{index}", problem="SQS record is not an object")
+    message_id = record.get("messageId")
+    if not isinstance(message_id, str) or not message_id:
+        return Message(f"record-{index}", problem="SQS record has no messageId")
+    body = record.get("body")
+    if not isinstance(body, str):
+        return Message(message_id, problem="SQS record has no body")
+    return parse_body(message_id, body)
+
+
+def _s3_event_record(index: int, record: Any) -> Message:
+    return _guard(f"record-{index}", lambda r: _notification({"Records": [r]}), record)
+
+
+def _body(body: str) -> tuple[list[ObjectRef], str | None]:
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        raise _Malformed(f"body is not JSON: {body[:60]!r}") from None
+    if not isinstance(payload, Mapping):
+        raise _Malformed(f"body is JSON but not an object ({type(payload).__name__})")
+    if payload.get("Type") == "Notification" and "Message" in payload:
+        return _sns(payload)
+    return _payload(payload)
+
+
+def _payload(payload: Mapping[str, Any]) -> tuple[list[ObjectRef], str | None]:
+    if payload.get("Event") == "s3:TestEvent":
+        return [], "s3:TestEvent"
+    if "Records" in payload:
+        return _notification(payload)
+    if payload.get("source") == "aws.s3" and "detail-type" in payload:
+        return _eventbridge(payload)
+    if "s3Uri" in payload or "bucket" in payload or "key" in payload:
+        return [_plain(payload)], None
+    raise _Malformed("body is no S3 notification, SNS notification, EventBridge event or plain message")
+
+
+def _sns(envelope: Mapping[str, Any]) -> tuple[list[ObjectRef], str | None]:
+    inner = envelope.get("Message")
+    if not isinstance(inner, str):
+        raise _Malformed("SNS notification's Message is not a string")
+    try:
+        payload = json.loads(inner)
+    except ValueError:
+        raise _Malformed(f"SNS notification's Message is not JSON: {inner[:60]!r}") from None
+    if not isinstance(payload, Mapping):
+        raise _Malformed("SNS notification's Message is not a JSON object")
+    return _payload(payload)
+
+
+# --- S3 notification --------------------------------------------------------------------------------
+
+
+def _notification(payload: Mapping[str, Any]) -> tuple[list[ObjectRef], str | None]:
+    records = payload.get("Records")
+    if not isinstance(records, list) or not records:
+        raise _Malformed("S3 notification has no Records")
+    refs: list[ObjectRef] = []
+    skipped: list[str] = []
+    for record in records:
+        if not isinstance(record, Mapping) or record.get("eventSource") != _SOURCE_S3:
+            raise _Malformed("S3 notification record is not from aws:s3")
+        name = str(record.get("eventName") or "")
+        kind = _kind_of_event_name(name)
+        if kind is None:
+            skipped.append(name or "no eventName")
+            continue
+        s3 = _mapping(record, "s3")
+        obj = _mapping(s3, "object")
+        raw_key = obj.get("key")
+        if not isinstance(raw_key, str):
+            raise _Malformed("S3 notification record has no s3.object.key")
+        version_id = _opt_str(obj.get("versionId"))
+        refs.append(
+            ObjectRef(
+                bucket=_bucket(_mapping(s3, "bucket").get("name")),
+                key=_key(unquote_plus(raw_key)),
+                kind=kind,
+                version_id=version_id,
+                etag=_etag(obj.get("eTag")),
+                size=_size(obj.get("size")),
+                sequencer=_sequencer(obj.get("sequencer")),
+                event_time=event_time(record.get("eventTime")),
+                permanent_delete=kind is EventKind.REMOVED and name.endswith(":Delete") and bool(version_id),
+            )
+        )
+    return refs, (f"event type not handled: {', '.join(sorted(set(skipped)))}" if skipped else None)
+
+
+def _kind_of_event_name(name: str) -> EventKind | None:
+    # S3 sends "ObjectCreated:Put"; some producers prefix "s3:". Lifecycle expiration removes objects too.
+    name = name.removeprefix("s3:")
+    if name.startswith("ObjectCreated:"):
+        return EventKind.CREATED
+    if name.startswith(("ObjectRemoved:", "LifecycleExpiration:Delete")):
+        return EventKind.REMOVED
+    return None
+
+
+# --- EventBridge --------------------------------------------------------------------------------------
+
+
+def _eventbridge(event: Mapping[str, Any]) -> tuple[list[ObjectRef], str | None]:
+    detail_type = event.get("detail-type")
+    if detail_type == "Object Created":
+        kind = EventKind.CREATED
+    elif detail_type == "Object Deleted":
+        kind = EventKind.REMOVED
+    else:
+        return [], f"event type not handled: {str(detail_type)[:60]}"
+    detail = _mapping(event, "detail")
+    obj = _mapping(detail, "object")
+    raw_key = obj.get("key")
+    if not isinstance(raw_key, str):
+        raise _Malformed("EventBridge event has no detail.object.key")
+    version_id = _opt_str(obj.get("version-id"))
+    ref = ObjectRef(
+        bucket=_bucket(_mapping(detail, "bucket").get("name")),
+        key=_key(unquote_plus(raw_key)),
+        kind=kind,
+        version_id=version_id,
+        etag=_etag(obj.get("etag")),
+        size=_size(obj.get("size")),
+        sequencer=_sequencer(obj.get("sequencer")),
+        event_time=event_time(event.get("time")),
+        permanent_delete=detail.get("deletion-type") == "Permanently Deleted" and bool(version_id),
+    )
+    return [ref], None
+
+
+# --- plain message ------------------------------------------------------------------------------------
+
+
+def _plain(payload: Mapping[str, Any]) -> ObjectRef:
+    bucket: Any
+    key: Any
+    if "s3Uri" in payload:
+        uri = payload["s3Uri"]
+        if not isinstance(uri, str) or not uri.startswith("s3://"):
+            raise _Malformed("s3Uri must be a string of the form s3://bucket/key")
+        bucket, sep, key = uri[len("s3://") :].partition("/")
+        if not sep:
+            raise _Malformed("s3Uri has no key (expected s3://bucket/key)")
+    else:
+        bucket, key = payload.get("bucket"), payload.get("key")
+        if not isinstance(key, str):
+            raise _Malformed("plain message needs a string 'key'")
+    version_id = payload.get("versionId")
+    if version_id is not None and (not isinstance(version_id, str) or not version_id):
+        raise _Malformed("versionId must be a non-empty string when given")
+    return ObjectRef(bucket=_bucket(bucket), key=_key(key), version_id=version_id)
+
+
+# --- fields -------------------------------------------------------------------------------------------
+
+
+def _mapping(parent: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    value = parent.get(name)
+    if not isinstance(value, Mapping):
+        raise _Malformed(f"'{name}' is missing or not an object")
+    return value
+
+
+def _bucket(value: Any) -> str:
+    # Bucket names are 3–63 of [a-z0-9.-]; anything else cannot be an S3 bucket (and must not be presigned).
+    if (
+        not isinstance(value, str)
+        or not (3 <= len(value) <= 63)
+        or not all(c.islower() or c.isdigit() or c in ".-" for c in value)
+        or not value.isascii()
+    ):
+        raise _Malformed(f"invalid bucket name: {str(value)[:70]!r}")
+    return value
+
+
+def _key(value: str) -> str:
+    if not value:
+        raise _Malformed("object key is empty")
+    if len(value.encode("utf-8", "surrogatepass")) > _MAX_KEY_BYTES:
+        raise _Malformed("object key is longer than 1024 bytes")
+    return value
+
+
+def _opt_str(value: Any) -> str | None:
+    # S3 notifications of unversioned buckets carry no versionId, sometimes the JSON null or "null".
+    return value if isinstance(value, str) and value and value != "null" else None
+
+
+def _etag(value: Any) -> str | None:
+    return value.strip('"') if isinstance(value, str) and value.strip('"') else None
+
+
+def _size(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if value >= 0 else None
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    return None
+
+
+def _sequencer(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    try:
+        return seq.canonical(value)
+    except seq.InvalidSequencerError as exc:
+        raise _Malformed(str(exc)) from None

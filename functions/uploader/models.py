@@ -1,0 +1,102 @@
+"""Shared value types: the object reference, what S3 says about an object, the outcome of one object.
+
+One name per idea: an *object* is an S3 object, a *record* its DynamoDB item, a *message* an SQS message,
+an *upload* one call to kie.ai.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+class ErrorKind(enum.StrEnum):
+    TRANSIENT = "transient"
+    PERMANENT = "permanent"
+    CONFIGURATION = "configuration"
+
+
+class Status(enum.StrEnum):
+    """What happened to one object. The first four are stored as the record's ``status``."""
+
+    UPLOADED = "UPLOADED"
+    FAILED = "FAILED"
+    SKIPPED = "SKIPPED"
+    DELETED = "DELETED"
+    #: A live UPLOADED record already holds this object version: nothing done (not stored).
+    DUPLICATE = "DUPLICATE"
+    #: The record holds a newer state than this event: nothing done (not stored).
+    SUPERSEDED = "SUPERSEDED"
+
+
+#: Statuses that are written to the table.
+STORED_STATUSES = frozenset({Status.UPLOADED, Status.FAILED, Status.SKIPPED, Status.DELETED})
+
+
+class EventKind(enum.StrEnum):
+    CREATED = "created"
+    REMOVED = "removed"
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    """One object named by an event or a message (key already decoded).
+
+    ``sequencer`` is the canonical form (see :mod:`uploader.sequencer`), ``event_time`` an ISO UTC string
+    with milliseconds; both are ``None`` for plain messages. ``version_id``/``etag``/``size`` are what the
+    event says, when it says it. ``permanent_delete`` marks the removal of one specific version.
+    """
+
+    bucket: str
+    key: str
+    kind: EventKind = EventKind.CREATED
+    version_id: str | None = None
+    etag: str | None = None
+    size: int | None = None
+    sequencer: str | None = None
+    event_time: str | None = None
+    permanent_delete: bool = False
+
+    @property
+    def pk(self) -> str:
+        """The record's partition key."""
+        return f"s3://{self.bucket}/{self.key}"
+
+
+@dataclass(frozen=True)
+class ObjectHead:
+    """What S3's HeadObject says about the object. ``version_id`` is ``"null"`` when unversioned."""
+
+    version_id: str
+    etag: str
+    size: int
+    content_type: str | None = None
+
+
+@dataclass(frozen=True)
+class Message:
+    """One unit of delivery: an SQS message, or one record of a direct S3 event.
+
+    A message names zero or more objects; ``problem`` says why it could not be read (malformed), ``note``
+    why it names no object although it is fine (``s3:TestEvent``, an event type that is not handled).
+    """
+
+    message_id: str
+    objects: tuple[ObjectRef, ...] = ()
+    problem: str | None = None
+    note: str | None = None
+
+
+@dataclass
+class Outcome:
+    """What happened to one object in this delivery."""
+
+    ref: ObjectRef
+    message_id: str
+    status: Status
+    retry: bool = False
+    error: str | None = None
+    error_kind: ErrorKind | None = None
+    attempts: int = 0
+    duration_ms: float = 0.0
+    kie_latencies_ms: list[float] = field(default_factory=list)

@@ -1,0 +1,109 @@
+"""S3 adapter: the object's metadata (HeadObject) and a presigned GET URL in the bucket's own region.
+
+The only module that talks to S3. botocore errors are classified here: 404 → :class:`ObjectNotFoundError`,
+403 → :class:`ConfigurationError` (the role may not read the object), throttling/5xx/connection →
+:class:`TransientError`, anything else → :class:`PermanentError`.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import TYPE_CHECKING, Any
+
+from uploader.errors import ConfigurationError, ObjectNotFoundError, PermanentError, TransientError
+from uploader.models import ObjectHead
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+_NOT_FOUND = {"404", "NoSuchKey", "NoSuchVersion", "NotFound", "NoSuchBucket"}
+_DENIED = {"403", "AccessDenied", "Forbidden", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken"}
+_TRANSIENT = {"429", "500", "502", "503", "504", "SlowDown", "Throttling", "RequestTimeout", "InternalError"}
+
+
+class S3Objects:
+    """Reads object metadata and presigns GET URLs (SigV4) with a client of the bucket's region."""
+
+    def __init__(self, client: S3Client | None = None) -> None:
+        self._client = client or _new_client(None)
+        self._default_region: str = self._client.meta.region_name or "us-east-1"
+        self._regions: dict[str, str] = {}
+        self._clients: dict[str, Any] = {self._default_region: self._client}
+        # Worker threads share this adapter; boto3 client creation is not thread-safe.
+        self._lock = threading.Lock()
+
+    def head(self, bucket: str, key: str, version_id: str | None) -> ObjectHead:
+        """The object's version id (``"null"`` when unversioned), ETag, size and content type."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        params: dict[str, Any] = {"Bucket": bucket, "Key": key}
+        if version_id:
+            params["VersionId"] = version_id
+        try:
+            answer = self._client_for(bucket).head_object(**params)
+        except ClientError as exc:
+            raise _classify(exc, f"S3 HeadObject s3://{bucket}/{key}") from exc
+        except BotoCoreError as exc:
+            raise TransientError(f"S3 HeadObject failed: {type(exc).__name__}") from exc
+        return ObjectHead(
+            version_id=answer.get("VersionId") or "null",
+            etag=str(answer.get("ETag", "")).strip('"'),
+            size=int(answer.get("ContentLength", 0)),
+            content_type=answer.get("ContentType"),
+        )
+
+    def presign_get(self, bucket: str, key: str, version_id: str | None, expires_seconds: int) -> str:
+        """A SigV4 presigned GET URL of this exact version (local computation, no network call)."""
+        params: dict[str, Any] = {"Bucket": bucket, "Key": key}
+        if version_id and version_id != "null":
+            params["VersionId"] = version_id
+        url: str = self._client_for(bucket).generate_presigned_url(
+            "get_object", Params=params, ExpiresIn=expires_seconds
+        )
+        return url
+
+    def _client_for(self, bucket: str) -> Any:
+        with self._lock:
+            region = self._regions.get(bucket)
+            if region is None:
+                region = self._regions[bucket] = self._bucket_region(bucket)
+            client = self._clients.get(region)
+            if client is None:
+                client = self._clients[region] = _new_client(region)
+            return client
+
+    def _bucket_region(self, bucket: str) -> str:
+        # S3 names the bucket's region in x-amz-bucket-region, on success and on most errors (403/301).
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            headers = self._client.head_bucket(Bucket=bucket)["ResponseMetadata"]["HTTPHeaders"]
+        except ClientError as exc:
+            headers = exc.response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+        except BotoCoreError:
+            headers = {}
+        return str(headers.get("x-amz-bucket-region") or self._default_region)
+
+
+def _new_client(region: str | None) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    # SigV4 always (presigned URLs of SigV2 are refused in newer regions); standard retries for throttling.
+    config = Config(signature_version="s3v4", retries={"mode": "standard", "max_attempts": 3})
+    return boto3.client("s3", region_name=region or os.environ.get("AWS_REGION") or None, config=config)
+
+
+def _classify(exc: Any, what: str) -> Exception:
+    error = exc.response.get("Error", {})
+    code = str(error.get("Code", ""))
+    status = str(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
+    summary = f"{what}: {code or status}"
+    if code in _NOT_FOUND or status == "404":
+        return ObjectNotFoundError(summary)
+    if code in _DENIED or status == "403":
+        return ConfigurationError(f"{summary} (the function's role may not read this object)")
+    if code in _TRANSIENT or status in _TRANSIENT or status.startswith("5"):
+        return TransientError(summary)
+    return PermanentError(summary)

@@ -1,0 +1,43 @@
+"""``make demo``'s core, run as the test suite's own check: the same ``run_demo`` the command calls.
+
+It starts its own ministack and emulator processes, deploys the real stack, and must stop them again.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from kie_uploader.demo import DEMO_MAX_OBJECT_BYTES, DemoOptions, keep_instructions, run_demo
+
+
+@pytest.mark.slow
+def test_the_demo_uploads_every_sample_and_stops_what_it_started(tmp_path: Path) -> None:
+    lines: list[str] = []
+
+    result = run_demo(DemoOptions(state_dir=tmp_path / "demo", timeout=240), log=lines.append)
+
+    table = result.table()
+    assert result.ok, f"{table}\n" + "\n".join(lines[-15:])
+    statuses = {o.sample.key: o.status for o in result.objects}
+    assert statuses.pop("incoming/large/too-large.bin") == "FAILED"
+    assert set(statuses.values()) == {"UPLOADED"}
+    assert statuses["archive/existing-object.txt"] == "UPLOADED"  # only the queue message could do that
+    too_large = next(o for o in result.objects if o.status == "FAILED")
+    assert too_large.record is not None and too_large.record.get("retryable") is False
+    assert len(too_large.sample.body) == DEMO_MAX_OBJECT_BYTES + 1
+    assert all(o.bytes_match for o in result.objects if o.status == "UPLOADED")
+    for obj in result.objects:
+        assert obj.sample.key in table
+    assert any(line.startswith("  waiting for records:") for line in lines)
+    assert {"bootstrap", "deploy", "exercise", "total"} <= set(result.timings)
+
+    # Everything the demo started is stopped
+    assert [s.name for s in result.servers] == ["ministack", "kie-emulator"]
+    assert all(s.process.poll() is not None for s in result.servers)
+
+    # What --keep would print points at this run's endpoint
+    instructions = keep_instructions(result)
+    assert f"AWS_ENDPOINT_URL={result.endpoint_url}" in instructions
+    assert ".venv/bin/kie-uploader list" in instructions

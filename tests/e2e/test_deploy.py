@@ -1,0 +1,83 @@
+"""The real stack, deployed into ministack, turns S3 objects and queue messages into UPLOADED records."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+import uuid
+
+import pytest
+
+from tests.e2e.conftest import DeployedStack
+
+pytestmark = pytest.mark.slow
+
+OUTPUT_KEYS = {
+    "BucketNames",
+    "QueueUrl",
+    "DeadLetterQueueUrl",
+    "TableName",
+    "SecretArn",
+    "FunctionName",
+    "AlarmTopicArn",
+}
+
+
+def uploaded(record: dict[str, object]) -> bool:
+    return record.get("status") == "UPLOADED"
+
+
+def download(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=30) as response:
+        return bytes(response.read())
+
+
+def test_deploy_returns_every_output_the_cli_reads(deployed_stack: DeployedStack) -> None:
+    assert set(deployed_stack.outputs) == OUTPUT_KEYS
+    assert {"deploy", "put_api_key"} <= set(deployed_stack.timings)
+
+
+def test_an_object_put_into_the_bucket_is_recorded_uploaded_with_a_working_download_url(
+    deployed_stack: DeployedStack,
+) -> None:
+    # Given the deployed stack with the key in its secret; when an object arrives in the bucket
+    bucket, key = deployed_stack.bucket_name, f"incoming/photo {uuid.uuid4().hex[:8]}.png"
+    body = b"\x89PNG\r\n\x1a\n" + uuid.uuid4().bytes * 64
+    put = deployed_stack.client("s3").put_object(Bucket=bucket, Key=key, Body=body, ContentType="image/png")
+
+    # then the S3 notification invokes the function, which hands it to kie.ai and records the result
+    record = deployed_stack.wait_for_record(bucket, key, uploaded)
+    assert record["bucket"] == bucket and record["key"] == key
+    assert record["versionId"] == put.get("VersionId")
+    assert int(record["size"]) == len(body)
+    assert download(str(record["downloadUrl"])) == body
+
+
+def test_a_plain_queue_message_uploads_the_object_again_after_its_record_was_lost(
+    deployed_stack: DeployedStack,
+) -> None:
+    # Given an object that was uploaded through its S3 notification
+    bucket, key = deployed_stack.bucket_name, f"backfill/{uuid.uuid4().hex}.txt"
+    body = f"backfilled {uuid.uuid4()}".encode()
+    deployed_stack.client("s3").put_object(Bucket=bucket, Key=key, Body=body)
+    deployed_stack.wait_for_record(bucket, key, uploaded)
+    calls_before = deployed_stack.emulator.upload_count
+    # and whose record was then lost, so that only the queue can bring it back
+    deployed_stack.client("dynamodb").delete_item(
+        TableName=deployed_stack.outputs["TableName"], Key={"pk": {"S": f"s3://{bucket}/{key}"}}
+    )
+
+    # When a producer sends the plain {"bucket", "key"} message to the queue
+    deployed_stack.client("sqs").send_message(
+        QueueUrl=deployed_stack.outputs["QueueUrl"], MessageBody=json.dumps({"bucket": bucket, "key": key})
+    )
+
+    # Then the event source mapping delivers it, and the object is recorded UPLOADED again
+    record = deployed_stack.wait_for_record(bucket, key, uploaded)
+    assert deployed_stack.emulator.upload_count > calls_before
+    assert download(str(record["downloadUrl"])) == body
+    assert deployed_stack.queue_depth(deployed_stack.outputs["QueueUrl"]) == 0
+
+
+def test_nothing_reached_the_dead_letter_queue(deployed_stack: DeployedStack) -> None:
+    assert deployed_stack.queue_depth(deployed_stack.outputs["DeadLetterQueueUrl"]) == 0

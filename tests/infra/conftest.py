@@ -1,0 +1,101 @@
+"""Synthesize the stack once per distinct context (a synth takes seconds and ~1 GB), shared by the tests.
+
+Bundling is skipped here (CDK's ``aws:cdk:bundling-stacks`` context): these tests are about the template;
+the bundler has its own test, and the end-to-end deployment bundles for real.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+
+EXISTING_BUCKETS = ("existing-bucket-one", "existing-bucket-two")
+EXISTING_SECRET_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:kie/api-key-AbCdEf"
+EXISTING_KEY_ARN = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+ALARM_EMAIL = "ops@example.com"
+
+#: Every option changed from its default, so the second synth covers the other branch of each.
+CUSTOM_CONTEXT = {
+    "stackName": "KieUploaderCustom",
+    "bucketNames": ",".join(EXISTING_BUCKETS),
+    "bucketKmsKeyArns": EXISTING_KEY_ARN,
+    "notify": "queue",
+    "prefix": "incoming/",
+    "suffix": ".png",
+    "maxConcurrency": "5",
+    "apiKeySecretArn": EXISTING_SECRET_ARN,
+    "alarmEmail": ALARM_EMAIL,
+    "kieBaseUrl": "https://kie.example.com",
+    "kieUploadPath": "team/uploads",
+    "retentionSeconds": "3600",
+    "maxObjectBytes": "1048576",
+    "presignExpiresSeconds": "600",
+    "memorySize": "512",
+    "architecture": "x86_64",
+    "logRetentionDays": "14",
+}
+
+
+@dataclass(frozen=True)
+class Synth:
+    """One synthesized app: the stack's template (as a dict and as ``assertions.Template``) and its folder."""
+
+    template: dict[str, Any]
+    assertions: Any  # aws_cdk.assertions.Template
+    outdir: Path
+    template_path: Path
+    seconds: float
+    acknowledged: tuple[str, ...]
+
+    def resources(self, resource_type: str) -> dict[str, dict[str, Any]]:
+        return {
+            logical_id: resource
+            for logical_id, resource in self.template["Resources"].items()
+            if resource["Type"] == resource_type
+        }
+
+    def only(self, resource_type: str) -> tuple[str, dict[str, Any]]:
+        found = self.resources(resource_type)
+        assert len(found) == 1, f"expected one {resource_type}, found {sorted(found)}"
+        return next(iter(found.items()))
+
+
+def synthesize(context: dict[str, str], outdir: Path) -> Synth:
+    from aws_cdk.assertions import Template
+
+    from infra.app import build_app
+
+    started = time.perf_counter()
+    no_bundling: dict[str, Any] = {"aws:cdk:bundling-stacks": []}
+    app, stack = build_app({**context, **no_bundling}, outdir=outdir)
+    assembly = app.synth()  # runs cdk-nag: an unacknowledged finding raises here
+    seconds = time.perf_counter() - started
+    artifact = assembly.get_stack_artifact(stack.artifact_id)
+    template_path = Path(assembly.directory) / artifact.template_file
+    template = json.loads(template_path.read_text())
+    return Synth(
+        template,
+        Template.from_json(template),
+        outdir,
+        template_path,
+        seconds,
+        tuple(stack.acknowledged_findings),
+    )
+
+
+@pytest.fixture(scope="session")
+def default_synth(tmp_path_factory: pytest.TempPathFactory) -> Synth:
+    return synthesize({}, tmp_path_factory.mktemp("synth-default"))
+
+
+@pytest.fixture(scope="session")
+def custom_synth(tmp_path_factory: pytest.TempPathFactory) -> Synth:
+    return synthesize(dict(CUSTOM_CONTEXT), tmp_path_factory.mktemp("synth-custom"))

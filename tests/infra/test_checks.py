@@ -1,0 +1,101 @@
+"""cdk-nag, cfn-lint, and the function's AWS calls against its role: the checks that run on every synth."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.infra.conftest import Synth
+from tests.infra.test_stack import as_list, function_statements
+
+FUNCTION_PACKAGE = Path(__file__).resolve().parents[2] / "functions" / "uploader"
+
+# cfn-lint rules ignored on CDK's output, each with its reason:
+# - W3005: CDK adds an explicit DependsOn on a function's role (and its default policy) beside the GetAtt
+#   that already implies the dependency; the policy part is needed, the redundant part is harmless.
+CFN_LINT_IGNORED = ["W3005"]
+
+#: boto3 client methods → the IAM action each needs (presigning a GET needs what the GET needs).
+BOTO_ACTIONS = {
+    "head_object": ["s3:GetObject"],
+    "get_object": ["s3:GetObject"],
+    "generate_presigned_url": ["s3:GetObject"],
+    "head_bucket": ["s3:ListBucket"],
+    "list_objects_v2": ["s3:ListBucket"],
+    "get_bucket_location": ["s3:GetBucketLocation"],
+    "get_item": ["dynamodb:GetItem"],
+    "put_item": ["dynamodb:PutItem"],
+    "update_item": ["dynamodb:UpdateItem"],
+    "delete_item": ["dynamodb:DeleteItem"],
+    "query": ["dynamodb:Query"],
+    "transact_write_items": ["dynamodb:PutItem", "dynamodb:UpdateItem"],
+    "get_secret_value": ["secretsmanager:GetSecretValue"],
+    "describe_secret": ["secretsmanager:DescribeSecret"],
+    "send_message": ["sqs:SendMessage"],
+}
+
+
+def validation_report(synth: Synth) -> dict[str, Any]:
+    reports = json.loads((synth.outdir / "validation-report.json").read_text())["pluginReports"]
+    (report,) = [r for r in reports if r["pluginName"] == "AwsSolutions"]
+    return dict(report)
+
+
+@pytest.mark.parametrize("synth_name", ["default_synth", "custom_synth"])
+def test_cdk_nag_passes_and_each_acknowledgment_matches_a_finding_with_its_reason(
+    synth_name: str, request: pytest.FixtureRequest
+) -> None:
+    synth: Synth = request.getfixturevalue(synth_name)
+    report = validation_report(synth)
+    assert report["conclusion"] == "success"
+    assert report["violations"] == []
+    suppressed = {entry["acknowledgedId"]: entry["reason"] for entry in report["suppressedViolations"]}
+    # No stale acknowledgment: every one we make still matches a finding.
+    assert set(suppressed) == set(synth.acknowledged)
+    for rule, reason in suppressed.items():
+        assert len(reason) > 60, rule
+
+
+@pytest.mark.parametrize("synth_name", ["default_synth", "custom_synth"])
+def test_cfn_lint_passes_on_the_synthesized_template(synth_name: str, request: pytest.FixtureRequest) -> None:
+    synth: Synth = request.getfixturevalue(synth_name)
+    cfn_lint = Path(sys.executable).parent / "cfn-lint"
+    result = subprocess.run(
+        [str(cfn_lint), "--ignore-checks", *CFN_LINT_IGNORED, "--", str(synth.template_path)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def aws_calls_in_function() -> set[str]:
+    """Names of boto3 client methods the function's code calls (``<something>.<method>(...)``)."""
+    calls: set[str] = set()
+    for path in FUNCTION_PACKAGE.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr in BOTO_ACTIONS
+            ):
+                calls.add(node.func.attr)
+    return calls
+
+
+def test_every_aws_call_in_the_function_is_allowed_by_its_role(default_synth: Synth) -> None:
+    # ministack does not enforce IAM, so the end-to-end test cannot catch a missing permission: this can.
+    calls = aws_calls_in_function()
+    assert {"get_secret_value", "head_object"} <= calls, "the function's adapters were not found"
+    granted = {
+        action for statement in function_statements(default_synth) for action in as_list(statement["Action"])
+    }
+    missing = {call: BOTO_ACTIONS[call] for call in calls if not set(BOTO_ACTIONS[call]) <= granted}
+    assert not missing

@@ -1,0 +1,58 @@
+"""Context options are parsed once, with defaults, and a malformed value names its context key."""
+
+from __future__ import annotations
+
+import pytest
+
+from infra.settings import SettingsError, StackSettings
+
+
+def settings(**context: object) -> StackSettings:
+    return StackSettings.from_context(context.get)
+
+
+def test_defaults_deploy_a_new_bucket_with_direct_notifications() -> None:
+    defaults = settings()
+    assert defaults.stack_name == "KieUploader"
+    assert defaults.bucket_names == ()
+    assert defaults.notify == "lambda"
+    assert defaults.max_concurrency == 2
+    assert defaults.architecture == "arm64"
+    assert defaults.kie_base_url == "https://api.kie.ai"
+    assert defaults.queue_visibility_timeout_seconds >= 6 * defaults.function_timeout_seconds
+
+
+def test_bucket_names_are_split_trimmed_and_deduplicated() -> None:
+    assert settings(bucketNames=" a-bucket, other.bucket ,a-bucket,").bucket_names == (
+        "a-bucket",
+        "other.bucket",
+    )
+
+
+def test_values_from_cdk_json_may_be_json_types() -> None:
+    parsed = settings(bucketNames=["one-bucket", "two-bucket"], maxConcurrency=7, logRetentionDays=90)
+    assert parsed.bucket_names == ("one-bucket", "two-bucket")
+    assert (parsed.max_concurrency, parsed.log_retention_days) == (7, 90)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("bucketNames", "Not_A_Bucket"),
+        ("notify", "sns"),
+        ("maxConcurrency", "1"),  # AWS's minimum for an SQS event source is 2
+        ("maxConcurrency", "two"),
+        ("apiKeySecretArn", "my-secret"),
+        ("alarmEmail", "nobody"),
+        ("kieBaseUrl", "ftp://kie.ai"),
+        ("kieUploadPath", "/leading/slash"),
+        ("presignExpiresSeconds", "604801"),
+        ("memorySize", "64"),
+        ("architecture", "arm"),
+        ("logRetentionDays", "31"),
+        ("bucketKmsKeyArns", "alias/aws/s3"),
+    ],
+)
+def test_a_malformed_value_fails_with_the_context_key_in_the_message(key: str, value: str) -> None:
+    with pytest.raises(SettingsError, match=key):
+        settings(**{key: value})

@@ -1,0 +1,521 @@
+"""The synthesized template does what the issue asks: triggers, retries, data safety, least privilege, alarms.
+
+Two synths (see conftest): the defaults, and every context option changed (existing buckets, notify=queue,
+an existing secret, an alarm e-mail, x86_64, ...).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from aws_cdk.assertions import Match
+
+from infra.settings import KIE_TIMEOUT_SECONDS
+from tests.infra.conftest import (
+    ALARM_EMAIL,
+    CUSTOM_CONTEXT,
+    EXISTING_BUCKETS,
+    EXISTING_KEY_ARN,
+    EXISTING_SECRET_ARN,
+    Synth,
+)
+from uploader.config import VARIABLES, Config
+
+POWERTOOLS = {
+    "POWERTOOLS_SERVICE_NAME": "kie-uploader",
+    "POWERTOOLS_METRICS_NAMESPACE": "KieUploader",
+    "POWERTOOLS_LOG_LEVEL": "INFO",
+}
+OUTPUT_KEYS = {
+    "BucketNames",
+    "QueueUrl",
+    "DeadLetterQueueUrl",
+    "TableName",
+    "SecretArn",
+    "FunctionName",
+    "AlarmTopicArn",
+}
+DATA_SERVICES = ("s3:", "dynamodb:", "sqs:", "secretsmanager:", "kms:")
+
+
+# --- helpers -------------------------------------------------------------------------------------------
+
+
+def uploader_function(synth: Synth) -> tuple[str, dict[str, Any]]:
+    found = {
+        logical_id: resource
+        for logical_id, resource in synth.resources("AWS::Lambda::Function").items()
+        if resource["Properties"].get("Handler") == "uploader.handler.handler"
+    }
+    assert len(found) == 1, sorted(found)
+    return next(iter(found.items()))
+
+
+def environment(synth: Synth) -> dict[str, Any]:
+    return dict(uploader_function(synth)[1]["Properties"]["Environment"]["Variables"])
+
+
+def role_statements(synth: Synth, role_logical_id: str) -> list[dict[str, Any]]:
+    statements: list[dict[str, Any]] = []
+    for policy in synth.resources("AWS::IAM::Policy").values():
+        if {"Ref": role_logical_id} in policy["Properties"]["Roles"]:
+            statements += policy["Properties"]["PolicyDocument"]["Statement"]
+    return statements
+
+
+def function_statements(synth: Synth) -> list[dict[str, Any]]:
+    role = uploader_function(synth)[1]["Properties"]["Role"]["Fn::GetAtt"][0]
+    return role_statements(synth, role)
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def resources_for(statements: list[dict[str, Any]], action: str) -> list[Any]:
+    found: list[Any] = []
+    for statement in statements:
+        if statement["Effect"] == "Allow" and action in as_list(statement["Action"]):
+            found += as_list(statement["Resource"])
+    return found
+
+
+def placeholder(value: Any) -> str:
+    """Stand-in for a CloudFormation intrinsic, shaped like what it resolves to."""
+    if isinstance(value, str):
+        return value
+    if "Fn::Join" in value:
+        separator, parts = value["Fn::Join"]
+        return separator.join(placeholder(part) for part in parts)
+    if "Ref" in value:
+        return f"ref-{value['Ref'].lower()}"[:60]
+    raise AssertionError(f"unexpected intrinsic {value}")
+
+
+def logical_id_of(synth: Synth, resource_type: str) -> str:
+    return synth.only(resource_type)[0]
+
+
+# --- the function --------------------------------------------------------------------------------------
+
+
+def test_function_runs_the_uploader_handler_on_python_3_12_arm64_with_active_tracing(
+    default_synth: Synth,
+) -> None:
+    default_synth.assertions.has_resource_properties(
+        "AWS::Lambda::Function",
+        {
+            "Handler": "uploader.handler.handler",
+            "Runtime": "python3.12",
+            "Architectures": ["arm64"],
+            "TracingConfig": {"Mode": "Active"},
+            "MemorySize": 256,
+        },
+    )
+
+
+def test_function_timeout_leaves_room_for_kie_retries(default_synth: Synth) -> None:
+    timeout = uploader_function(default_synth)[1]["Properties"]["Timeout"]
+    # kie.ai downloads for up to 30 s; one call may take KIE_TIMEOUT_SECONDS, and a retry must still fit.
+    assert timeout >= 2 * KIE_TIMEOUT_SECONDS + 30
+
+
+@pytest.mark.parametrize("synth_name", ["default_synth", "custom_synth"])
+def test_function_environment_is_exactly_the_variables_the_function_reads(
+    synth_name: str, request: pytest.FixtureRequest
+) -> None:
+    synth: Synth = request.getfixturevalue(synth_name)
+    # KIE_API_KEY is the local-only alternative to the secret: a deployed function never gets the key itself.
+    expected = (set(VARIABLES) - {"KIE_API_KEY"}) | set(POWERTOOLS)
+    assert set(environment(synth)) == expected
+
+
+def test_function_environment_passes_the_functions_own_validation(default_synth: Synth) -> None:
+    env = {name: placeholder(value) for name, value in environment(default_synth).items()}
+    config = Config.from_env(env)
+    assert config.api_key is None  # the key comes from the secret only
+    assert config.allowed_buckets is not None and len(config.allowed_buckets) == 1
+    assert config.kie_base_url == "https://api.kie.ai"
+    assert config.max_concurrency == 10
+    assert {name: env[name] for name in POWERTOOLS} == POWERTOOLS
+
+
+def test_function_environment_carries_the_context_options(custom_synth: Synth) -> None:
+    env = {name: placeholder(value) for name, value in environment(custom_synth).items()}
+    config = Config.from_env(env)
+    assert config.allowed_buckets == frozenset(EXISTING_BUCKETS)
+    assert config.api_key_secret_id == EXISTING_SECRET_ARN
+    assert config.kie_base_url == CUSTOM_CONTEXT["kieBaseUrl"]
+    assert config.kie_upload_path == CUSTOM_CONTEXT["kieUploadPath"]
+    assert config.kie_retention_seconds == int(CUSTOM_CONTEXT["retentionSeconds"])
+    assert config.max_object_bytes == int(CUSTOM_CONTEXT["maxObjectBytes"])
+    assert config.presign_expires_seconds == int(CUSTOM_CONTEXT["presignExpiresSeconds"])
+    custom_synth.assertions.has_resource_properties(
+        "AWS::Lambda::Function",
+        {"Handler": "uploader.handler.handler", "Architectures": ["x86_64"], "MemorySize": 512},
+    )
+    custom_synth.assertions.has_resource_properties("AWS::Logs::LogGroup", {"RetentionInDays": 14})
+
+
+def test_function_environment_points_at_the_stacks_own_table_secret_and_bucket(default_synth: Synth) -> None:
+    env = environment(default_synth)
+    assert env["TABLE_NAME"] == {"Ref": logical_id_of(default_synth, "AWS::DynamoDB::Table")}
+    assert env["KIE_API_KEY_SECRET_ID"] == {
+        "Ref": logical_id_of(default_synth, "AWS::SecretsManager::Secret")
+    }
+    source = source_bucket_id(default_synth)
+    assert env["ALLOWED_BUCKETS"] == {"Ref": source}
+
+
+def test_function_logs_to_its_own_log_group_with_retention(default_synth: Synth) -> None:
+    log_group = logical_id_of(default_synth, "AWS::Logs::LogGroup")
+    props = uploader_function(default_synth)[1]["Properties"]
+    assert props["LoggingConfig"]["LogGroup"] == {"Ref": log_group}
+    default_synth.assertions.has_resource_properties("AWS::Logs::LogGroup", {"RetentionInDays": 30})
+
+
+# --- queues and triggers -------------------------------------------------------------------------------
+
+
+def queue_ids(synth: Synth) -> tuple[str, str]:
+    """(work queue, dead-letter queue) logical ids: the work queue is the one with a redrive policy."""
+    queues = synth.resources("AWS::SQS::Queue")
+    work = [qid for qid, q in queues.items() if "RedrivePolicy" in q["Properties"]]
+    dead = [qid for qid in queues if qid not in work]
+    assert len(work) == 1 and len(dead) == 1, sorted(queues)
+    return work[0], dead[0]
+
+
+def test_queue_event_source_reports_batch_item_failures_with_bounded_concurrency(
+    default_synth: Synth,
+) -> None:
+    queue, _ = queue_ids(default_synth)
+    default_synth.assertions.has_resource_properties(
+        "AWS::Lambda::EventSourceMapping",
+        {
+            "EventSourceArn": {"Fn::GetAtt": [queue, "Arn"]},
+            "FunctionName": {"Ref": uploader_function(default_synth)[0]},
+            "BatchSize": 10,
+            "MaximumBatchingWindowInSeconds": Match.any_value(),
+            "FunctionResponseTypes": ["ReportBatchItemFailures"],
+            "ScalingConfig": {"MaximumConcurrency": 2},
+        },
+    )
+
+
+def test_max_concurrency_comes_from_context(custom_synth: Synth) -> None:
+    custom_synth.assertions.has_resource_properties(
+        "AWS::Lambda::EventSourceMapping", {"ScalingConfig": {"MaximumConcurrency": 5}}
+    )
+
+
+def test_queue_redrives_to_the_dead_letter_queue_after_five_receives(default_synth: Synth) -> None:
+    queue, dead = queue_ids(default_synth)
+    redrive = default_synth.template["Resources"][queue]["Properties"]["RedrivePolicy"]
+    assert redrive == {"deadLetterTargetArn": {"Fn::GetAtt": [dead, "Arn"]}, "maxReceiveCount": 5}
+
+
+def test_queue_visibility_timeout_is_at_least_six_function_timeouts(default_synth: Synth) -> None:
+    queue, _ = queue_ids(default_synth)
+    visibility = default_synth.template["Resources"][queue]["Properties"]["VisibilityTimeout"]
+    timeout = uploader_function(default_synth)[1]["Properties"]["Timeout"]
+    assert visibility >= 6 * timeout
+
+
+def test_both_queues_are_encrypted_and_refuse_plain_http(default_synth: Synth) -> None:
+    for queue_id in queue_ids(default_synth):
+        assert default_synth.template["Resources"][queue_id]["Properties"]["SqsManagedSseEnabled"] is True
+        default_synth.assertions.has_resource_properties(
+            "AWS::SQS::QueuePolicy",
+            {
+                "Queues": [{"Ref": queue_id}],
+                "PolicyDocument": {
+                    "Statement": Match.array_with(
+                        [
+                            Match.object_like(
+                                {"Effect": "Deny", "Condition": {"Bool": {"aws:SecureTransport": "false"}}}
+                            )
+                        ]
+                    )
+                },
+            },
+        )
+
+
+def test_direct_invocations_retry_twice_then_go_to_the_dead_letter_queue(default_synth: Synth) -> None:
+    _, dead = queue_ids(default_synth)
+    default_synth.assertions.has_resource_properties(
+        "AWS::Lambda::EventInvokeConfig",
+        {
+            "FunctionName": {"Ref": uploader_function(default_synth)[0]},
+            "MaximumRetryAttempts": 2,
+            "MaximumEventAgeInSeconds": Match.any_value(),
+            "DestinationConfig": {"OnFailure": {"Destination": {"Fn::GetAtt": [dead, "Arn"]}}},
+        },
+    )
+    assert resources_for(function_statements(default_synth), "sqs:SendMessage") == [
+        {"Fn::GetAtt": [dead, "Arn"]}
+    ]
+
+
+def notification_config(synth: Synth, bucket_name: Any) -> dict[str, Any]:
+    for resource in synth.resources("Custom::S3BucketNotifications").values():
+        if resource["Properties"]["BucketName"] == bucket_name:
+            return dict(resource["Properties"]["NotificationConfiguration"])
+    raise AssertionError(f"no notifications for {bucket_name}")
+
+
+def test_s3_created_and_removed_notifications_invoke_the_function_by_default(default_synth: Synth) -> None:
+    function_id = uploader_function(default_synth)[0]
+    config = notification_config(default_synth, {"Ref": source_bucket_id(default_synth)})
+    assert "QueueConfigurations" not in config
+    events = {entry["Events"][0] for entry in config["LambdaFunctionConfigurations"]}
+    assert events == {"s3:ObjectCreated:*", "s3:ObjectRemoved:*"}
+    for entry in config["LambdaFunctionConfigurations"]:
+        assert entry["LambdaFunctionArn"] == {"Fn::GetAtt": [function_id, "Arn"]}
+        assert "Filter" not in entry
+    default_synth.assertions.has_resource_properties(
+        "AWS::Lambda::Permission",
+        {
+            "Action": "lambda:InvokeFunction",
+            "Principal": "s3.amazonaws.com",
+            "FunctionName": {"Fn::GetAtt": [function_id, "Arn"]},
+            "SourceArn": {"Fn::GetAtt": [source_bucket_id(default_synth), "Arn"]},
+        },
+    )
+
+
+def test_notify_queue_sends_filtered_notifications_of_every_existing_bucket_to_the_queue(
+    custom_synth: Synth,
+) -> None:
+    queue, _ = queue_ids(custom_synth)
+    for name in EXISTING_BUCKETS:
+        config = notification_config(custom_synth, name)
+        assert "LambdaFunctionConfigurations" not in config
+        events = {entry["Events"][0] for entry in config["QueueConfigurations"]}
+        assert events == {"s3:ObjectCreated:*", "s3:ObjectRemoved:*"}
+        for entry in config["QueueConfigurations"]:
+            assert entry["QueueArn"] == {"Fn::GetAtt": [queue, "Arn"]}
+            rules = {rule["Name"]: rule["Value"] for rule in entry["Filter"]["Key"]["FilterRules"]}
+            assert rules == {"prefix": "incoming/", "suffix": ".png"}
+    custom_synth.assertions.has_resource_properties(
+        "AWS::SQS::QueuePolicy",
+        {
+            "Queues": [{"Ref": queue}],
+            "PolicyDocument": {
+                "Statement": Match.array_with(
+                    [Match.object_like({"Effect": "Allow", "Principal": {"Service": "s3.amazonaws.com"}})]
+                )
+            },
+        },
+    )
+    assert not custom_synth.resources("AWS::Lambda::Permission")
+
+
+# --- data: buckets, table, secret ----------------------------------------------------------------------
+
+
+def source_bucket_id(synth: Synth) -> str:
+    versioned = [
+        bid
+        for bid, bucket in synth.resources("AWS::S3::Bucket").items()
+        if bucket["Properties"].get("VersioningConfiguration", {}).get("Status") == "Enabled"
+    ]
+    assert len(versioned) == 1, versioned
+    return versioned[0]
+
+
+def test_new_source_bucket_is_private_encrypted_versioned_ssl_only_and_retained(default_synth: Synth) -> None:
+    bucket_id = source_bucket_id(default_synth)
+    bucket = default_synth.template["Resources"][bucket_id]
+    props = bucket["Properties"]
+    assert props["PublicAccessBlockConfiguration"] == {
+        "BlockPublicAcls": True,
+        "BlockPublicPolicy": True,
+        "IgnorePublicAcls": True,
+        "RestrictPublicBuckets": True,
+    }
+    assert props["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]
+    assert "LoggingConfiguration" in props
+    assert bucket["DeletionPolicy"] == "Retain"
+    default_synth.assertions.has_resource_properties(
+        "AWS::S3::BucketPolicy",
+        {
+            "Bucket": {"Ref": bucket_id},
+            "PolicyDocument": {
+                "Statement": Match.array_with(
+                    [
+                        Match.object_like(
+                            {"Effect": "Deny", "Condition": {"Bool": {"aws:SecureTransport": "false"}}}
+                        )
+                    ]
+                )
+            },
+        },
+    )
+
+
+def test_existing_buckets_are_imported_never_created(custom_synth: Synth) -> None:
+    assert not custom_synth.resources("AWS::S3::Bucket")
+    assert not custom_synth.resources("AWS::S3::BucketPolicy")
+
+
+def test_table_is_keyed_by_pk_on_demand_with_ttl_pitr_encryption_and_retained(default_synth: Synth) -> None:
+    default_synth.assertions.has_resource(
+        "AWS::DynamoDB::Table",
+        {
+            "Properties": {
+                "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
+                "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}],
+                "BillingMode": "PAY_PER_REQUEST",
+                "TimeToLiveSpecification": {"AttributeName": "expiresAt", "Enabled": True},
+                "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
+                "SSESpecification": {"SSEEnabled": True},
+            },
+            "DeletionPolicy": "Retain",
+            "UpdateReplacePolicy": "Retain",
+        },
+    )
+
+
+def test_secret_is_created_without_a_value_for_the_operator_to_put(default_synth: Synth) -> None:
+    _, secret = default_synth.only("AWS::SecretsManager::Secret")
+    assert "GenerateSecretString" not in secret["Properties"]
+    assert "SecretString" not in secret["Properties"]
+
+
+def test_existing_secret_is_used_and_no_secret_is_created(custom_synth: Synth) -> None:
+    assert not custom_synth.resources("AWS::SecretsManager::Secret")
+    assert resources_for(function_statements(custom_synth), "secretsmanager:GetSecretValue") == [
+        EXISTING_SECRET_ARN
+    ]
+
+
+# --- least privilege -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("synth_name", ["default_synth", "custom_synth"])
+def test_no_data_action_anywhere_has_a_wildcard_resource(
+    synth_name: str, request: pytest.FixtureRequest
+) -> None:
+    synth: Synth = request.getfixturevalue(synth_name)
+    for policy_id, policy in synth.resources("AWS::IAM::Policy").items():
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+            actions = as_list(statement["Action"])
+            if not any(action.startswith(DATA_SERVICES) for action in actions):
+                continue
+            assert "*" not in as_list(statement["Resource"]), (policy_id, statement)
+            assert not any(action.endswith(":*") for action in actions), (policy_id, statement)
+
+
+def test_only_x_ray_has_a_wildcard_resource_in_the_function_role(default_synth: Synth) -> None:
+    wildcard_actions = {
+        action
+        for statement in function_statements(default_synth)
+        if "*" in as_list(statement["Resource"])
+        for action in as_list(statement["Action"])
+    }
+    assert wildcard_actions == {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
+
+
+def test_function_role_reaches_only_this_stacks_data(default_synth: Synth) -> None:
+    statements = function_statements(default_synth)
+    bucket = source_bucket_id(default_synth)
+    table = logical_id_of(default_synth, "AWS::DynamoDB::Table")
+    secret = logical_id_of(default_synth, "AWS::SecretsManager::Secret")
+    queue, _ = queue_ids(default_synth)
+    objects = {"Fn::Join": ["", [{"Fn::GetAtt": [bucket, "Arn"]}, "/*"]]}
+    assert resources_for(statements, "s3:GetObject") == [objects]
+    assert resources_for(statements, "s3:GetObjectVersion") == [objects]
+    assert resources_for(statements, "s3:ListBucket") == [{"Fn::GetAtt": [bucket, "Arn"]}]
+    assert resources_for(statements, "dynamodb:UpdateItem") == [{"Fn::GetAtt": [table, "Arn"]}]
+    assert resources_for(statements, "secretsmanager:GetSecretValue") == [{"Ref": secret}]
+    assert resources_for(statements, "sqs:ReceiveMessage") == [{"Fn::GetAtt": [queue, "Arn"]}]
+    granted = {action for statement in statements for action in as_list(statement["Action"])}
+    # Read-only on S3, no deletes or scans on the table.
+    assert not {a for a in granted if a.startswith("s3:Put") or a.startswith("s3:Delete")}
+    assert not granted & {"dynamodb:Scan", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem"}
+
+
+def test_function_role_has_no_managed_policy_and_writes_only_its_own_logs(default_synth: Synth) -> None:
+    function_id, function = uploader_function(default_synth)
+    role_id = function["Properties"]["Role"]["Fn::GetAtt"][0]
+    role = default_synth.template["Resources"][role_id]["Properties"]
+    assert "ManagedPolicyArns" not in role
+    log_group = logical_id_of(default_synth, "AWS::Logs::LogGroup")
+    assert resources_for(function_statements(default_synth), "logs:PutLogEvents") == [
+        {"Fn::GetAtt": [log_group, "Arn"]}
+    ]
+
+
+def test_existing_buckets_are_read_by_name_and_their_kms_key_may_decrypt(custom_synth: Synth) -> None:
+    statements = function_statements(custom_synth)
+    objects = resources_for(statements, "s3:GetObject")
+    expected = [
+        {"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, f":s3:::{name}/*"]]}
+        for name in EXISTING_BUCKETS
+    ]
+    assert sorted(map(str, objects)) == sorted(map(str, expected))
+    assert resources_for(statements, "kms:Decrypt") == [EXISTING_KEY_ARN]
+
+
+# --- monitoring and outputs ----------------------------------------------------------------------------
+
+
+def alarm_on(synth: Synth, metric_name: str) -> dict[str, Any]:
+    found = [
+        alarm["Properties"]
+        for alarm in synth.resources("AWS::CloudWatch::Alarm").values()
+        if alarm["Properties"].get("MetricName") == metric_name
+    ]
+    assert len(found) == 1, (metric_name, found)
+    return found[0]
+
+
+def test_alarms_on_dlq_errors_throttles_and_queue_age_notify_the_topic(default_synth: Synth) -> None:
+    topic = {"Ref": logical_id_of(default_synth, "AWS::SNS::Topic")}
+    queue, dead = queue_ids(default_synth)
+    function_id = uploader_function(default_synth)[0]
+    dlq_alarm = alarm_on(default_synth, "ApproximateNumberOfMessagesVisible")
+    assert dlq_alarm["Dimensions"][0]["Value"] == {"Fn::GetAtt": [dead, "QueueName"]}
+    assert (dlq_alarm["Threshold"], dlq_alarm["ComparisonOperator"]) == (0, "GreaterThanThreshold")
+    for metric in ("Errors", "Throttles"):
+        alarm = alarm_on(default_synth, metric)
+        assert alarm["Dimensions"][0]["Value"] == {"Ref": function_id}
+        assert alarm["Threshold"] == 0
+    age = alarm_on(default_synth, "ApproximateAgeOfOldestMessage")
+    assert age["Dimensions"][0]["Value"] == {"Fn::GetAtt": [queue, "QueueName"]}
+    for alarm in default_synth.resources("AWS::CloudWatch::Alarm").values():
+        assert alarm["Properties"]["AlarmActions"] == [topic]
+        assert alarm["Properties"]["TreatMissingData"] == "notBreaching"
+
+
+def test_alarm_email_subscribes_to_the_topic(custom_synth: Synth, default_synth: Synth) -> None:
+    custom_synth.assertions.has_resource_properties(
+        "AWS::SNS::Subscription", {"Protocol": "email", "Endpoint": ALARM_EMAIL}
+    )
+    assert not default_synth.resources("AWS::SNS::Subscription")
+
+
+def test_dashboard_shows_uploads_failures_kie_latency_and_queue_depth(default_synth: Synth) -> None:
+    _, dashboard = default_synth.only("AWS::CloudWatch::Dashboard")
+    body = str(dashboard["Properties"]["DashboardBody"])
+    for needle in (
+        "KieUploader",
+        "UploadSucceeded",
+        "UploadFailed",
+        "KieLatency",
+        "ApproximateNumberOfMessagesVisible",
+    ):
+        assert needle in body
+
+
+@pytest.mark.parametrize("synth_name", ["default_synth", "custom_synth"])
+def test_outputs_are_exactly_what_the_cli_reads(synth_name: str, request: pytest.FixtureRequest) -> None:
+    synth: Synth = request.getfixturevalue(synth_name)
+    assert set(synth.template["Outputs"]) == OUTPUT_KEYS
+
+
+def test_custom_stack_name_comes_from_context(custom_synth: Synth) -> None:
+    assert custom_synth.template_path.name == "KieUploaderCustom.template.json"

@@ -1,0 +1,579 @@
+"""The handler, called in-process, against ministack (S3, DynamoDB, Secrets Manager, SQS) and the kie.ai
+emulator. ministack's S3 checks presigned signatures, so every upload proves the presigned URL works."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+import pytest
+
+from kie_uploader import local
+from kie_uploader.emulator import KieEmulator
+from tests import factories as f
+from tests.conftest import KIE_TEST_KEY
+from uploader import handler as handler_module
+from uploader.errors import ConfigurationError
+
+BUCKET = "photos"
+VERSIONED = "versioned"
+OTHER = "elsewhere"
+TABLE = "records"
+SECRET = "kie/api-key"
+
+
+@dataclass
+class World:
+    """The local AWS account, the emulator and the function's environment for one test."""
+
+    kie: KieEmulator
+    monkeypatch: pytest.MonkeyPatch
+    s3: Any = field(default_factory=lambda: boto3.client("s3"))
+    ddb: Any = field(default_factory=lambda: boto3.client("dynamodb"))
+    secrets: Any = field(default_factory=lambda: boto3.client("secretsmanager"))
+    _sequencers: Iterator[int] = field(default_factory=lambda: itertools.count(0x1000))
+
+    def env(self, **values: str | None) -> None:
+        for name, value in values.items():
+            if value is None:
+                self.monkeypatch.delenv(name, raising=False)
+            else:
+                self.monkeypatch.setenv(name, value)
+
+    def put(self, key: str, body: bytes = b"hello kie", bucket: str = BUCKET) -> dict[str, Any]:
+        answer = self.s3.put_object(Bucket=bucket, Key=key, Body=body)
+        return {"etag": answer["ETag"].strip('"'), "version_id": answer.get("VersionId"), "size": len(body)}
+
+    def next_sequencer(self) -> str:
+        return f"00{next(self._sequencers):016X}"
+
+    def created(self, key: str, body: bytes = b"hello kie", bucket: str = BUCKET) -> dict[str, Any]:
+        """Put the object and return its S3 notification record (as S3 would send it)."""
+        facts = self.put(key, body, bucket)
+        return f.s3_record(bucket, key, sequencer=self.next_sequencer(), **facts)
+
+    def removed(self, key: str, bucket: str = BUCKET, **kwargs: Any) -> dict[str, Any]:
+        return f.s3_removed_record(bucket, key, sequencer=self.next_sequencer(), **kwargs)
+
+    def invoke(self, event: dict[str, Any], remaining_ms: int = 60_000) -> Any:
+        return handler_module.handler(event, f.LambdaContext(remaining_ms=remaining_ms))
+
+    def sqs(self, *bodies: Any) -> tuple[dict[str, Any], list[str]]:
+        records = [f.sqs_record(body, message_id=f"m{i}") for i, body in enumerate(bodies)]
+        return f.sqs_event(*records), [r["messageId"] for r in records]
+
+    def record(self, key: str, bucket: str = BUCKET) -> dict[str, Any] | None:
+        item = self.ddb.get_item(
+            TableName=TABLE, Key={"pk": {"S": f"s3://{bucket}/{key}"}}, ConsistentRead=True
+        )
+        if "Item" not in item:
+            return None
+        return {name: next(iter(value.values())) for name, value in item["Item"].items()}
+
+
+@pytest.fixture
+def world(
+    aws_env: dict[str, str], ministack: local.Server, kie: KieEmulator, monkeypatch: pytest.MonkeyPatch
+) -> World:
+    local.reset_ministack(ministack.endpoint_url)
+    w = World(kie=kie, monkeypatch=monkeypatch)
+    for bucket in (BUCKET, VERSIONED, OTHER):
+        w.s3.create_bucket(Bucket=bucket)
+    w.s3.put_bucket_versioning(Bucket=VERSIONED, VersioningConfiguration={"Status": "Enabled"})
+    w.ddb.create_table(
+        TableName=TABLE,
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    w.secrets.create_secret(Name=SECRET, SecretString=json.dumps({"apiKey": KIE_TEST_KEY}))
+    w.env(
+        TABLE_NAME=TABLE,
+        KIE_API_KEY_SECRET_ID=SECRET,
+        KIE_API_KEY=None,
+        KIE_BASE_URL=kie.base_url,
+        ALLOWED_BUCKETS=f"{BUCKET},{VERSIONED}",
+        MAX_OBJECT_BYTES="1000",
+        KIE_MAX_ATTEMPTS="3",
+        KIE_TIMEOUT_SECONDS="5",
+        MAX_CONCURRENCY="10",
+    )
+    return w
+
+
+def failures(answer: dict[str, Any]) -> list[str]:
+    return [item["itemIdentifier"] for item in answer["batchItemFailures"]]
+
+
+# --- trigger shapes -------------------------------------------------------------------------------------
+
+
+def test_sqs_message_uploads_the_object_and_records_the_download_url(world: World) -> None:
+    event, _ = world.sqs(f.s3_notification(world.created("in/a photo.jpg", b"\x89PNG bytes")))
+
+    answer = world.invoke(event)
+
+    assert answer == {"batchItemFailures": []}
+    record = world.record("in/a photo.jpg")
+    assert record is not None and record["status"] == "UPLOADED"
+    assert record["fileName"] == "a photo.jpg" and record["attempts"] == "1"
+    assert record["uploadPath"].startswith(f"s3-uploads/{BUCKET}/")
+    assert world.kie.stored(record["filePath"]) == b"\x89PNG bytes"
+    with urllib.request.urlopen(record["downloadUrl"], timeout=10) as response:
+        assert response.read() == b"\x89PNG bytes"
+    assert int(record["expiresAt"]) > time.time() + 259_000
+    assert "X-Amz" not in json.dumps(record) and KIE_TEST_KEY not in json.dumps(record)
+
+
+def test_direct_s3_event_with_several_records(world: World) -> None:
+    event = f.s3_notification(world.created("one.txt", b"1"), world.created("two.txt", b"22"))
+
+    assert world.invoke(event) is None
+
+    assert [world.record(k)["status"] for k in ("one.txt", "two.txt")] == ["UPLOADED", "UPLOADED"]
+    assert world.kie.upload_count == 2
+
+
+@pytest.mark.parametrize("shape", ["sns", "eventbridge", "plain", "s3Uri"])
+def test_every_message_shape_is_uploaded(world: World, shape: str) -> None:
+    key = "shapes/x y+z.txt"
+    facts = world.put(key)
+    body = {
+        "sns": lambda: f.sns_wrapped(f.s3_notification(f.s3_record(BUCKET, key, **facts))),
+        "eventbridge": lambda: f.eventbridge_object_created(
+            BUCKET, key, size=facts["size"], etag=facts["etag"]
+        ),
+        "plain": lambda: f.plain_message(BUCKET, key),
+        "s3Uri": lambda: {"s3Uri": f"s3://{BUCKET}/{key}"},
+    }[shape]()
+    event, _ = world.sqs(body)
+
+    assert failures(world.invoke(event)) == []
+
+    assert world.record(key)["status"] == "UPLOADED"
+
+
+def test_real_s3_notifications_through_sqs(world: World) -> None:
+    sqs = boto3.client("sqs")
+    queue_url = sqs.create_queue(QueueName="uploads")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    world.s3.put_bucket_notification_configuration(
+        Bucket=BUCKET,
+        NotificationConfiguration={
+            "QueueConfigurations": [{"QueueArn": arn, "Events": ["s3:ObjectCreated:*"]}]
+        },
+    )
+    key = "real notes/c++ (1).txt"
+    world.put(key, b"from a real notification")
+    messages: list[dict[str, Any]] = []
+    for _ in range(10):
+        got = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+        messages += got.get("Messages", [])
+        if any("ObjectCreated" in m["Body"] for m in messages):
+            break
+    event = f.sqs_event(*[f.sqs_record(m["Body"], message_id=m["MessageId"]) for m in messages])
+
+    assert failures(world.invoke(event)) == []
+
+    assert world.record(key)["status"] == "UPLOADED"
+    assert world.kie.upload_count == 1  # the s3:TestEvent, if any, is acknowledged without an upload
+
+
+# --- exactly-once effect ----------------------------------------------------------------------------------
+
+
+def test_a_duplicate_event_does_not_call_kie_again(world: World) -> None:
+    event, _ = world.sqs(f.s3_notification(world.created("dup.txt")))
+
+    world.invoke(event)
+    answer = world.invoke(event)
+
+    assert failures(answer) == []
+    assert world.kie.upload_count == 1
+    assert world.record("dup.txt")["attempts"] == "1"
+
+
+def test_the_same_object_twice_in_one_batch_is_uploaded_once(world: World) -> None:
+    record = world.created("twice.txt")
+    event, _ = world.sqs(f.s3_notification(record), f.s3_notification(record))
+
+    assert failures(world.invoke(event)) == []
+
+    assert world.kie.upload_count == 1
+
+
+def test_a_plain_message_for_an_uploaded_version_is_a_duplicate(world: World) -> None:
+    world.invoke(f.s3_notification(world.created("backfilled.txt")))
+    event, _ = world.sqs(f.plain_message(BUCKET, "backfilled.txt"))
+
+    world.invoke(event)
+
+    assert world.kie.upload_count == 1
+
+
+def test_an_older_event_never_overwrites_a_newer_version(world: World) -> None:
+    old = world.created("v.txt", b"version one", bucket=VERSIONED)
+    new = world.created("v.txt", b"version two", bucket=VERSIONED)
+
+    world.invoke(f.s3_notification(new))
+    world.invoke(f.s3_notification(old))  # delivered late
+
+    record = world.record("v.txt", VERSIONED)
+    assert record["versionId"] == new["s3"]["object"]["versionId"]
+    assert world.kie.stored(record["filePath"]) == b"version two"
+    assert world.kie.upload_count == 1
+
+
+def test_out_of_order_events_in_one_batch_end_in_the_newest_state(world: World) -> None:
+    old = world.created("ooo.txt", b"old", bucket=VERSIONED)
+    new = world.created("ooo.txt", b"new", bucket=VERSIONED)
+    event, _ = world.sqs(f.s3_notification(new), f.s3_notification(old))
+
+    world.invoke(event)
+
+    record = world.record("ooo.txt", VERSIONED)
+    assert record["versionId"] == new["s3"]["object"]["versionId"]
+    assert world.kie.stored(record["filePath"]) == b"new"
+
+
+def test_each_version_gets_its_own_upload_path(world: World) -> None:
+    world.invoke(f.s3_notification(world.created("p.txt", b"one", bucket=VERSIONED)))
+    first = world.record("p.txt", VERSIONED)
+    world.invoke(f.s3_notification(world.created("p.txt", b"two", bucket=VERSIONED)))
+    second = world.record("p.txt", VERSIONED)
+
+    assert first["uploadPath"] != second["uploadPath"]
+    assert world.kie.stored(first["filePath"]) == b"one"  # the older file was not overwritten
+    assert world.kie.stored(second["filePath"]) == b"two"
+
+
+def test_retry_failed_sends_a_plain_message_that_repairs_a_failed_record(world: World) -> None:
+    world.kie.script("400")
+    world.invoke(f.s3_notification(world.created("again.txt")))
+    assert world.record("again.txt")["status"] == "FAILED"
+    event, _ = world.sqs(f.plain_message(BUCKET, "again.txt"))
+
+    assert failures(world.invoke(event)) == []
+
+    record = world.record("again.txt")
+    assert record["status"] == "UPLOADED" and record["attempts"] == "2"
+    assert record["sequencer"]  # the same version's event sequencer is kept for later ordering
+
+
+def test_an_unsupported_invocation_event_raises_a_clear_error(world: World) -> None:
+    with pytest.raises(ValueError, match="unsupported event"):
+        world.invoke({"hello": "world"})
+
+
+# --- deletions and missing objects --------------------------------------------------------------------------
+
+
+def test_a_deleted_object_is_recorded_deleted_without_its_download_url(world: World) -> None:
+    world.invoke(f.s3_notification(world.created("bye.txt")))
+    world.s3.delete_object(Bucket=BUCKET, Key="bye.txt")
+
+    world.invoke(f.s3_notification(world.removed("bye.txt")))
+
+    record = world.record("bye.txt")
+    assert record["status"] == "DELETED" and "downloadUrl" not in record
+
+
+def test_a_late_created_event_after_the_deletion_is_superseded(world: World) -> None:
+    created = world.created("late.txt")
+    world.s3.delete_object(Bucket=BUCKET, Key="late.txt")
+    removed = world.removed("late.txt")
+
+    world.invoke(f.s3_notification(removed))
+    world.invoke(f.s3_notification(created))
+
+    assert world.record("late.txt")["status"] == "DELETED"
+    assert world.kie.upload_count == 0
+
+
+def test_an_eventbridge_deletion_marks_the_record(world: World) -> None:
+    world.invoke(f.s3_notification(world.created("eb-del.txt")))
+    event, _ = world.sqs(f.eventbridge_object_deleted(BUCKET, "eb-del.txt", sequencer=world.next_sequencer()))
+
+    world.invoke(event)
+
+    assert world.record("eb-del.txt")["status"] == "DELETED"
+
+
+def test_a_missing_object_is_skipped_and_not_retried(world: World) -> None:
+    event, _ = world.sqs(f.plain_message(BUCKET, "never-existed.txt"))
+
+    answer = world.invoke(event)
+
+    assert failures(answer) == []
+    record = world.record("never-existed.txt")
+    assert record["status"] == "SKIPPED" and record["retryable"] is False
+    assert world.kie.upload_count == 0
+
+
+# --- refusals -----------------------------------------------------------------------------------------------
+
+
+def test_a_bucket_outside_allowed_buckets_is_refused_without_presigning(world: World) -> None:
+    world.put("secret.txt", bucket=OTHER)
+    event, _ = world.sqs(f.plain_message(OTHER, "secret.txt"))
+
+    answer = world.invoke(event)
+
+    assert failures(answer) == []
+    record = world.record("secret.txt", OTHER)
+    assert record["status"] == "FAILED" and record["errorKind"] == "permanent"
+    assert "ALLOWED_BUCKETS" in record["error"]
+    assert world.kie.calls == []
+
+
+def test_an_object_over_the_size_limit_is_not_sent(world: World) -> None:
+    event, _ = world.sqs(f.s3_notification(world.created("big.bin", b"x" * 1001)))
+
+    answer = world.invoke(event)
+
+    assert failures(answer) == []
+    record = world.record("big.bin")
+    assert record["status"] == "FAILED" and record["errorKind"] == "permanent"
+    assert "MAX_OBJECT_BYTES" in record["error"] and record["size"] == "1001"
+    assert world.kie.calls == []
+
+
+def test_a_batch_with_one_malformed_message_fails_only_that_message(world: World) -> None:
+    event, ids = world.sqs(
+        f.s3_notification(world.created("good-1.txt")),
+        "{not json",
+        f.plain_message(BUCKET, "good-2.txt") | {"key": "good-2.txt"},
+        f.s3_test_event(BUCKET),
+    )
+    world.put("good-2.txt")
+
+    answer = world.invoke(event)
+
+    assert failures(answer) == [ids[1]]
+    assert world.record("good-1.txt")["status"] == "UPLOADED"
+    assert world.record("good-2.txt")["status"] == "UPLOADED"
+
+
+# --- kie.ai faults ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fault", ["500", "429", "455", "body-error", "malformed", "timeout"])
+def test_a_transient_kie_fault_is_retried_within_the_invocation(world: World, fault: str) -> None:
+    world.env(KIE_TIMEOUT_SECONDS="1")
+    world.kie.set_faults(retry_after_seconds=1, timeout_seconds=2)
+    world.kie.script(fault, "ok")
+    event, _ = world.sqs(f.s3_notification(world.created("flaky.txt")))
+
+    answer = world.invoke(event)
+
+    assert failures(answer) == []
+    record = world.record("flaky.txt")
+    assert record["status"] == "UPLOADED" and record["attempts"] == "2"
+
+
+@pytest.mark.parametrize(
+    "switch",
+    [
+        "error_rate",
+        "rate_limit_rate",
+        "maintenance_rate",
+        "body_error_rate",
+        "timeout_rate",
+        "malformed_rate",
+    ],
+)
+def test_every_fault_switch_fails_the_delivery_then_a_redelivery_succeeds(world: World, switch: str) -> None:
+    world.env(KIE_MAX_ATTEMPTS="1", KIE_TIMEOUT_SECONDS="1")
+    world.kie.set_faults(**{switch: 1.0}, retry_after_seconds=0, timeout_seconds=1.5, body_error_code=503)
+    event, ids = world.sqs(f.s3_notification(world.created("switch.txt")))
+
+    first = world.invoke(event)
+    failed = world.record("switch.txt")
+    world.kie.set_faults()
+    second = world.invoke(event)
+
+    assert failures(first) == ids
+    assert failed["status"] == "FAILED" and failed["errorKind"] == "transient" and failed["retryable"] is True
+    assert failures(second) == []
+    record = world.record("switch.txt")
+    assert record["status"] == "UPLOADED" and record["attempts"] == "2"  # counted across deliveries
+    assert "error" not in record
+
+
+def test_added_latency_is_tolerated(world: World) -> None:
+    world.kie.set_faults(latency_seconds=0.5)
+    event, _ = world.sqs(f.s3_notification(world.created("slow.txt")))
+
+    assert failures(world.invoke(event)) == []
+
+
+@pytest.mark.parametrize("fault", ["400", {"bodyCode": 422}])
+def test_a_permanent_kie_refusal_is_recorded_and_acknowledged(world: World, fault: Any) -> None:
+    world.kie.script(fault)
+    event, _ = world.sqs(f.s3_notification(world.created("refused.txt")))
+
+    answer = world.invoke(event)
+
+    assert failures(answer) == []
+    record = world.record("refused.txt")
+    assert (
+        record["status"] == "FAILED" and record["errorKind"] == "permanent" and record["retryable"] is False
+    )
+    assert len(world.kie.calls) == 1
+
+
+@pytest.mark.parametrize("fault", ["401", "402", {"bodyCode": 402}])
+def test_a_configuration_refusal_is_recorded_and_delivered_again(world: World, fault: Any) -> None:
+    world.kie.script(fault)
+    event, ids = world.sqs(f.s3_notification(world.created("config.txt")))
+
+    answer = world.invoke(event)
+
+    assert failures(answer) == ids
+    record = world.record("config.txt")
+    assert record["status"] == "FAILED" and record["errorKind"] == "configuration"
+    assert len(world.kie.calls) == 1  # not retried within the invocation
+
+
+def test_a_persistent_transient_failure_of_a_direct_event_raises_after_all_records(world: World) -> None:
+    world.env(KIE_MAX_ATTEMPTS="1")
+    world.kie.script("ok", "500")
+    event = f.s3_notification(world.created("first.txt"), world.created("second.txt", bucket=VERSIONED))
+    world.env(MAX_CONCURRENCY="1")  # deterministic order: first.txt gets "ok"
+
+    with pytest.raises(handler_module.RetryNeededError, match="1 of 2"):
+        world.invoke(event)
+
+    assert world.record("first.txt")["status"] == "UPLOADED"
+    assert world.record("second.txt", VERSIONED)["status"] == "FAILED"
+
+
+# --- configuration ------------------------------------------------------------------------------------------
+
+
+def test_a_missing_secret_is_recorded_failed_and_delivered_again(world: World) -> None:
+    world.env(KIE_API_KEY_SECRET_ID="kie/does-not-exist")
+    event, ids = world.sqs(f.s3_notification(world.created("nokey.txt")))
+
+    answer = world.invoke(event)
+
+    assert failures(answer) == ids
+    record = world.record("nokey.txt")
+    assert record["status"] == "FAILED" and record["errorKind"] == "configuration"
+    assert "kie/does-not-exist" in record["error"]
+    assert world.kie.calls == []
+
+
+def test_a_wrong_key_in_the_secret_is_a_configuration_failure(world: World) -> None:
+    world.secrets.put_secret_value(SecretId=SECRET, SecretString="wrong-key-value")
+    world.env(SECRET_CACHE_SECONDS="0")
+    event, ids = world.sqs(f.s3_notification(world.created("wrongkey.txt")))
+
+    answer = world.invoke(event)
+
+    assert failures(answer) == ids
+    assert world.record("wrongkey.txt")["errorKind"] == "configuration"
+
+
+def test_a_raw_key_secret_works_too(world: World) -> None:
+    world.secrets.put_secret_value(SecretId=SECRET, SecretString=KIE_TEST_KEY)
+    world.env(SECRET_CACHE_SECONDS="0")
+    event, _ = world.sqs(f.s3_notification(world.created("rawkey.txt")))
+
+    assert failures(world.invoke(event)) == []
+
+
+def test_an_invalid_environment_fails_the_invocation_naming_the_variable(world: World) -> None:
+    world.env(MAX_CONCURRENCY="lots")
+    event, _ = world.sqs(f.plain_message(BUCKET, "x.txt"))
+
+    with pytest.raises(ConfigurationError, match="MAX_CONCURRENCY"):
+        world.invoke(event)
+
+
+def test_warm_invocations_reuse_the_runtime(world: World) -> None:
+    event, _ = world.sqs(f.s3_notification(world.created("warm.txt")))
+    world.invoke(event)
+    first = handler_module._get_processor()
+
+    world.invoke(event)
+
+    assert handler_module._get_processor() is first
+
+
+# --- logs and metrics -----------------------------------------------------------------------------------
+
+
+def test_one_structured_log_line_per_object_and_emf_metrics(
+    world: World, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    world.kie.script("500", "ok")
+    event, ids = world.sqs(f.s3_notification(world.created("logged.txt")), "garbage")
+
+    world.invoke(event)
+
+    # Log lines as the function writes them: Powertools' JSON formatter applied to each record.
+    formatter = handler_module.logger.registered_formatter
+    lines = [
+        json.loads(formatter.format(record)) for record in caplog.records if record.name == "kie-uploader"
+    ]
+    objects = [line for line in lines if line["message"] == "object processed"]
+    assert len(objects) == 1
+    assert {k: objects[0][k] for k in ("bucket", "key", "status", "attempts")} == {
+        "bucket": BUCKET,
+        "key": "logged.txt",
+        "status": "UPLOADED",
+        "attempts": 2,
+    }
+    assert objects[0]["durationMs"] > 0
+    rejected = [line for line in lines if line["message"] == "message rejected"]
+    assert rejected[0]["messageId"] == ids[1] and "not JSON" in rejected[0]["reason"]
+    # Metrics: one EMF document on stdout.
+    (emf,) = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    directive = emf["_aws"]["CloudWatchMetrics"][0]
+    assert directive["Namespace"] == "KieUploader"
+    assert {m["Name"] for m in directive["Metrics"]} == {"UploadSucceeded", "KieLatency"}
+    assert emf["UploadSucceeded"] == [1.0] and len(emf["KieLatency"]) == 2
+
+
+# --- speed ----------------------------------------------------------------------------------------------
+
+
+def test_a_batch_of_ten_with_one_second_kie_latency_runs_concurrently(world: World) -> None:
+    bodies = [f.s3_notification(world.created(f"batch/{i}.txt", f"object {i}".encode())) for i in range(10)]
+    event, _ = world.sqs(*bodies)
+    world.invoke(
+        f.s3_notification(world.created("warmup.txt"))
+    )  # the container is warm, as in a steady state
+    world.kie.set_faults(latency_seconds=1.0)
+
+    started = time.perf_counter()
+    answer = world.invoke(event)
+    elapsed = time.perf_counter() - started
+
+    assert failures(answer) == []
+    assert all(world.record(f"batch/{i}.txt")["status"] == "UPLOADED" for i in range(10))
+    # A ratio, not a timing: ten 1 s calls one after the other would take at least 10 s.
+    print(f"batch of 10 with 1 s kie.ai latency: {elapsed:.2f} s")
+    assert elapsed / (10 * 1.0) < 0.5
+
+
+def test_events_of_the_same_object_stay_in_order_in_one_lane(world: World) -> None:
+    world.kie.set_faults(latency_seconds=0.3)
+    first = world.created("lane.txt", b"first", bucket=VERSIONED)
+    second = world.created("lane.txt", b"second", bucket=VERSIONED)
+    event, _ = world.sqs(f.s3_notification(first), f.s3_notification(second))
+
+    world.invoke(event)
+
+    # In order: the first is uploaded, then the second replaces it; run together, they would overlap.
+    calls = world.kie.calls
+    assert len(calls) == 2
+    assert world.record("lane.txt", VERSIONED)["versionId"] == second["s3"]["object"]["versionId"]
+    assert calls[1].time - calls[0].time >= 0.25

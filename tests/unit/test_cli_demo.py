@@ -1,0 +1,112 @@
+"""The demo's pieces that need no server: samples, the honest --kie-url refusals, the table."""
+
+from __future__ import annotations
+
+import re
+import struct
+import zlib
+
+import pytest
+
+from kie_uploader import demo
+from kie_uploader.samples import EXISTING_PREFIX, NOTIFIED_PREFIX, Sample, demo_samples, pdf, png
+
+
+def test_the_png_sample_is_a_valid_png_whose_chunks_pass_their_crc() -> None:
+    data = png(8, 4)
+    assert data.startswith(b"\x89PNG\r\n\x1a\n")
+    offset, tags = 8, []
+    while offset < len(data):
+        (length,) = struct.unpack(">I", data[offset : offset + 4])
+        tag, body = data[offset + 4 : offset + 8], data[offset + 8 : offset + 8 + length]
+        (crc,) = struct.unpack(">I", data[offset + 8 + length : offset + 12 + length])
+        assert zlib.crc32(tag + body) == crc
+        tags.append(tag)
+        if tag == b"IDAT":
+            assert len(zlib.decompress(body)) == 4 * (1 + 8 * 3)  # 4 rows of filter byte + 8 RGB pixels
+        offset += 12 + length
+    assert tags == [b"IHDR", b"IDAT", b"IEND"]
+
+
+def test_the_pdf_sample_has_a_cross_reference_table_that_points_at_its_objects() -> None:
+    data = pdf("x (y)")
+    startxref = int(re.search(rb"startxref\n(\d+)\n%%EOF\n$", data).group(1))  # type: ignore[union-attr]
+    assert data[startxref:].startswith(b"xref\n0 6\n")
+    entries = re.findall(rb"(\d{10}) 00000 n ", data[startxref:])
+    for number, offset in enumerate(entries, start=1):
+        assert data[int(offset) :].startswith(b"%d 0 obj" % number)
+    assert rb"(x \(y\)) Tj" in data
+
+
+def test_the_samples_cover_what_the_demo_promises() -> None:
+    samples = demo_samples(1024)
+    by_type = {s.content_type.split(";")[0] for s in samples}
+    assert {"image/png", "application/pdf", "text/plain"} <= by_type
+    assert any(" " in s.key and not s.key.isascii() for s in samples)
+    assert any(s.key.count("/") >= 4 for s in samples)
+    (large,) = [s for s in samples if s.expected_status == "FAILED"]
+    assert len(large.body) == 1025
+    (queued,) = [s for s in samples if s.route == "queue"]
+    assert queued.key.startswith(EXISTING_PREFIX)
+    assert all(s.key.startswith(NOTIFIED_PREFIX) for s in samples if s.route == "notification")
+
+
+@pytest.mark.parametrize(
+    ("options", "environ", "message"),
+    [
+        (demo.DemoOptions(kie_url="https://api.kie.ai"), {}, "needs your kie.ai API key in KIE_API_KEY"),
+        (demo.DemoOptions(kie_url="https://api.kie.ai"), {"KIE_API_KEY": "k"}, "needs --bucket NAME"),
+        (
+            demo.DemoOptions(kie_url="https://api.kie.ai", bucket="real-bucket"),
+            {"KIE_API_KEY": "k", "AWS_ENDPOINT_URL": "http://127.0.0.1:4566"},
+            "AWS_ENDPOINT_URL is set",
+        ),
+    ],
+)
+def test_the_real_service_is_refused_when_kie_ai_could_not_reach_the_objects(
+    options: demo.DemoOptions, environ: dict[str, str], message: str
+) -> None:
+    with pytest.raises(demo.DemoError, match=re.escape(message)):
+        demo.check_real_service(options, environ)
+
+
+def test_the_real_service_is_accepted_with_a_key_a_bucket_and_real_aws() -> None:
+    options = demo.DemoOptions(kie_url="https://api.kie.ai", bucket="real-bucket")
+    assert demo.check_real_service(options, {"KIE_API_KEY": "secret-key"}) == "secret-key"
+
+
+def test_the_demo_command_explains_the_refusal_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("KIE_API_KEY", raising=False)
+    assert demo.main(["--kie-url", "https://api.kie.ai"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("demo: --kie-url https://api.kie.ai needs your kie.ai API key")
+    assert err.count("\n") == 1
+
+
+def test_a_bucket_without_a_real_kie_url_is_refused() -> None:
+    with pytest.raises(demo.DemoError, match="only makes sense with a real --kie-url"):
+        demo.run_demo(demo.DemoOptions(bucket="some-bucket"))
+
+
+def _result(status: str, *, expected: str = "UPLOADED", match: bool | None = True) -> demo.ObjectResult:
+    sample = Sample("incoming/a b.txt", b"abc", "text/plain", expected_status=expected)
+    record = {"status": status, "downloadUrl": "http://127.0.0.1:1/files/a", "expiresAt": 4_000_000_000}
+    return demo.ObjectResult(sample, record, bytes_match=match)
+
+
+def test_an_object_is_ok_only_with_its_expected_status_and_matching_bytes() -> None:
+    assert _result("UPLOADED").ok
+    assert not _result("UPLOADED", match=False).ok
+    assert not _result("FAILED").ok
+    assert _result("FAILED", expected="FAILED", match=None).ok
+
+
+def test_the_demo_table_says_which_object_went_wrong() -> None:
+    result = demo.DemoResult(objects=[_result("UPLOADED"), _result("FAILED")], bucket="b", outputs={})
+    lines = result.table().splitlines()
+    assert lines[0].split()[:3] == ["S3", "KEY", "SIZE"]
+    assert lines[2].split()[-2:] == ["yes", "ok"]
+    assert lines[3].split()[-2:] == ["expected", "UPLOADED"]
+    assert not result.ok
