@@ -46,7 +46,7 @@ bench: install
 	$(PY) -m bench.run $(ARGS)
 
 soak: install
-	$(VENV)/bin/pytest tests/e2e -m slow -k soak --soak-objects=1000 $(ARGS)
+	SOAK_OBJECTS=1000 $(VENV)/bin/pytest tests/e2e/test_soak.py $(ARGS)
 
 synth: install
 	node_modules/.bin/cdk synth --no-notices --quiet
