@@ -17,6 +17,7 @@ from typing import Any
 
 import boto3
 import pytest
+from boto3.dynamodb.types import TypeDeserializer
 
 from kie_uploader import local
 from kie_uploader.deploy import deploy_local, destroy_local, put_api_key
@@ -70,8 +71,6 @@ class DeployedStack:
         item = answer.get("Item")
         if item is None:
             return None
-        from boto3.dynamodb.types import TypeDeserializer
-
         deserializer = TypeDeserializer()
         return {name: deserializer.deserialize(value) for name, value in item.items()}
 
@@ -121,7 +120,6 @@ def deployed_stack(local_state: Path, tmp_path_factory: pytest.TempPathFactory) 
     emulator = KieEmulator(api_key=KIE_TEST_KEY, port=0).start()
     outdir = tmp_path_factory.mktemp("e2e-cdk-out")
     timings: dict[str, float] = {}
-    stack: DeployedStack | None = None
     try:
         outputs = deploy_local(
             endpoint_url=server.endpoint_url, kie_base_url=emulator.base_url, outdir=outdir, timings=timings
@@ -129,7 +127,7 @@ def deployed_stack(local_state: Path, tmp_path_factory: pytest.TempPathFactory) 
         started = time.perf_counter()
         put_api_key(outputs["SecretArn"], KIE_TEST_KEY, endpoint_url=server.endpoint_url)
         timings["put_api_key"] = time.perf_counter() - started
-        stack = DeployedStack(
+        yield DeployedStack(
             stack_name="KieUploader",
             outputs=outputs,
             endpoint_url=server.endpoint_url,
@@ -139,7 +137,6 @@ def deployed_stack(local_state: Path, tmp_path_factory: pytest.TempPathFactory) 
             outdir=outdir,
             timings=timings,
         )
-        yield stack
         destroy_local(endpoint_url=server.endpoint_url, outdir=outdir, timings=timings)
         logger.info("local deployment timings (s): %s", {k: round(v, 1) for k, v in timings.items()})
     finally:

@@ -41,6 +41,7 @@ CUSTOM_CONTEXT = {
     "memorySize": "512",
     "architecture": "x86_64",
     "logRetentionDays": "14",
+    "functionTimeoutSeconds": "60",
 }
 
 

@@ -29,6 +29,11 @@ def test_bucket_names_are_split_trimmed_and_deduplicated() -> None:
     )
 
 
+def test_the_queue_visibility_timeout_follows_a_shorter_function_timeout() -> None:
+    parsed = settings(functionTimeoutSeconds="20")
+    assert (parsed.function_timeout_seconds, parsed.queue_visibility_timeout_seconds) == (20, 120)
+
+
 def test_values_from_cdk_json_may_be_json_types() -> None:
     parsed = settings(bucketNames=["one-bucket", "two-bucket"], maxConcurrency=7, logRetentionDays=90)
     assert parsed.bucket_names == ("one-bucket", "two-bucket")
@@ -50,6 +55,7 @@ def test_values_from_cdk_json_may_be_json_types() -> None:
         ("memorySize", "64"),
         ("architecture", "arm"),
         ("logRetentionDays", "31"),
+        ("functionTimeoutSeconds", "901"),  # Lambda's maximum is 900 s
         ("bucketKmsKeyArns", "alias/aws/s3"),
     ],
 )

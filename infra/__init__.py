@@ -1,0 +1,1 @@
+"""The kie.ai uploader's CDK app: one stack that wires one construct per concern."""

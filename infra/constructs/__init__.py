@@ -1,0 +1,1 @@
+"""One construct per concern: source buckets, queues, table, secret, function, monitoring."""

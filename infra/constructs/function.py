@@ -1,0 +1,116 @@
+"""The uploader function: bundled without Docker, its own role and log group, async failures to the DLQ."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import cast
+
+from aws_cdk import AssetHashType, Duration, Fn
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_destinations as destinations
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from infra import bundling
+from infra.settings import (
+    KIE_MAX_ATTEMPTS,
+    KIE_TIMEOUT_SECONDS,
+    SECRET_CACHE_SECONDS,
+    SQS_BATCH_SIZE,
+    StackSettings,
+)
+
+HANDLER = "uploader.handler.handler"
+SERVICE_NAME = "kie-uploader"
+METRICS_NAMESPACE = "KieUploader"
+# Lambda's own retries of a direct (asynchronous) S3 invocation, and how long an event may wait for them.
+ASYNC_RETRY_ATTEMPTS = 2
+ASYNC_MAX_EVENT_AGE = Duration.hours(6)
+
+
+def function_environment(
+    *, settings: StackSettings, table_name: str, secret_arn: str, allowed_buckets: Sequence[str]
+) -> dict[str, str]:
+    """Exactly the variables the function reads (its configuration contract), and no others."""
+    return {
+        "TABLE_NAME": table_name,
+        "KIE_API_KEY_SECRET_ID": secret_arn,
+        "KIE_BASE_URL": settings.kie_base_url,
+        "KIE_UPLOAD_PATH": settings.kie_upload_path,
+        "KIE_RETENTION_SECONDS": str(settings.retention_seconds),
+        "PRESIGN_EXPIRES_SECONDS": str(settings.presign_expires_seconds),
+        "MAX_OBJECT_BYTES": str(settings.max_object_bytes),
+        "ALLOWED_BUCKETS": Fn.join(",", list(allowed_buckets)),
+        "MAX_CONCURRENCY": str(SQS_BATCH_SIZE),
+        "SECRET_CACHE_SECONDS": str(SECRET_CACHE_SECONDS),
+        "KIE_TIMEOUT_SECONDS": str(KIE_TIMEOUT_SECONDS),
+        "KIE_MAX_ATTEMPTS": str(KIE_MAX_ATTEMPTS),
+        "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
+        "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+        "POWERTOOLS_LOG_LEVEL": "INFO",
+    }
+
+
+class UploaderFunction(Construct):
+    """The Lambda function that hands S3 objects to kie.ai; permissions to data are granted by the stack."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        settings: StackSettings,
+        source_root: Path,
+        environment: dict[str, str],
+        dead_letter_queue: sqs.IQueue,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.log_group = logs.LogGroup(self, "Logs")
+        # LogGroup takes an enum; the context gives days, already checked against the allowed values.
+        cast(
+            logs.CfnLogGroup, self.log_group.node.default_child
+        ).retention_in_days = settings.log_retention_days
+
+        # Our own role instead of CDK's default, which attaches AWSLambdaBasicExecutionRole (logs:* on every
+        # log group): this one may write to its own log group only.
+        self.role = iam.Role(
+            self,
+            "Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description="kie.ai uploader: reads source objects, writes records, reads the kie.ai key",
+        )
+        self.log_group.grant_write(self.role)
+
+        architecture = (
+            lambda_.Architecture.ARM_64 if settings.architecture == "arm64" else lambda_.Architecture.X86_64
+        )
+        self.function = lambda_.Function(
+            self,
+            "Function",
+            description="Hands S3 objects to kie.ai's URL upload and records the result in DynamoDB",
+            runtime=bundling.RUNTIME,
+            architecture=architecture,
+            handler=HANDLER,
+            code=lambda_.Code.from_asset(
+                str(source_root),
+                # Hash the sources, so that an unchanged function is not bundled (pip) again.
+                asset_hash_type=AssetHashType.SOURCE,
+                exclude=["**/__pycache__", "**/*.pyc", "**/.pytest_cache"],
+                bundling=bundling.bundling_options(source_root, architecture=settings.architecture),
+            ),
+            memory_size=settings.memory_size,
+            timeout=Duration.seconds(settings.function_timeout_seconds),
+            environment=environment,
+            role=self.role,
+            log_group=self.log_group,
+            tracing=lambda_.Tracing.ACTIVE,
+        )
+        # Direct S3 notifications invoke asynchronously: Lambda retries them, then parks the event in the DLQ.
+        self.function.configure_async_invoke(
+            retry_attempts=ASYNC_RETRY_ATTEMPTS,
+            max_event_age=ASYNC_MAX_EVENT_AGE,
+            on_failure=destinations.SqsDestination(dead_letter_queue),
+        )

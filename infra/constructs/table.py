@@ -1,0 +1,30 @@
+"""The records table: one item per S3 object, keyed by its ``s3://bucket/key`` URI."""
+
+from __future__ import annotations
+
+from aws_cdk import RemovalPolicy
+from aws_cdk import aws_dynamodb as dynamodb
+from constructs import Construct
+
+PARTITION_KEY = "pk"
+TTL_ATTRIBUTE = "expiresAt"
+
+
+class RecordsTable(Construct):
+    """On-demand, PITR, encrypted, kept when the stack is deleted; items expire with kie.ai's copy."""
+
+    def __init__(self, scope: Construct, construct_id: str) -> None:
+        super().__init__(scope, construct_id)
+        self.table = dynamodb.Table(
+            self,
+            "Table",
+            partition_key=dynamodb.Attribute(name=PARTITION_KEY, type=dynamodb.AttributeType.STRING),
+            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+            time_to_live_attribute=TTL_ATTRIBUTE,
+            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+                point_in_time_recovery_enabled=True
+            ),
+            encryption=dynamodb.TableEncryption.AWS_MANAGED,
+            # The records are the only place the download URLs live: never lose them with the stack.
+            removal_policy=RemovalPolicy.RETAIN,
+        )

@@ -1,0 +1,101 @@
+"""cdk-nag acknowledgments: each one scoped to the construct it is about, with the reason it holds here."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, cast
+
+from aws_cdk import Acknowledgment, CfnResource, Stack, Validations
+from aws_cdk import aws_s3 as s3
+
+if TYPE_CHECKING:
+    from aws_cdk import aws_secretsmanager as secretsmanager
+    from constructs import IConstruct
+
+    from infra.constructs.buckets import SourceBuckets
+    from infra.constructs.function import UploaderFunction
+
+# CDK's singleton that applies S3 notifications (it merges with a bucket's existing ones).
+BUCKET_NOTIFICATIONS_HANDLER_ID = "BucketNotificationsHandler050a0587b7544547bf325f094a3db834"
+
+REASONS = {
+    "SMG4": (
+        "The secret holds an API key issued by kie.ai; kie.ai offers no API to issue a new key, so a "
+        "rotation function could not rotate it. An operator replaces the key by putting a new value "
+        "(see the README); the function re-reads it after SECRET_CACHE_SECONDS."
+    ),
+    "L1": (
+        "The runtime is pinned to python3.12 on purpose: the function's dependencies are bundled as CPython "
+        "3.12 wheels (pip --python-version 3.12) and tested on that version; runtime and bundling target "
+        "move together in one change."
+    ),
+    "IAM5-xray": (
+        "Active X-Ray tracing: xray:PutTraceSegments and xray:PutTelemetryRecords support no resource-level "
+        "permissions, so '*' is the only possible resource. No data action has a wildcard resource."
+    ),
+    "IAM5-objects": (
+        "The function reads objects whose keys are known only at run time (any key of a source bucket, also "
+        "sent by the backfill tool): the object ARN needs '/*'. Actions are only s3:GetObject and "
+        "s3:GetObjectVersion, on the source buckets only."
+    ),
+    "IAM4-notifications": (
+        "CDK's own BucketNotificationsHandler (runs only during deployment to set the buckets' "
+        "notifications) uses the AWS managed AWSLambdaBasicExecutionRole to write its logs; CDK scopes "
+        "its S3 permission (s3:PutBucketNotification) to the source buckets."
+    ),
+}
+
+
+def _ack(rule: str, reason: str) -> Acknowledgment:
+    return Acknowledgment(id=f"AwsSolutions::{rule}", reason=reason)
+
+
+def _object_arn_finding(stack: Stack, bucket: s3.IBucket) -> str:
+    """cdk-nag's rendering of ``bucket.arn_for_objects('*')`` in an IAM5 finding id."""
+    resource = bucket.node.default_child
+    if resource is not None:
+        return f"<{stack.get_logical_id(cast(CfnResource, resource))}.Arn>/*"
+    return f"arn:<AWS::Partition>:s3:::{bucket.bucket_name}/*"
+
+
+def acknowledge_findings(
+    stack: Stack,
+    *,
+    uploader: UploaderFunction,
+    sources: SourceBuckets,
+    secret: secretsmanager.ISecret,
+    created_secret: bool,
+) -> list[str]:
+    """Acknowledge the AwsSolutions findings that are deliberate in this stack, each where it arises.
+
+    Returns the acknowledged ids, so that a test can check that each one still matches a finding.
+    """
+    acknowledged: list[str] = []
+
+    def acknowledge(scope: IConstruct, *acks: Acknowledgment) -> None:
+        Validations.of(scope).acknowledge(*acks)
+        acknowledged.extend(ack.id for ack in acks)
+
+    if created_secret:
+        acknowledge(secret, _ack("AwsSolutions-SMG4", REASONS["SMG4"]))
+    acknowledge(uploader.function, _ack("AwsSolutions-L1", REASONS["L1"]))
+    acknowledge(
+        uploader.role,
+        _ack("AwsSolutions-IAM5[Resource::*]", REASONS["IAM5-xray"]),
+        *(
+            _ack(
+                f"AwsSolutions-IAM5[Resource::{_object_arn_finding(stack, bucket)}]", REASONS["IAM5-objects"]
+            )
+            for bucket in sources.buckets
+        ),
+    )
+    handler = stack.node.try_find_child(BUCKET_NOTIFICATIONS_HANDLER_ID)
+    if handler is not None:
+        acknowledge(
+            handler,
+            _ack(
+                "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+                "AWSLambdaBasicExecutionRole]",
+                REASONS["IAM4-notifications"],
+            ),
+        )
+    return acknowledged

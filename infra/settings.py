@@ -1,0 +1,197 @@
+"""The stack's settings, parsed once from CDK context (``-c name=value`` or cdk.json) and validated.
+
+Every option has a default that deploys a working stack; a malformed value fails synth with an error
+that names the context key, before anything reaches CloudFormation.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+DEFAULT_STACK_NAME = "KieUploader"
+
+# kie.ai's own download of the presigned URL may take up to 30 s; the function's HTTP timeout (40 s)
+# and its retries (KIE_MAX_ATTEMPTS) need room on top of that within one invocation.
+FUNCTION_TIMEOUT_SECONDS = 120
+KIE_TIMEOUT_SECONDS = 40
+KIE_MAX_ATTEMPTS = 4
+SECRET_CACHE_SECONDS = 300
+# One SQS batch: the function processes the objects of one invocation concurrently up to this number.
+SQS_BATCH_SIZE = 10
+
+NOTIFY_TARGETS = ("lambda", "queue")
+ARCHITECTURES = ("arm64", "x86_64")
+# CloudWatch Logs accepts only these retention periods.
+LOG_RETENTION_DAYS = (
+    1,
+    3,
+    5,
+    7,
+    14,
+    30,
+    60,
+    90,
+    120,
+    150,
+    180,
+    365,
+    400,
+    545,
+    731,
+    1096,
+    1827,
+    2192,
+    2557,
+    2922,
+    3288,
+    3653,
+)
+_BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_SECRET_ARN = re.compile(r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[\w/+=.@-]+$")
+_KMS_KEY_ARN = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[\w-]+$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+class SettingsError(ValueError):
+    """A context value is missing or malformed; the message names the context key."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class StackSettings:
+    """Everything the stack can be told through context. See the README's table of context options."""
+
+    stack_name: str = DEFAULT_STACK_NAME
+    bucket_names: tuple[str, ...] = ()
+    bucket_kms_key_arns: tuple[str, ...] = ()
+    notify: str = "lambda"
+    prefix: str = ""
+    suffix: str = ""
+    max_concurrency: int = 2
+    api_key_secret_arn: str | None = None
+    alarm_email: str | None = None
+    kie_base_url: str = "https://api.kie.ai"
+    kie_upload_path: str = "s3-uploads"
+    retention_seconds: int = 259_200
+    max_object_bytes: int = 104_857_600
+    presign_expires_seconds: int = 900
+    memory_size: int = 256
+    architecture: str = "arm64"
+    log_retention_days: int = 30
+
+    function_timeout_seconds: int = FUNCTION_TIMEOUT_SECONDS
+
+    @property
+    def queue_visibility_timeout_seconds(self) -> int:
+        # AWS's guidance for an SQS event source: at least 6 x the function timeout, so that a message is
+        # not handed to a second invocation while the first one still retries it.
+        return 6 * self.function_timeout_seconds
+
+    @classmethod
+    def from_context(cls, get: Callable[[str], Any]) -> StackSettings:
+        """Build the settings from a context getter such as ``app.node.try_get_context``."""
+        reader = _ContextReader(get)
+        defaults = cls()
+        return cls(
+            stack_name=reader.text(
+                "stackName", defaults.stack_name, pattern=r"^[A-Za-z][A-Za-z0-9-]{0,127}$"
+            ),
+            bucket_names=reader.names("bucketNames", _BUCKET_NAME, "an S3 bucket name"),
+            bucket_kms_key_arns=reader.names("bucketKmsKeyArns", _KMS_KEY_ARN, "a KMS key ARN"),
+            notify=reader.choice("notify", defaults.notify, NOTIFY_TARGETS),
+            prefix=reader.text("prefix", defaults.prefix),
+            suffix=reader.text("suffix", defaults.suffix),
+            max_concurrency=reader.integer("maxConcurrency", defaults.max_concurrency, low=2, high=1000),
+            api_key_secret_arn=reader.optional(
+                "apiKeySecretArn", _SECRET_ARN, "a Secrets Manager secret ARN"
+            ),
+            alarm_email=reader.optional("alarmEmail", _EMAIL, "an e-mail address"),
+            kie_base_url=reader.text(
+                "kieBaseUrl", defaults.kie_base_url, pattern=r"^https?://[^\s/]+(/\S*)?$"
+            ),
+            kie_upload_path=reader.text(
+                "kieUploadPath", defaults.kie_upload_path, pattern=r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$"
+            ),
+            retention_seconds=reader.integer("retentionSeconds", defaults.retention_seconds, low=60),
+            max_object_bytes=reader.integer("maxObjectBytes", defaults.max_object_bytes, low=1),
+            presign_expires_seconds=reader.integer(
+                "presignExpiresSeconds", defaults.presign_expires_seconds, low=60, high=604_800
+            ),
+            memory_size=reader.integer("memorySize", defaults.memory_size, low=128, high=10_240),
+            architecture=reader.choice("architecture", defaults.architecture, ARCHITECTURES),
+            log_retention_days=reader.choice_int(
+                "logRetentionDays", defaults.log_retention_days, LOG_RETENTION_DAYS
+            ),
+            function_timeout_seconds=reader.integer(
+                "functionTimeoutSeconds", defaults.function_timeout_seconds, low=5, high=900
+            ),
+        )
+
+
+class _ContextReader:
+    """Reads context values, which arrive as strings from ``-c`` and as JSON values from cdk.json."""
+
+    def __init__(self, get: Callable[[str], Any]) -> None:
+        self._get = get
+
+    def _raw(self, key: str) -> str | None:
+        value = self._get(key)
+        if value is None:
+            return None
+        if isinstance(value, list | tuple):
+            return ",".join(str(item) for item in value)
+        text = str(value).strip()
+        return text or None
+
+    def text(self, key: str, default: str, *, pattern: str | None = None) -> str:
+        value = self._raw(key)
+        if value is None:
+            return default
+        if pattern is not None and not re.match(pattern, value):
+            raise SettingsError(f"context {key}={value!r} is malformed (expected to match {pattern})")
+        return value
+
+    def optional(self, key: str, pattern: re.Pattern[str], what: str) -> str | None:
+        value = self._raw(key)
+        if value is not None and not pattern.match(value):
+            raise SettingsError(f"context {key}={value!r} is not {what}")
+        return value
+
+    def names(self, key: str, pattern: re.Pattern[str], what: str) -> tuple[str, ...]:
+        value = self._raw(key)
+        if value is None:
+            return ()
+        names = tuple(dict.fromkeys(part.strip() for part in value.split(",") if part.strip()))
+        for name in names:
+            if not pattern.match(name):
+                raise SettingsError(f"context {key}: {name!r} is not {what}")
+        return names
+
+    def choice(self, key: str, default: str, choices: tuple[str, ...]) -> str:
+        value = self._raw(key)
+        if value is None:
+            return default
+        if value not in choices:
+            raise SettingsError(f"context {key}={value!r} must be one of {', '.join(choices)}")
+        return value
+
+    def integer(self, key: str, default: int, *, low: int, high: int | None = None) -> int:
+        value = self._raw(key)
+        if value is None:
+            return default
+        try:
+            number = int(value)
+        except ValueError:
+            raise SettingsError(f"context {key}={value!r} is not an integer") from None
+        if number < low or (high is not None and number > high):
+            bound = f"between {low} and {high}" if high is not None else f"at least {low}"
+            raise SettingsError(f"context {key}={number} must be {bound}")
+        return number
+
+    def choice_int(self, key: str, default: int, choices: tuple[int, ...]) -> int:
+        number = self.integer(key, default, low=min(choices), high=max(choices))
+        if number not in choices:
+            raise SettingsError(f"context {key}={number} must be one of {', '.join(map(str, choices))}")
+        return number
