@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
+import tempfile
 import time
 from collections.abc import Mapping, MutableMapping
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import boto3
 from botocore.exceptions import ClientError
 
-from kie_uploader.local import LOCAL_ACCOUNT, LOCAL_CREDENTIALS, LOCAL_REGION, repo_root
+from kie_uploader.local import LOCAL_ACCOUNT, LOCAL_CREDENTIALS, LOCAL_REGION, repo_root, state_root
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudformation import CloudFormationClient
@@ -144,10 +145,19 @@ def _timed(timings: MutableMapping[str, float] | None, step: str, started: float
         timings[step] = elapsed
 
 
+def _private_outdir(outdir: Path | None) -> Path:
+    # Each cdk run gets its own cloud assembly folder: two runs sharing cdk.out fail with
+    # "Other CLIs are currently reading from cdk.out" (the demo beside a test run, say).
+    if outdir is not None:
+        return outdir
+    return Path(tempfile.mkdtemp(prefix="cdk.out-", dir=state_root()))
+
+
 def bootstrap_local(
     *,
     endpoint_url: str,
     project_root: Path | None = None,
+    outdir: Path | None = None,
     timings: MutableMapping[str, float] | None = None,
 ) -> bool:
     """``cdk bootstrap`` the local account unless its toolkit stack is already there; True if it ran."""
@@ -162,6 +172,8 @@ def bootstrap_local(
             f"aws://{LOCAL_ACCOUNT}/{LOCAL_REGION}",
             "--no-notices",
             "--no-version-reporting",
+            "--output",
+            str(_private_outdir(outdir)),
         ],
         endpoint_url=endpoint_url,
         project_root=root,
@@ -186,7 +198,8 @@ def deploy_local(
     ``timings``, when given, receives each step's duration in seconds (``bootstrap``, ``deploy``).
     """
     root = project_root or repo_root()
-    bootstrap_local(endpoint_url=endpoint_url, project_root=root, timings=timings)
+    outdir = _private_outdir(outdir)
+    bootstrap_local(endpoint_url=endpoint_url, project_root=root, outdir=outdir, timings=timings)
     full_context = {**(context or {}), "kieBaseUrl": kie_base_url, "stackName": stack_name}
     args = [
         "deploy",
@@ -198,9 +211,9 @@ def deploy_local(
         "--progress",
         "events",
         *_context_args(full_context),
+        "--output",
+        str(outdir),
     ]
-    if outdir is not None:
-        args += ["--output", str(outdir)]
     started = time.perf_counter()
     _run_cdk("deploy", args, endpoint_url=endpoint_url, project_root=root)
     _timed(timings, "deploy", started)
@@ -225,9 +238,9 @@ def destroy_local(
         "--no-notices",
         "--no-version-reporting",
         *_context_args({**(context or {}), "stackName": stack_name}),
+        "--output",
+        str(_private_outdir(outdir)),
     ]
-    if outdir is not None:
-        args += ["--output", str(outdir)]
     started = time.perf_counter()
     _run_cdk("destroy", args, endpoint_url=endpoint_url, project_root=root)
     _timed(timings, "destroy", started)

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from botocore.exceptions import ClientError
 
-from kie_uploader.cli import EXIT_ERROR, main
+from kie_uploader.cli import EXIT_ERROR, describe_aws_error, main, redact
 
 
 @pytest.fixture
@@ -45,3 +46,31 @@ def test_no_region_is_one_line_that_names_the_flag(
     err = capsys.readouterr().err
     assert code == EXIT_ERROR
     assert err == "kie-uploader: error: no AWS region: pass --region or set AWS_REGION\n"
+
+
+def _client_error(
+    code: str, message: str = "", operation: str = "ListObjectsV2", **extra: str
+) -> ClientError:
+    return ClientError({"Error": {"Code": code, "Message": message, **extra}}, operation)
+
+
+@pytest.mark.parametrize(
+    ("error", "line"),
+    [
+        (_client_error("InvalidAccessKeyId", "The AWS Access Key Id you provided does not exist"),
+         "AWS rejected the credentials (InvalidAccessKeyId): check AWS_PROFILE / AWS_ACCESS_KEY_ID"),
+        (_client_error("ExpiredToken", "expired"), "AWS rejected the credentials (ExpiredToken)"),
+        (_client_error("AccessDenied", "no s3:ListBucket"), "access denied: ListObjectsV2: no s3:ListBucket"),
+        (_client_error("NoSuchBucket", "gone", BucketName="b-1"), "no such bucket: b-1"),
+        (_client_error("ResourceNotFoundException", "table t", "Scan"), "not found: Scan: table t"),
+        (_client_error("Throttling", "slow down", "SendMessageBatch"),
+         "SendMessageBatch failed: Throttling: slow down"),
+    ],
+)  # fmt: skip
+def test_aws_errors_become_one_line_that_says_what_to_do(error: ClientError, line: str) -> None:
+    assert describe_aws_error(error).startswith(line)
+
+
+def test_an_error_message_carrying_a_presigned_url_is_redacted_on_the_way_out() -> None:
+    message = "GET https://b.s3.amazonaws.com/k?X-Amz-Credential=AKIA1&X-Amz-Signature=ff00 failed"
+    assert "AKIA1" not in redact(describe_aws_error(_client_error("InternalError", message)))

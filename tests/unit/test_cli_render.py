@@ -121,3 +121,10 @@ def test_ordinary_urls_and_stray_secret_parameters() -> None:
         redact("see https://x.example/y?page=2&size=10 now") == "see https://x.example/y?page=2&size=10 now"
     )
     assert redact("failed: X-Amz-Signature=abc123&x=1") == "failed: [redacted]&x=1"
+
+
+def test_whole_columns_are_never_cut() -> None:
+    lines = render_table(
+        ("URI", "URL"), [("s3://b/" + "k" * 20, "u" * 20)], max_width=5, whole=(0,)
+    ).splitlines()
+    assert lines[2].split() == ["s3://b/" + "k" * 20, "uuuu…"]

@@ -1,0 +1,824 @@
+"""``kie-uploader``: the operator's command line for a deployed stack.
+
+It finds the stack's resources from its CloudFormation outputs and talks to AWS through the standard
+credential chain; ``AWS_ENDPOINT_URL`` points it at a local stack instead. Errors a user can meet (no
+credentials, no such stack, no such bucket, a malformed S3 URI) are one line on stderr and a non-zero
+exit code, never a traceback.
+
+Exit codes: 0 success; 1 the command ran but the answer is "no" (an object is not uploaded, a message
+could not be sent); 2 the command could not run (bad arguments, AWS errors); 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from boto3.dynamodb.types import TypeDeserializer
+from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    NoRegionError,
+    PartialCredentialsError,
+)
+
+if TYPE_CHECKING:
+    from mypy_boto3_cloudformation import CloudFormationClient
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sqs import SQSClient
+
+EXIT_OK = 0
+EXIT_NO = 1
+EXIT_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+DEFAULT_STACK = "KieUploader"
+STATUSES = ("UPLOADED", "FAILED", "SKIPPED", "DELETED")
+SQS_BATCH = 10  # SendMessageBatch's limit
+DYNAMODB_BATCH_GET = 100  # BatchGetItem's limit
+REQUIRED_OUTPUTS = ("BucketNames", "QueueUrl", "DeadLetterQueueUrl", "TableName")
+
+# S3 bucket names: 3-63 characters, lowercase letters, digits, dots and hyphens, starting and ending with
+# a letter or digit (the general-purpose rules; a typo such as "s3://My_Bucket" is caught before any call).
+_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+# Presigned URLs' secrets must never reach the terminal, even inside a stored error message: the query
+# of a presigned URL goes whole (as the function's own redaction does), a stray parameter goes too.
+_SENSITIVE_PARAM = r"(?:X-Amz-(?:Signature|Credential|Security-Token)|AWSAccessKeyId|Signature)="
+_URL_QUERY_RE = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s?\"'<>]*)\?([^\s\"'<>]*)")
+_SENSITIVE_QUERY_RE = re.compile(rf"(?:^|&){_SENSITIVE_PARAM}", re.IGNORECASE)
+_SENSITIVE_PARAM_RE = re.compile(rf"\b{_SENSITIVE_PARAM}[^&\s\"'<>]*", re.IGNORECASE)
+REDACTED = "[redacted]"
+_CREDENTIAL_ERRORS = frozenset(
+    {
+        "InvalidAccessKeyId",
+        "InvalidClientTokenId",
+        "UnrecognizedClientException",
+        "SignatureDoesNotMatch",
+        "ExpiredToken",
+        "ExpiredTokenException",
+        "InvalidToken",
+    }
+)
+_DESERIALIZER = TypeDeserializer()
+
+
+class CliError(Exception):
+    """A failure the user can act on: printed as one line, with ``exit_code``."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_ERROR) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def redact(text: str) -> str:
+    """Drop the query of presigned URLs (signature, credential, token) and any stray such parameter."""
+
+    def url(match: re.Match[str]) -> str:
+        if _SENSITIVE_QUERY_RE.search(match.group(2)):
+            return f"{match.group(1)}?{REDACTED}"
+        return match.group(0)
+
+    return _SENSITIVE_PARAM_RE.sub(REDACTED, _URL_QUERY_RE.sub(url, text))
+
+
+# --- S3 URIs ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class S3Uri:
+    """``s3://bucket/key``; ``key`` is a prefix (possibly empty) where a command takes one."""
+
+    bucket: str
+    key: str = ""
+
+    @classmethod
+    def parse(cls, text: str, *, require_key: bool = False) -> S3Uri:
+        """Parse ``s3://bucket[/key]``; raise ``CliError`` naming what is wrong."""
+        expected = "s3://bucket/key" if require_key else "s3://bucket[/prefix]"
+        if not text.startswith("s3://"):
+            raise CliError(f"malformed S3 URI {text!r}: expected {expected}")
+        bucket, _, key = text[len("s3://") :].partition("/")
+        if not _BUCKET_RE.match(bucket) or ".." in bucket:
+            raise CliError(f"malformed S3 URI {text!r}: {bucket!r} is not a valid bucket name")
+        if require_key and not key:
+            raise CliError(f"malformed S3 URI {text!r}: expected {expected} (the key is missing)")
+        if len(key.encode()) > 1024:
+            raise CliError(f"malformed S3 URI {text!r}: keys are at most 1024 bytes")
+        return cls(bucket, key)
+
+    def __str__(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+
+def _s3_uri_arg(require_key: bool) -> Any:
+    def parse(text: str) -> S3Uri:
+        try:
+            return S3Uri.parse(text, require_key=require_key)
+        except CliError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from exc
+
+    parse.__name__ = "S3 URI"  # what argparse names in "invalid S3 URI value"
+    return parse
+
+
+# --- AWS access ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StackResources:
+    """What the CLI needs from the stack's CloudFormation outputs."""
+
+    stack_name: str
+    bucket_names: tuple[str, ...]
+    queue_url: str
+    dead_letter_queue_url: str
+    table_name: str
+    outputs: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_outputs(cls, stack_name: str, outputs: dict[str, str]) -> StackResources:
+        missing = [name for name in REQUIRED_OUTPUTS if not outputs.get(name)]
+        if missing:
+            raise CliError(
+                f"stack {stack_name} has no output {', '.join(missing)}: is it a kie-uploader stack?"
+            )
+        buckets = tuple(name.strip() for name in outputs["BucketNames"].split(",") if name.strip())
+        return cls(
+            stack_name=stack_name,
+            bucket_names=buckets,
+            queue_url=outputs["QueueUrl"],
+            dead_letter_queue_url=outputs["DeadLetterQueueUrl"],
+            table_name=outputs["TableName"],
+            outputs=dict(outputs),
+        )
+
+
+class Aws:
+    """One boto3 session and its clients, each built once on first use."""
+
+    def __init__(self, region: str | None = None, stack_name: str = DEFAULT_STACK) -> None:
+        self.session = boto3.Session(region_name=region)
+        self.stack_name = stack_name
+        # Standard retries absorb throttling; short connect timeouts make a wrong endpoint fail fast.
+        self._config = Config(
+            retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=60
+        )
+
+    def _client(self, service: str) -> Any:
+        return self.session.client(service, config=self._config)
+
+    @cached_property
+    def cloudformation(self) -> CloudFormationClient:
+        return self._client("cloudformation")
+
+    @cached_property
+    def s3(self) -> S3Client:
+        return self._client("s3")
+
+    @cached_property
+    def sqs(self) -> SQSClient:
+        return self._client("sqs")
+
+    @cached_property
+    def dynamodb(self) -> DynamoDBClient:
+        return self._client("dynamodb")
+
+    @cached_property
+    def stack(self) -> StackResources:
+        """The stack's resources, from its outputs; ``CliError`` when there is no such stack."""
+        from kie_uploader.deploy import DeployError, stack_outputs  # boto3 only; no CDK imports
+
+        try:
+            outputs = stack_outputs(self.cloudformation, self.stack_name)
+        except DeployError as exc:  # DescribeStacks answered, but with no stack
+            raise CliError(self._no_such_stack()) from exc
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            if error.get("Code") == "ValidationError" and "does not exist" in error.get("Message", ""):
+                raise CliError(self._no_such_stack()) from exc
+            raise
+        return StackResources.from_outputs(self.stack_name, outputs)
+
+    def _no_such_stack(self) -> str:
+        region = self.session.region_name or "the default region"
+        return f"no such stack: {self.stack_name} in {region} (deploy it, or pass --stack NAME)"
+
+
+# --- records ---------------------------------------------------------------------------------------
+
+
+def deserialize(item: dict[str, Any]) -> dict[str, Any]:
+    """A DynamoDB item as plain Python values (numbers become int or float)."""
+    return {name: _plain(_DESERIALIZER.deserialize(value)) for name, value in item.items()}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, set):
+        return sorted(_plain(v) for v in value)
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, bytes | bytearray):
+        return value.hex()
+    return value
+
+
+def _strip_etag(etag: Any) -> str:
+    return str(etag or "").strip('"')
+
+
+def is_live_upload(
+    record: dict[str, Any] | None, *, now: float | None = None, etag: str | None = None
+) -> bool:
+    """True when the record is ``UPLOADED``, not expired and (when ``etag`` is given) for that content."""
+    if not record or record.get("status") != "UPLOADED":
+        return False
+    expires_at = record.get("expiresAt")
+    if expires_at is None or float(expires_at) <= (time.time() if now is None else now):
+        return False
+    if etag and record.get("etag") and _strip_etag(record["etag"]) != _strip_etag(etag):
+        return False  # the object was overwritten since: its record describes older bytes
+    return True
+
+
+def format_epoch(epoch: Any, *, now: float | None = None) -> str:
+    """``2025-01-04 12:00:00Z (in 2d 23h)`` or ``... (expired)``."""
+    try:
+        seconds = float(epoch)
+    except (TypeError, ValueError):
+        return str(epoch)
+    stamp = datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    left = seconds - (time.time() if now is None else now)
+    if left <= 0:
+        return f"{stamp} (expired)"
+    return f"{stamp} (in {format_duration(left)})"
+
+
+def format_duration(seconds: float) -> str:
+    """A rough human duration: ``2d 23h``, ``5h 10m``, ``42s``."""
+    seconds = int(seconds)
+    days, rest = divmod(seconds, 86_400)
+    hours, rest = divmod(rest, 3_600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes}m"
+    if minutes:
+        return f"{minutes}m {secs}s"
+    return f"{secs}s"
+
+
+def format_size(size: Any) -> str:
+    """Bytes as ``512 B``, ``1.5 KiB``, ``3.0 MiB``."""
+    if not isinstance(size, int | float):
+        return "" if size is None else str(size)
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+_RECORD_ORDER = (
+    "pk", "status", "bucket", "key", "versionId", "size", "etag", "sequencer", "downloadUrl", "expiresAt",
+    "uploadedAt", "fileName", "filePath", "fileSize", "mimeType", "uploadPath", "error", "errorKind",
+    "retryable", "attempts", "updatedAt",
+)  # fmt: skip
+
+
+def render_record(record: dict[str, Any], *, now: float | None = None) -> str:
+    """A record as aligned ``name: value`` lines, the important attributes first."""
+    names = [n for n in _RECORD_ORDER if n in record] + sorted(n for n in record if n not in _RECORD_ORDER)
+    width = max(len(n) for n in names)
+    lines = []
+    for name in names:
+        value = record[name]
+        if name == "expiresAt":
+            text = format_epoch(value, now=now)
+        elif name in ("size", "fileSize"):
+            text = f"{value} ({format_size(value)})" if isinstance(value, int) else str(value)
+        elif isinstance(value, bool):
+            text = "yes" if value else "no"
+        elif isinstance(value, dict | list):
+            text = json.dumps(value, ensure_ascii=False, sort_keys=True)
+        else:
+            text = str(value)
+        lines.append(f"{name.ljust(width)}  {text}")
+    return redact("\n".join(lines))
+
+
+def render_table(
+    headers: Sequence[str], rows: Iterable[Sequence[str]], *, max_width: int = 80, whole: Sequence[int] = ()
+) -> str:
+    """A plain-text table with a header rule; cells longer than ``max_width`` are cut with ``…``,
+    except in the columns numbered in ``whole``."""
+    # Redact before cutting, so a cut can never leave part of a secret behind.
+    cells = [
+        [redact(str(c)) if i in whole else _cut(redact(str(c)), max_width) for i, c in enumerate(row)]
+        for row in rows
+    ]
+    widths = [len(h) for h in headers]
+    for row in cells:
+        widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells]
+    return redact("\n".join(lines))
+
+
+def _cut(text: str, width: int) -> str:
+    text = text.replace("\n", " ")
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _record_detail(record: dict[str, Any]) -> str:
+    if record.get("status") == "UPLOADED":
+        return str(record.get("downloadUrl", ""))
+    error = str(record.get("error", ""))
+    kind = record.get("errorKind")
+    if kind:
+        retry = ", retryable" if record.get("retryable") else ""
+        return f"[{kind}{retry}] {error}"
+    return error
+
+
+def records_table(records: Sequence[dict[str, Any]], *, now: float | None = None) -> str:
+    """The ``list`` command's table."""
+    rows = [
+        (
+            str(r.get("pk", "")),
+            str(r.get("status", "")),
+            format_size(r.get("size")),
+            format_epoch(r["expiresAt"], now=now) if r.get("expiresAt") is not None else "",
+            str(r.get("updatedAt", "")),
+            _record_detail(r),
+        )
+        for r in records
+    ]
+    headers = ("S3 URI", "STATUS", "SIZE", "EXPIRES", "UPDATED", "DOWNLOAD URL / ERROR")
+    return render_table(headers, rows, whole=(0,))  # a cut S3 URI would hide which object it is
+
+
+def to_json(value: Any) -> str:
+    """JSON for scripts, with presigned URLs' secrets redacted."""
+    return redact(json.dumps(value, ensure_ascii=False, indent=2, sort_keys=True, default=str))
+
+
+# --- progress --------------------------------------------------------------------------------------
+
+
+class Progress:
+    """A one-line progress counter on stderr, drawn only when stderr is a terminal."""
+
+    def __init__(self, label: str, *, enabled: bool | None = None) -> None:
+        self.label = label
+        self.enabled = sys.stderr.isatty() if enabled is None else enabled
+        self._last = 0.0
+
+    def update(self, text: str, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if not self.enabled or (not force and now - self._last < 0.1):
+            return
+        self._last = now
+        sys.stderr.write(f"\r\x1b[K{self.label}: {text}")
+        sys.stderr.flush()
+
+    def done(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\r\x1b[K")
+            sys.stderr.flush()
+
+
+# --- commands --------------------------------------------------------------------------------------
+
+
+@dataclass
+class SendResult:
+    sent: int = 0
+    failed: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def send_messages(sqs: SQSClient, queue_url: str, bodies: Sequence[str], *, attempts: int = 3) -> SendResult:
+    """Send up to 10 bodies with SendMessageBatch, retrying entries that failed on AWS's side."""
+    result = SendResult()
+    pending = {str(i): body for i, body in enumerate(bodies)}
+    for attempt in range(attempts):
+        if not pending:
+            break
+        if attempt:
+            time.sleep(0.2 * 2**attempt)
+        response = sqs.send_message_batch(
+            QueueUrl=queue_url, Entries=[{"Id": i, "MessageBody": b} for i, b in pending.items()]
+        )
+        for entry in response.get("Successful", []):
+            pending.pop(entry["Id"], None)
+            result.sent += 1
+        for entry in response.get("Failed", []):
+            if entry.get("SenderFault"):  # our fault: sending it again will not help
+                pending.pop(entry["Id"], None)
+                result.failed += 1
+                result.errors.append(f"{entry.get('Code')}: {entry.get('Message', '')}")
+    for _ in pending:
+        result.failed += 1
+        result.errors.append("not accepted after retries")
+    return result
+
+
+def _message(bucket: str, key: str) -> str:
+    return json.dumps({"bucket": bucket, "key": key}, ensure_ascii=False)
+
+
+def _batch_get_records(dynamodb: DynamoDBClient, table: str, pks: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Records by pk (absent ones are missing), with unprocessed keys retried."""
+    found: dict[str, dict[str, Any]] = {}
+    for start in range(0, len(pks), DYNAMODB_BATCH_GET):
+        request: dict[str, Any] = {
+            table: {
+                "Keys": [{"pk": {"S": pk}} for pk in dict.fromkeys(pks[start : start + DYNAMODB_BATCH_GET])],
+                "ProjectionExpression": "pk, #s, expiresAt, etag",
+                "ExpressionAttributeNames": {"#s": "status"},
+            }
+        }
+        delay = 0.05
+        while request:
+            response = dynamodb.batch_get_item(RequestItems=request)
+            for item in response.get("Responses", {}).get(table, []):
+                record = deserialize(item)
+                found[record["pk"]] = record
+            request = response.get("UnprocessedKeys") or {}
+            if request:  # throttled: back off before asking for the rest
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+    return found
+
+
+def _check_bucket(aws: Aws, bucket: str) -> None:
+    try:
+        aws.s3.head_bucket(Bucket=bucket)
+    except ClientError as exc:
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        if code in ("404", "NoSuchBucket"):
+            raise CliError(f"no such bucket: {bucket}") from exc
+        if code in ("403", "AccessDenied"):
+            raise CliError(f"access denied to bucket {bucket}") from exc
+        raise
+    if bucket not in aws.stack.bucket_names:
+        watched = ", ".join(aws.stack.bucket_names) or "none"
+        raise CliError(
+            f"bucket {bucket} is not watched by stack {aws.stack.stack_name} (its buckets: {watched})"
+        )
+
+
+def cmd_backfill(aws: Aws, args: argparse.Namespace) -> int:
+    """Enqueue every object under the prefix that has no live UPLOADED record (all with --force)."""
+    uri: S3Uri = args.uri
+    _check_bucket(aws, uri.bucket)
+    stack = aws.stack
+    counts = {"listed": 0, "alreadyUploaded": 0, "folders": 0, "enqueued": 0, "failed": 0}
+    errors: list[str] = []
+    progress = Progress(f"backfill {uri}")
+    paginator = aws.s3.get_paginator("list_objects_v2")
+    try:
+        for page in paginator.paginate(Bucket=uri.bucket, Prefix=uri.key):
+            objects = []
+            for obj in page.get("Contents", []):
+                if obj["Key"].endswith("/") and obj.get("Size", 0) == 0:
+                    counts["folders"] += 1  # a console "folder" marker, not an object to upload
+                    continue
+                objects.append(obj)
+            counts["listed"] += len(objects)
+            if not args.force and objects:
+                records = _batch_get_records(
+                    aws.dynamodb, stack.table_name, [f"s3://{uri.bucket}/{o['Key']}" for o in objects]
+                )
+                todo = []
+                for obj in objects:
+                    record = records.get(f"s3://{uri.bucket}/{obj['Key']}")
+                    if is_live_upload(record, etag=obj.get("ETag")):
+                        counts["alreadyUploaded"] += 1
+                    else:
+                        todo.append(obj)
+                objects = todo
+            for start in range(0, len(objects), SQS_BATCH):
+                chunk = objects[start : start + SQS_BATCH]
+                sent = send_messages(
+                    aws.sqs, stack.queue_url, [_message(uri.bucket, o["Key"]) for o in chunk]
+                )
+                counts["enqueued"] += sent.sent
+                counts["failed"] += sent.failed
+                errors += sent.errors
+                progress.update(
+                    f"{counts['listed']} listed, {counts['enqueued']} enqueued, "
+                    f"{counts['alreadyUploaded']} already uploaded, {counts['failed']} failed"
+                )
+    except (ClientError, BotoCoreError, CliError):
+        progress.done()
+        print(f"backfill stopped after enqueuing {counts['enqueued']} objects", file=sys.stderr)
+        raise
+    progress.done()
+    if args.json:
+        print(to_json({"uri": str(uri), **counts, "errors": errors[:10]}))
+    else:
+        print(
+            f"{uri}: {counts['listed']} objects listed, {counts['alreadyUploaded']} already uploaded, "
+            f"{counts['enqueued']} enqueued, {counts['failed']} failed"
+        )
+        for error in dict.fromkeys(errors):
+            print(f"send failed: {redact(error)}", file=sys.stderr)
+    return EXIT_NO if counts["failed"] else EXIT_OK
+
+
+def cmd_status(aws: Aws, args: argparse.Namespace) -> int:
+    """Print one object's record; exit 0 only when it is UPLOADED and not expired."""
+    uri: S3Uri = args.uri
+    response = aws.dynamodb.get_item(
+        TableName=aws.stack.table_name, Key={"pk": {"S": str(uri)}}, ConsistentRead=True
+    )
+    record = deserialize(response["Item"]) if "Item" in response else None
+    if args.json:
+        print(to_json(record))
+    elif record is None:
+        print(f"{uri}: no record (the object was never processed)")
+    else:
+        print(render_record(record))
+    return EXIT_OK if is_live_upload(record) else EXIT_NO
+
+
+def _scan(aws: Aws, *, status: str | None, prefix: S3Uri | None, retryable: bool = False) -> Iterator[dict]:
+    conditions: list[str] = []
+    names: dict[str, str] = {}
+    values: dict[str, Any] = {}
+    if status:
+        conditions.append("#s = :s")
+        names["#s"] = "status"
+        values[":s"] = {"S": status}
+    if prefix:
+        conditions.append("begins_with(pk, :p)")
+        values[":p"] = {"S": str(prefix)}
+    if retryable:
+        conditions.append("retryable = :t")
+        values[":t"] = {"BOOL": True}
+    kwargs: dict[str, Any] = {"TableName": aws.stack.table_name}
+    if conditions:
+        kwargs["FilterExpression"] = " AND ".join(conditions)
+        kwargs["ExpressionAttributeValues"] = values
+    if names:
+        kwargs["ExpressionAttributeNames"] = names
+    for page in aws.dynamodb.get_paginator("scan").paginate(**kwargs):
+        for item in page.get("Items", []):
+            yield deserialize(item)
+
+
+def cmd_list(aws: Aws, args: argparse.Namespace) -> int:
+    """A table (or JSON) of records, filtered by status and S3 prefix."""
+    records = sorted(_scan(aws, status=args.status, prefix=args.prefix), key=lambda r: str(r.get("pk", "")))
+    if args.json:
+        print(to_json(records))
+        return EXIT_OK
+    if records:
+        print(records_table(records))
+    print(f"{len(records)} record{'s' if len(records) != 1 else ''}")
+    return EXIT_OK
+
+
+def cmd_redrive(aws: Aws, args: argparse.Namespace) -> int:
+    """Move messages from the dead-letter queue back to the queue: receive, send, then delete."""
+    stack = aws.stack
+    moved = failed = 0
+    errors: list[str] = []
+    progress = Progress("redrive")
+    while args.max is None or moved + failed < args.max:
+        wanted = SQS_BATCH if args.max is None else min(SQS_BATCH, args.max - moved - failed)
+        response = aws.sqs.receive_message(
+            QueueUrl=stack.dead_letter_queue_url,
+            MaxNumberOfMessages=wanted,
+            WaitTimeSeconds=1,
+            VisibilityTimeout=60,
+            MessageAttributeNames=["All"],
+        )
+        messages = response.get("Messages", [])
+        if not messages:
+            break
+        entries = []
+        for i, message in enumerate(messages):
+            entry: dict[str, Any] = {"Id": str(i), "MessageBody": message["Body"]}
+            if message.get("MessageAttributes"):
+                entry["MessageAttributes"] = message["MessageAttributes"]
+            entries.append(entry)
+        sent = aws.sqs.send_message_batch(QueueUrl=stack.queue_url, Entries=entries)
+        done = {e["Id"] for e in sent.get("Successful", [])}
+        for entry in sent.get("Failed", []):
+            errors.append(f"{entry.get('Code')}: {entry.get('Message', '')}")
+        failed += len(messages) - len(done)
+        # Delete only what reached the queue: a failed send stays in the DLQ (visible again later).
+        if done:
+            aws.sqs.delete_message_batch(
+                QueueUrl=stack.dead_letter_queue_url,
+                Entries=[{"Id": i, "ReceiptHandle": messages[int(i)]["ReceiptHandle"]} for i in sorted(done)],
+            )
+        moved += len(done)
+        progress.update(f"{moved} moved, {failed} failed")
+    progress.done()
+    if args.json:
+        print(to_json({"moved": moved, "failed": failed, "errors": errors[:10]}))
+    else:
+        print(
+            f"moved {moved} message{'s' if moved != 1 else ''} from the dead-letter queue to the queue"
+            + (f", {failed} failed (left in the dead-letter queue)" if failed else "")
+        )
+        for error in dict.fromkeys(errors):
+            print(f"send failed: {redact(error)}", file=sys.stderr)
+    return EXIT_NO if failed else EXIT_OK
+
+
+def cmd_retry_failed(aws: Aws, args: argparse.Namespace) -> int:
+    """Enqueue the objects whose records are FAILED with a retryable error."""
+    stack = aws.stack
+    records = list(_scan(aws, status="FAILED", prefix=args.prefix, retryable=True))
+    result = SendResult()
+    progress = Progress("retry-failed")
+    for start in range(0, len(records), SQS_BATCH):
+        chunk = records[start : start + SQS_BATCH]
+        bodies = [_message(*_bucket_key(r)) for r in chunk]
+        sent = send_messages(aws.sqs, stack.queue_url, bodies)
+        result.sent += sent.sent
+        result.failed += sent.failed
+        result.errors += sent.errors
+        progress.update(f"{result.sent} of {len(records)} enqueued")
+    progress.done()
+    if args.json:
+        print(to_json({"retryable": len(records), "enqueued": result.sent, "failed": result.failed}))
+    else:
+        print(
+            f"{len(records)} retryable FAILED record{'s' if len(records) != 1 else ''}: "
+            f"{result.sent} enqueued, {result.failed} failed"
+        )
+        for error in dict.fromkeys(result.errors):
+            print(f"send failed: {redact(error)}", file=sys.stderr)
+    return EXIT_NO if result.failed else EXIT_OK
+
+
+def _bucket_key(record: dict[str, Any]) -> tuple[str, str]:
+    if record.get("bucket") and record.get("key") is not None:
+        return str(record["bucket"]), str(record["key"])
+    uri = S3Uri.parse(str(record["pk"]), require_key=True)
+    return uri.bucket, uri.key
+
+
+# --- entry point -----------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser; ``--json``, ``--stack`` and ``--region`` work before or after the command."""
+    common = argparse.ArgumentParser(add_help=False)
+    # SUPPRESS keeps a subcommand's unset option from overwriting the same option given before it.
+    common.add_argument(
+        "--stack",
+        default=argparse.SUPPRESS,
+        help=f"CloudFormation stack name (default: $KIE_UPLOADER_STACK or {DEFAULT_STACK})",
+    )
+    common.add_argument(
+        "--region", default=argparse.SUPPRESS, help="AWS region (default: the standard chain)"
+    )
+    common.add_argument(
+        "--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output"
+    )
+
+    parser = argparse.ArgumentParser(
+        prog="kie-uploader",
+        parents=[common],
+        description="Operate a deployed kie-uploader stack: backfill, inspect and retry uploads to kie.ai.",
+        epilog="AWS_ENDPOINT_URL points every call at a local stack (e.g. the demo's ministack).",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    backfill = commands.add_parser(
+        "backfill", parents=[common], help="enqueue existing objects under a prefix"
+    )
+    backfill.add_argument("uri", type=_s3_uri_arg(False), metavar="s3://bucket/prefix")
+    backfill.add_argument("--force", action="store_true", help="also enqueue objects already uploaded")
+    backfill.set_defaults(handler=cmd_backfill)
+
+    status = commands.add_parser("status", parents=[common], help="show one object's record")
+    status.add_argument("uri", type=_s3_uri_arg(True), metavar="s3://bucket/key")
+    status.set_defaults(handler=cmd_status)
+
+    list_ = commands.add_parser("list", parents=[common], help="a table of records")
+    list_.add_argument("--status", type=str.upper, choices=STATUSES, help="only records with this status")
+    list_.add_argument(
+        "--prefix",
+        type=_s3_uri_arg(False),
+        metavar="s3://bucket/prefix",
+        help="only objects under this prefix",
+    )
+    list_.set_defaults(handler=cmd_list)
+
+    redrive = commands.add_parser(
+        "redrive", parents=[common], help="move dead-letter messages back to the queue"
+    )
+    redrive.add_argument("--max", type=_positive_int, default=None, help="move at most this many messages")
+    redrive.set_defaults(handler=cmd_redrive)
+
+    retry = commands.add_parser(
+        "retry-failed", parents=[common], help="enqueue objects that failed retryably"
+    )
+    retry.add_argument(
+        "--prefix",
+        type=_s3_uri_arg(False),
+        metavar="s3://bucket/prefix",
+        help="only objects under this prefix",
+    )
+    retry.set_defaults(handler=cmd_retry_failed)
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def describe_aws_error(exc: Exception) -> str:
+    """One line that says what went wrong and what to do about it."""
+    if isinstance(exc, NoCredentialsError | PartialCredentialsError):
+        return (
+            "no AWS credentials found: set AWS_PROFILE or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
+            "(or run `aws configure`)"
+        )
+    if isinstance(exc, NoRegionError):
+        return "no AWS region: pass --region or set AWS_REGION"
+    if isinstance(exc, EndpointConnectionError | ConnectTimeoutError):
+        endpoint = getattr(exc, "kwargs", {}).get("endpoint_url", "the AWS endpoint")
+        hint = ""
+        if os.environ.get("AWS_ENDPOINT_URL"):
+            hint = " (AWS_ENDPOINT_URL is set: is the local stack running?)"
+        return f"cannot connect to {endpoint}{hint}"
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        code, message = str(error.get("Code", "")), str(error.get("Message", ""))
+        operation = getattr(exc, "operation_name", "AWS call")
+        if code in _CREDENTIAL_ERRORS:
+            return f"AWS rejected the credentials ({code}): check AWS_PROFILE / AWS_ACCESS_KEY_ID"
+        if code in ("AccessDenied", "AccessDeniedException", "403"):
+            return f"access denied: {operation}: {message or code}"
+        if code in ("NoSuchBucket", "404") and error.get("BucketName"):
+            return f"no such bucket: {error['BucketName']}"
+        if code == "ResourceNotFoundException":
+            return f"not found: {operation}: {message} (was the stack deleted?)"
+        if code in ("AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"):
+            return f"the stack's queue does not exist: {message} (was the stack deleted?)"
+        return f"{operation} failed: {code}: {message}".rstrip(": ")
+    return f"AWS error: {exc}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code (the console script exits with it)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse already printed the usage and the one-line error
+        return int(exc.code) if isinstance(exc.code, int) else EXIT_ERROR
+    args.json = getattr(args, "json", False)
+    stack = getattr(args, "stack", None) or os.environ.get("KIE_UPLOADER_STACK") or DEFAULT_STACK
+    try:
+        aws = Aws(region=getattr(args, "region", None), stack_name=stack)
+        return int(args.handler(aws, args))
+    except CliError as exc:
+        print(f"kie-uploader: error: {redact(str(exc))}", file=sys.stderr)
+        return exc.exit_code
+    except (ClientError, BotoCoreError) as exc:
+        print(f"kie-uploader: error: {redact(describe_aws_error(exc))}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("kie-uploader: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

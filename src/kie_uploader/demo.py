@@ -1,0 +1,491 @@
+"""``make demo``: the whole product on a local AWS, in one command.
+
+Starts ministack and the kie.ai emulator on free loopback ports (state under ``.local/demo``), deploys the
+real CDK stack into ministack, puts sample objects into the stack's bucket, sends one plain message
+through the queue, waits for every record, checks the bytes behind each downloadUrl and prints a table.
+Exits 0 only when every object reached its expected status. ``--keep`` leaves everything running.
+
+``run_demo()`` is the same code path for the test suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import json
+import os
+import shutil
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+from kie_uploader import deploy, local
+from kie_uploader.cli import (
+    DEFAULT_STACK,
+    deserialize,
+    format_epoch,
+    format_size,
+    redact,
+    render_table,
+)
+from kie_uploader.samples import EXISTING_PREFIX, NOTIFIED_PREFIX, Sample, demo_samples
+
+DEMO_API_KEY = "demo-kie-key"
+#: Small, so the "over the size limit" sample stays small (1 MiB + 1 byte).
+DEMO_MAX_OBJECT_BYTES = 1024 * 1024
+TERMINAL = ("UPLOADED", "FAILED", "SKIPPED", "DELETED")
+REAL_KIE_NOTE = (
+    "kie.ai downloads each object itself from a presigned S3 URL; a local S3 (ministack on 127.0.0.1) is "
+    "not reachable from kie.ai, so the real service needs a real bucket"
+)
+
+Log = Callable[[str], None]
+
+
+class DemoError(Exception):
+    """The demo cannot run as asked; the message says why and what to do."""
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+@dataclass
+class DemoOptions:
+    """What the demo was asked to do (the command line's flags)."""
+
+    keep: bool = False
+    kie_url: str | None = None  # None: the local emulator
+    bucket: str | None = None  # a real bucket, only with a real kie.ai URL
+    stack_name: str = DEFAULT_STACK
+    state_dir: Path | None = None  # default: .local/demo
+    timeout: float = 180.0
+    max_object_bytes: int = DEMO_MAX_OBJECT_BYTES
+
+
+@dataclass
+class ObjectResult:
+    """What became of one sample."""
+
+    sample: Sample
+    record: dict[str, Any] | None
+    bytes_match: bool | None = None  # None: not uploaded, nothing to compare
+    check_error: str = ""
+
+    @property
+    def status(self) -> str:
+        return str(self.record.get("status")) if self.record else "NO RECORD"
+
+    @property
+    def ok(self) -> bool:
+        if self.status != self.sample.expected_status:
+            return False
+        return self.status != "UPLOADED" or self.bytes_match is True
+
+
+@dataclass
+class DemoResult:
+    """The demo's outcome: one row per sample, and the timings of its phases."""
+
+    objects: list[ObjectResult]
+    bucket: str
+    outputs: dict[str, str]
+    endpoint_url: str | None = None
+    kie_url: str = ""
+    timings: dict[str, float] = field(default_factory=dict)
+    servers: list[local.Server] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.objects) and all(o.ok for o in self.objects)
+
+    def table(self) -> str:
+        rows = []
+        for obj in self.objects:
+            record = obj.record or {}
+            if obj.status == "UPLOADED":
+                detail = str(record.get("downloadUrl", ""))
+            else:
+                detail = str(record.get("error", "")) or obj.check_error
+            expires = format_epoch(record["expiresAt"]) if record.get("expiresAt") is not None else ""
+            match = {True: "yes", False: "NO", None: "-"}[obj.bytes_match]
+            verdict = "ok" if obj.ok else f"expected {obj.sample.expected_status}"
+            size = format_size(len(obj.sample.body))
+            rows.append((obj.sample.key, size, obj.status, detail, expires, match, verdict))
+        headers = ("S3 KEY", "SIZE", "STATUS", "DOWNLOAD URL / ERROR", "EXPIRES", "BYTES MATCH", "RESULT")
+        return render_table(headers, rows, max_width=300)  # whole URLs: a cut one cannot be opened
+
+
+# --- the parts -------------------------------------------------------------------------------------
+
+
+class _Aws:
+    """boto3 clients for the demo's target: a local endpoint (test credentials) or the real chain."""
+
+    def __init__(self, endpoint_url: str | None) -> None:
+        if endpoint_url:
+            session = boto3.Session(
+                aws_access_key_id=local.LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+                aws_secret_access_key=local.LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+                region_name=local.LOCAL_REGION,
+            )
+        else:
+            session = boto3.Session()
+        config = Config(retries={"mode": "standard", "max_attempts": 5})
+        self.s3 = session.client("s3", endpoint_url=endpoint_url, config=config)
+        self.sqs = session.client("sqs", endpoint_url=endpoint_url, config=config)
+        self.dynamodb = session.client("dynamodb", endpoint_url=endpoint_url, config=config)
+        self.cloudformation = session.client("cloudformation", endpoint_url=endpoint_url, config=config)
+        self.lambda_ = session.client("lambda", endpoint_url=endpoint_url, config=config)
+
+
+def put_samples(aws: _Aws, bucket: str, queue_url: str, samples: Sequence[Sample], log: Log) -> None:
+    """Put every sample; those routed through the queue also get a plain ``{"bucket","key"}`` message."""
+    for sample in samples:
+        aws.s3.put_object(Bucket=bucket, Key=sample.key, Body=sample.body, ContentType=sample.content_type)
+        log(f"  put s3://{bucket}/{sample.key} ({format_size(len(sample.body))}, {sample.note})")
+    for sample in samples:
+        if sample.route == "queue":
+            body = json.dumps({"bucket": bucket, "key": sample.key}, ensure_ascii=False)
+            aws.sqs.send_message(QueueUrl=queue_url, MessageBody=body)
+            log(f"  sent {body} to the queue")
+
+
+def _settled(sample: Sample, record: dict[str, Any] | None) -> bool:
+    """A record is final for the demo once it has the expected status or a status no retry will change."""
+    if not record or record.get("status") not in TERMINAL:
+        return False
+    return record["status"] == sample.expected_status or not record.get("retryable", False)
+
+
+def wait_for_records(
+    aws: _Aws,
+    outputs: dict[str, str],
+    bucket: str,
+    samples: Sequence[Sample],
+    *,
+    timeout: float,
+    log: Log,
+) -> dict[str, dict[str, Any] | None]:
+    """Poll the table until every sample's record is settled or ``timeout`` passes; shows progress.
+
+    A line is logged when the count changes and every 10 s otherwise, with the dead-letter queue's depth
+    when it is not empty (the first sign of a function that fails).
+    """
+    records: dict[str, dict[str, Any] | None] = {s.key: None for s in samples}
+    started = time.monotonic()
+    last: tuple[int, int] | None = None
+    last_logged = 0.0
+    while True:
+        for sample in samples:
+            if _settled(sample, records[sample.key]):
+                continue
+            item = aws.dynamodb.get_item(
+                TableName=outputs["TableName"],
+                Key={"pk": {"S": f"s3://{bucket}/{sample.key}"}},
+                ConsistentRead=True,
+            ).get("Item")
+            records[sample.key] = deserialize(item) if item else None
+        done = sum(_settled(s, records[s.key]) for s in samples)
+        dead = _queue_depth(aws, outputs.get("DeadLetterQueueUrl"))
+        elapsed = time.monotonic() - started
+        if (done, dead) != last or elapsed - last_logged >= 10:
+            extra = f", {dead} in the dead-letter queue" if dead else ""
+            log(f"  waiting for records: {done}/{len(samples)} settled{extra} ({elapsed:.0f} s)")
+            last, last_logged = (done, dead), elapsed
+        if done == len(samples):
+            return records
+        if elapsed > timeout:
+            log(f"  gave up waiting after {timeout:.0f} s")
+            return records
+        time.sleep(0.5)
+
+
+def _queue_depth(aws: _Aws, queue_url: str | None) -> int:
+    if not queue_url:
+        return 0
+    attributes = aws.sqs.get_queue_attributes(
+        QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages"]
+    ).get("Attributes", {})
+    return int(attributes.get("ApproximateNumberOfMessages", 0))
+
+
+def download(url: str, timeout: float = 30.0) -> bytes:
+    """The bytes behind a downloadUrl (the emulator's, or kie.ai's public one)."""
+    scheme = urlsplit(url).scheme
+    if scheme not in ("http", "https"):
+        raise ValueError(f"not an http(s) URL: {scheme}")
+    with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - scheme checked above
+        return bytes(response.read())
+
+
+def check_bytes(samples: Sequence[Sample], records: dict[str, dict[str, Any] | None]) -> list[ObjectResult]:
+    """Download each uploaded object back from its downloadUrl and compare it with what was put."""
+    results = []
+    for sample in samples:
+        record = records.get(sample.key)
+        result = ObjectResult(sample, record)
+        if record and record.get("status") == "UPLOADED" and record.get("downloadUrl"):
+            try:
+                result.bytes_match = download(str(record["downloadUrl"])) == sample.body
+            except (OSError, ValueError, urllib.error.URLError) as exc:
+                result.bytes_match = False
+                result.check_error = redact(f"download failed: {exc}")
+        results.append(result)
+    return results
+
+
+def exercise_stack(
+    aws: _Aws, outputs: dict[str, str], samples: Sequence[Sample], *, timeout: float, log: Log
+) -> list[ObjectResult]:
+    """The demo's core against any deployed stack: put, wait, check."""
+    bucket = outputs["BucketNames"].split(",")[0].strip()
+    log(f"Putting {len(samples)} sample objects into s3://{bucket}/")
+    put_samples(aws, bucket, outputs["QueueUrl"], samples, log)
+    records = wait_for_records(aws, outputs, bucket, samples, timeout=timeout, log=log)
+    log("Downloading every downloadUrl to compare the bytes")
+    return check_bytes(samples, records)
+
+
+# --- local and real runs ---------------------------------------------------------------------------
+
+
+def _is_local_url(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    return host in ("localhost", "127.0.0.1", "::1") or host.startswith("127.")
+
+
+def check_real_service(options: DemoOptions, environ: dict[str, str] | None = None) -> str:
+    """Refuse a real kie.ai URL unless it can work; returns the API key. Raises ``DemoError`` saying why."""
+    env = dict(os.environ if environ is None else environ)
+    key = env.get("KIE_API_KEY", "")
+    if not key:
+        raise DemoError(f"--kie-url {options.kie_url} needs your kie.ai API key in KIE_API_KEY")
+    if not options.bucket:
+        raise DemoError(f"--kie-url {options.kie_url} needs --bucket NAME: {REAL_KIE_NOTE}")
+    if env.get("AWS_ENDPOINT_URL"):
+        raise DemoError(
+            f"AWS_ENDPOINT_URL is set ({env['AWS_ENDPOINT_URL']}): {REAL_KIE_NOTE}; unset it to use real AWS"
+        )
+    return key
+
+
+def _deploy_local(
+    endpoint_url: str, kie_url: str, options: DemoOptions, state_dir: Path, timings: dict[str, float]
+) -> dict[str, str]:
+
+    context = {
+        "maxObjectBytes": str(options.max_object_bytes),
+        "prefix": NOTIFIED_PREFIX,  # EXISTING_PREFIX stays un-notified: only the queue message uploads it
+    }
+    return deploy.deploy_local(
+        endpoint_url=endpoint_url,
+        kie_base_url=kie_url,
+        context=context,
+        stack_name=options.stack_name,
+        outdir=state_dir / "cdk.out",
+        timings=timings,
+    )
+
+
+def run_local(options: DemoOptions, log: Log = _stderr) -> DemoResult:
+    """Start ministack and the emulator (unless ``options.kie_url`` is a local URL), deploy, exercise."""
+    state_dir = Path(options.state_dir or local.state_root() / "demo")
+    state_dir.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+    servers: list[local.Server] = []
+    result: DemoResult | None = None
+    started = time.monotonic()
+    try:
+        shutil.rmtree(state_dir / "ministack", ignore_errors=True)  # a fresh S3 for every run
+        ministack = local.start_ministack(state_dir / "ministack")
+        servers.append(ministack)
+        log(f"Started ministack at {ministack.endpoint_url} (pid {ministack.pid})")
+        kie_url, api_key = options.kie_url, DEMO_API_KEY
+        if kie_url is None:
+            emulator = local.start_emulator(api_key=api_key, state_dir=state_dir / "kie-emulator")
+            servers.append(emulator)
+            kie_url = emulator.endpoint_url
+            log(f"Started the kie.ai emulator at {kie_url} (pid {emulator.pid})")
+        else:
+            api_key = os.environ.get("KIE_API_KEY", api_key)
+        timings["start"] = time.monotonic() - started
+
+        log("Deploying the CDK stack into ministack (cdk bootstrap + deploy)…")
+        phase = time.monotonic()
+        outputs = _deploy_local(ministack.endpoint_url, kie_url, options, state_dir, timings)
+        log(f"Deployed stack {options.stack_name} in {time.monotonic() - phase:.0f} s")
+        deploy.put_api_key(outputs["SecretArn"], api_key, endpoint_url=ministack.endpoint_url)
+
+        phase = time.monotonic()
+        aws = _Aws(ministack.endpoint_url)
+        samples = demo_samples(options.max_object_bytes)
+        objects = exercise_stack(aws, outputs, samples, timeout=options.timeout, log=log)
+        timings["exercise"] = time.monotonic() - phase
+        timings["total"] = time.monotonic() - started
+        result = DemoResult(
+            objects=objects,
+            bucket=outputs["BucketNames"].split(",")[0].strip(),
+            outputs=outputs,
+            endpoint_url=ministack.endpoint_url,
+            kie_url=kie_url,
+            timings=timings,
+            servers=list(servers),
+        )
+        if not result.ok:
+            log(
+                f"Not every object reached its expected status; the function's log is in {ministack.log_path}"
+            )
+        return result
+    finally:
+        if options.keep and result is not None:
+            for server in servers:
+                atexit.unregister(server.stop)  # leave them running after this process exits
+        else:
+            for server in reversed(servers):
+                server.stop()
+
+
+def run_real(options: DemoOptions, log: Log = _stderr) -> DemoResult:
+    """Against a stack already deployed to AWS with ``--bucket`` among its buckets and the real kie.ai."""
+    api_key = check_real_service(options)
+    aws = _Aws(None)
+    try:
+        stack = aws.cloudformation.describe_stacks(StackName=options.stack_name)["Stacks"][0]
+    except NoCredentialsError as exc:
+        raise DemoError("no AWS credentials: the real service needs a real bucket in your account") from exc
+    except ClientError as exc:
+        raise DemoError(
+            f"stack {options.stack_name} is not deployed in AWS: deploy it first (see README)"
+        ) from exc
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+    buckets = [b.strip() for b in outputs.get("BucketNames", "").split(",") if b.strip()]
+    if options.bucket not in buckets:
+        raise DemoError(
+            f"bucket {options.bucket} is not one of stack {options.stack_name}'s buckets: {buckets}"
+        )
+    function = aws.lambda_.get_function_configuration(FunctionName=outputs["FunctionName"])
+    env = function.get("Environment", {}).get("Variables", {})
+    if env.get("KIE_BASE_URL", "").rstrip("/") != str(options.kie_url).rstrip("/"):
+        raise DemoError(f"the deployed function calls {env.get('KIE_BASE_URL')}, not {options.kie_url}")
+    limit = int(env.get("MAX_OBJECT_BYTES", DEMO_MAX_OBJECT_BYTES))
+    deploy.put_api_key(outputs["SecretArn"], api_key)  # what KIE_API_KEY is for: the function reads it
+    root = f"kie-uploader-demo/{int(time.time())}/"
+    # Every sample goes through the queue: the stack's notification filter is unknown here.
+    samples = [
+        Sample(s.key, s.body, s.content_type, s.expected_status, "queue", s.note)
+        for s in demo_samples(limit, root=root)
+        if len(s.body) <= 8 * 1024 * 1024 or s.expected_status != "FAILED"  # no huge upload for the demo
+    ]
+    outputs = {**outputs, "BucketNames": options.bucket or ""}
+    started = time.monotonic()
+    try:
+        objects = exercise_stack(aws, outputs, samples, timeout=options.timeout, log=log)
+    finally:
+        if not options.keep:
+            for sample in samples:
+                aws.s3.delete_object(Bucket=options.bucket or "", Key=sample.key)
+    return DemoResult(
+        objects=objects,
+        bucket=options.bucket or "",
+        outputs=outputs,
+        kie_url=str(options.kie_url),
+        timings={"total": time.monotonic() - started},
+    )
+
+
+def run_demo(options: DemoOptions, log: Log = _stderr) -> DemoResult:
+    """The demo: locally on ministack and the emulator, or with ``--kie-url`` against the real kie.ai."""
+    if options.kie_url and not _is_local_url(options.kie_url):
+        return run_real(options, log)
+    if options.bucket:
+        raise DemoError("--bucket names a real bucket, which only makes sense with a real --kie-url")
+    return run_local(options, log)
+
+
+def keep_instructions(result: DemoResult) -> str:
+    """How to talk to what ``--keep`` left running."""
+    if result.endpoint_url is None:
+        return f"The sample objects stay in s3://{result.bucket}/kie-uploader-demo/."
+    env = local.local_aws_env(result.endpoint_url)
+    exports = " ".join(f"{name}={value}" for name, value in env.items())
+    sample = next((o.sample.key for o in result.objects if o.sample.route == "notification"), "")
+    pids = " ".join(f"-{s.pid}" for s in result.servers)
+    return "\n".join(
+        [
+            "Everything is still running. To talk to it:",
+            f"  export {exports}",
+            "  .venv/bin/kie-uploader list",
+            f"  .venv/bin/kie-uploader status 's3://{result.bucket}/{sample}'",
+            f"  .venv/bin/kie-uploader backfill s3://{result.bucket}/{EXISTING_PREFIX}",
+            "  .venv/bin/kie-uploader list --status FAILED --json",
+            f"  aws s3 ls s3://{result.bucket}/ --recursive   # with the AWS CLI, if installed",
+            f"kie.ai emulator: {result.kie_url} (its calls: {result.kie_url}/_emulator/calls)",
+            f"Stop them with: kill -TERM -- {pids}",
+        ]
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m kie_uploader.demo",
+        description="Deploy the stack into a local AWS (ministack), upload sample objects to the kie.ai "
+        "emulator and show the result.",
+    )
+    parser.add_argument(
+        "--keep", action="store_true", help="leave ministack, the emulator and the stack running"
+    )
+    parser.add_argument(
+        "--kie-url",
+        help=f"a real kie.ai base URL, e.g. https://api.kie.ai, with KIE_API_KEY set; {REAL_KIE_NOTE} "
+        "(--bucket, real AWS credentials, no AWS_ENDPOINT_URL)",
+    )
+    parser.add_argument("--bucket", help="a real bucket of a stack deployed to AWS (only with --kie-url)")
+    parser.add_argument("--stack", default=DEFAULT_STACK, help=f"stack name (default {DEFAULT_STACK})")
+    parser.add_argument(
+        "--timeout", type=float, default=180.0, help="seconds to wait for records (default 180)"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the demo; 0 only when every object reached its expected status."""
+    args = build_parser().parse_args(argv)
+    options = DemoOptions(
+        keep=args.keep, kie_url=args.kie_url, bucket=args.bucket, stack_name=args.stack, timeout=args.timeout
+    )
+    try:
+        result = run_demo(options)
+    except DemoError as exc:
+        print(f"demo: {exc}", file=sys.stderr)
+        return 2
+    except (local.LocalServerError, deploy.DeployError, ClientError, BotoCoreError) as exc:
+        print(f"demo: failed: {redact(str(exc))}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("demo: interrupted", file=sys.stderr)
+        return 130
+    print()
+    print(result.table())
+    print()
+    timings = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in result.timings.items())
+    ok = sum(o.ok for o in result.objects)
+    print(f"{ok}/{len(result.objects)} objects reached their expected status ({timings})")
+    if options.keep:
+        print()
+        print(keep_instructions(result))
+    return 0 if result.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
