@@ -5,7 +5,9 @@ Accepted (see the README):
 * a direct S3 event notification (``Records[].eventSource == "aws:s3"``): one message per record;
 * an SQS event whose bodies are an S3 event notification, the same wrapped in an SNS notification,
   an EventBridge "Object Created"/"Object Deleted" event from S3, or a plain message
-  ``{"bucket", "key", "versionId"?}`` / ``{"s3Uri": "s3://bucket/key", "versionId"?}``;
+  ``{"bucket", "key", "versionId"?}`` / ``{"s3Uri": "s3://bucket/key", "versionId"?}``, or the Lambda
+  destination record (``requestPayload``) that a failed direct invocation leaves in the DLQ, so that a
+  redrive of the DLQ brings it back;
 * an EventBridge S3 event delivered directly to the function.
 
 S3 URL-encodes keys in notifications (``+`` for a space, ``%XX``), and in EventBridge events too (as
@@ -128,6 +130,9 @@ def _body(body: str) -> tuple[list[ObjectRef], str | None]:
         payload = json.loads(body)
     except ValueError:
         raise _Malformed(f"body is not JSON: {body[:60]!r}") from None
+    except RecursionError:
+        # json's decoder recurses per nesting level: a body of 100,000 "[" must fail alone, not the batch.
+        raise _Malformed("body is JSON nested too deeply") from None
     if not isinstance(payload, Mapping):
         raise _Malformed(f"body is JSON but not an object ({type(payload).__name__})")
     if payload.get("Type") == "Notification" and "Message" in payload:
@@ -138,6 +143,8 @@ def _body(body: str) -> tuple[list[ObjectRef], str | None]:
 def _payload(payload: Mapping[str, Any]) -> tuple[list[ObjectRef], str | None]:
     if payload.get("Event") == "s3:TestEvent":
         return [], "s3:TestEvent"
+    if isinstance(payload.get("requestContext"), Mapping) and "requestPayload" in payload:
+        return _destination_record(payload)
     if "Records" in payload:
         return _notification(payload)
     if payload.get("source") == "aws.s3" and "detail-type" in payload:
@@ -155,9 +162,24 @@ def _sns(envelope: Mapping[str, Any]) -> tuple[list[ObjectRef], str | None]:
         payload = json.loads(inner)
     except ValueError:
         raise _Malformed(f"SNS notification's Message is not JSON: {inner[:60]!r}") from None
+    except RecursionError:
+        raise _Malformed("SNS notification's Message is JSON nested too deeply") from None
     if not isinstance(payload, Mapping):
         raise _Malformed("SNS notification's Message is not a JSON object")
     return _payload(payload)
+
+
+def _destination_record(record: Mapping[str, Any]) -> tuple[list[ObjectRef], str | None]:
+    # A direct (asynchronous) invocation that failed every retry reaches the DLQ as a Lambda destination
+    # record; `kie-uploader redrive` sends it back here, so its original event must be readable.
+    inner = record.get("requestPayload")
+    if not isinstance(inner, Mapping) or isinstance(inner.get("requestContext"), Mapping):
+        raise _Malformed("Lambda destination record's requestPayload is not an S3 or EventBridge event")
+    if inner.get("source") == "aws.s3" and "detail-type" in inner:
+        return _eventbridge(inner)
+    if "Records" in inner:
+        return _notification(inner)
+    raise _Malformed("Lambda destination record's requestPayload is not an S3 or EventBridge event")
 
 
 # --- S3 notification --------------------------------------------------------------------------------
