@@ -6,6 +6,8 @@ PYTHON ?= python3
 VENV := .venv
 MS_VENV := .venv-ministack
 MINISTACK_VERSION := 1.5.33
+# the boto3 that matches the botocore ministack pins
+MINISTACK_BOTO3_VERSION := 1.43.106
 PY := $(VENV)/bin/python
 export CDK_DISABLE_CLI_TELEMETRY := true
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
@@ -21,9 +23,10 @@ $(VENV)/.installed: pyproject.toml functions/uploader/requirements.txt
 	$(PY) -m pip install --quiet -e '.[dev]' -r functions/uploader/requirements.txt
 	touch $@
 
-$(MS_VENV)/.installed:
+$(MS_VENV)/.installed: Makefile
 	test -x $(MS_VENV)/bin/python || $(PYTHON) -m venv $(MS_VENV)
-	$(MS_VENV)/bin/python -m pip install --quiet 'ministack==$(MINISTACK_VERSION)'
+	# ministack runs Lambda functions (CDK's own custom resources among them) on this interpreter: they need boto3.
+	$(MS_VENV)/bin/python -m pip install --quiet 'ministack==$(MINISTACK_VERSION)' 'boto3==$(MINISTACK_BOTO3_VERSION)'
 	touch $@
 
 node_modules/.installed: package.json package-lock.json

@@ -82,6 +82,8 @@ class StackSettings:
     log_retention_days: int = 30
 
     function_timeout_seconds: int = FUNCTION_TIMEOUT_SECONDS
+    #: The function's ``KIE_TIMEOUT_SECONDS``: how long one kie.ai call may take (< the function's timeout).
+    kie_timeout_seconds: int = KIE_TIMEOUT_SECONDS
 
     @property
     def queue_visibility_timeout_seconds(self) -> int:
@@ -94,6 +96,18 @@ class StackSettings:
         """Build the settings from a context getter such as ``app.node.try_get_context``."""
         reader = _ContextReader(get)
         defaults = cls()
+        function_timeout = reader.integer(
+            "functionTimeoutSeconds", defaults.function_timeout_seconds, low=5, high=900
+        )
+        # Without the option, a function timeout shorter than the default call timeout shortens the call too.
+        kie_timeout = reader.integer(
+            "kieTimeoutSeconds", min(defaults.kie_timeout_seconds, function_timeout - 1), low=1, high=900
+        )
+        if kie_timeout >= function_timeout:
+            raise SettingsError(
+                f"context kieTimeoutSeconds={kie_timeout} must be less than functionTimeoutSeconds "
+                f"({function_timeout}): one kie.ai call must end before the function times out"
+            )
         return cls(
             stack_name=reader.text(
                 "stackName", defaults.stack_name, pattern=r"^[A-Za-z][A-Za-z0-9-]{0,127}$"
@@ -124,9 +138,8 @@ class StackSettings:
             log_retention_days=reader.choice_int(
                 "logRetentionDays", defaults.log_retention_days, LOG_RETENTION_DAYS
             ),
-            function_timeout_seconds=reader.integer(
-                "functionTimeoutSeconds", defaults.function_timeout_seconds, low=5, high=900
-            ),
+            function_timeout_seconds=function_timeout,
+            kie_timeout_seconds=kie_timeout,
         )
 
 

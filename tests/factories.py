@@ -1,20 +1,44 @@
-"""Event factories built from AWS's documented sample events, and a stand-in Lambda context.
+"""Event factories built from AWS's documented sample events, stand-in Lambda contexts, and the local world
+the integration tests run the handler in.
 
 Shapes follow AWS's documentation: "Event message structure" (S3 notifications, ``s3:TestEvent``),
 "Using Lambda with Amazon SQS" (the SQS record), "Amazon SNS message and JSON formats" (the SNS envelope)
 and "Amazon S3 events delivered to EventBridge" ("Object Created" / "Object Deleted").
+
+This module must stay importable without the function's folder on ``sys.path`` (the benchmarks import it
+before they add it): :meth:`World.invoke` imports the handler when it is called.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
+import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote_plus
+
+import boto3
+
+if TYPE_CHECKING:
+    import pytest
+
+    from kie_uploader.emulator import KieEmulator
 
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
+
+# The integration tests' local account (created by the ``world`` fixture of tests/integration/conftest.py).
+#: In ALLOWED_BUCKETS, unversioned.
+BUCKET = "photos"
+#: In ALLOWED_BUCKETS, versioning enabled.
+VERSIONED = "versioned"
+#: Not in ALLOWED_BUCKETS.
+OTHER = "elsewhere"
+TABLE = "records"
+SECRET = "kie/api-key"
 
 
 def encode_key(key: str) -> str:
@@ -166,6 +190,32 @@ def _eventbridge(
     }
 
 
+def lambda_destination_record(
+    payload: dict[str, Any], *, function_name: str = "kie-uploader", error_type: str = "RetryNeededError"
+) -> dict[str, Any]:
+    """The invocation record Lambda sends to an on-failure destination (here the DLQ) once an asynchronous
+    invocation (a direct S3 event) has failed all its retries ("Capturing records of Lambda asynchronous
+    invocations")."""
+    request_id = str(uuid.uuid4())
+    return {
+        "version": "1.0",
+        "timestamp": "2025-01-01T12:03:05.568Z",
+        "requestContext": {
+            "requestId": request_id,
+            "functionArn": f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{function_name}:$LATEST",
+            "condition": "RetriesExhausted",
+            "approximateInvokeCount": 3,
+        },
+        "requestPayload": payload,
+        "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
+        "responsePayload": {
+            "errorType": error_type,
+            "errorMessage": "1 of 1 records need another try",
+            "requestId": request_id,
+        },
+    }
+
+
 def plain_message(bucket: str, key: str, version_id: str | None = None) -> dict[str, Any]:
     """The plain message of the backfill tool and other producers."""
     message: dict[str, Any] = {"bucket": bucket, "key": key}
@@ -218,3 +268,90 @@ class LambdaContext:
 
     def get_remaining_time_in_millis(self) -> int:
         return self.remaining_ms
+
+
+@dataclass
+class CountdownContext(LambdaContext):
+    """A Lambda context whose remaining time runs down from its creation, as the real one does."""
+
+    started: float = field(default_factory=time.monotonic)
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int(self.remaining_ms - (time.monotonic() - self.started) * 1000))
+
+
+# --- the integration tests' world ------------------------------------------------------------------------
+
+
+@dataclass
+class World:
+    """The local AWS account, the emulator and the function's environment for one test.
+
+    Built by the ``world`` fixture, which creates the buckets, the table and the secret; boto3 reaches
+    ministack through the ``AWS_*`` variables of the ``aws_env`` fixture.
+    """
+
+    kie: KieEmulator
+    monkeypatch: pytest.MonkeyPatch
+    s3: Any = field(default_factory=lambda: boto3.client("s3"))
+    ddb: Any = field(default_factory=lambda: boto3.client("dynamodb"))
+    secrets: Any = field(default_factory=lambda: boto3.client("secretsmanager"))
+    _sequencers: Iterator[int] = field(default_factory=lambda: itertools.count(0x1000))
+
+    def env(self, **values: str | None) -> None:
+        """Set (or, for None, remove) variables of the function's environment for this test."""
+        for name, value in values.items():
+            if value is None:
+                self.monkeypatch.delenv(name, raising=False)
+            else:
+                self.monkeypatch.setenv(name, value)
+
+    def put(self, key: str, body: bytes = b"hello kie", bucket: str = BUCKET) -> dict[str, Any]:
+        """Put the object; the facts its S3 notification carries (``etag``, ``version_id``, ``size``)."""
+        answer = self.s3.put_object(Bucket=bucket, Key=key, Body=body)
+        return {"etag": answer["ETag"].strip('"'), "version_id": answer.get("VersionId"), "size": len(body)}
+
+    def next_sequencer(self) -> str:
+        """A sequencer greater than every one handed out before (S3's order of events of one key)."""
+        return f"00{next(self._sequencers):016X}"
+
+    def created(self, key: str, body: bytes = b"hello kie", bucket: str = BUCKET) -> dict[str, Any]:
+        """Put the object and return its S3 notification record (as S3 would send it)."""
+        facts = self.put(key, body, bucket)
+        return s3_record(bucket, key, sequencer=self.next_sequencer(), **facts)
+
+    def removed(self, key: str, bucket: str = BUCKET, **kwargs: Any) -> dict[str, Any]:
+        """The S3 notification record of the object's removal (the caller deletes the object)."""
+        return s3_removed_record(bucket, key, sequencer=self.next_sequencer(), **kwargs)
+
+    def invoke(self, event: dict[str, Any], remaining_ms: int = 60_000) -> Any:
+        """Call the function's handler in-process, as the Lambda runtime would."""
+        from uploader import handler as handler_module  # see the module's docstring
+
+        return handler_module.handler(event, LambdaContext(remaining_ms=remaining_ms))
+
+    def sqs(self, *bodies: Any) -> tuple[dict[str, Any], list[str]]:
+        """An SQS event with one message per body, and the messages' ids (``m0``, ``m1``, ...)."""
+        records = [sqs_record(body, message_id=f"m{i}") for i, body in enumerate(bodies)]
+        return sqs_event(*records), [r["messageId"] for r in records]
+
+    def record(self, key: str, bucket: str = BUCKET) -> dict[str, Any] | None:
+        """The object's record (attribute values as DynamoDB's strings, numbers as text), or None."""
+        item = self.ddb.get_item(
+            TableName=TABLE, Key={"pk": {"S": f"s3://{bucket}/{key}"}}, ConsistentRead=True
+        )
+        if "Item" not in item:
+            return None
+        return {name: next(iter(value.values())) for name, value in item["Item"].items()}
+
+    def existing_record(self, key: str, bucket: str = BUCKET) -> dict[str, Any]:
+        """The object's record; fails the test, naming the object, when it has none."""
+        record = self.record(key, bucket)
+        if record is None:
+            raise AssertionError(f"no record for s3://{bucket}/{key}")
+        return record
+
+
+def failures(answer: dict[str, Any]) -> list[str]:
+    """The message ids of an SQS answer's ``batchItemFailures``, in order."""
+    return [item["itemIdentifier"] for item in answer["batchItemFailures"]]

@@ -17,7 +17,6 @@ from constructs import Construct
 from infra import bundling
 from infra.settings import (
     KIE_MAX_ATTEMPTS,
-    KIE_TIMEOUT_SECONDS,
     SECRET_CACHE_SECONDS,
     SQS_BATCH_SIZE,
     StackSettings,
@@ -46,7 +45,7 @@ def function_environment(
         "ALLOWED_BUCKETS": Fn.join(",", list(allowed_buckets)),
         "MAX_CONCURRENCY": str(SQS_BATCH_SIZE),
         "SECRET_CACHE_SECONDS": str(SECRET_CACHE_SECONDS),
-        "KIE_TIMEOUT_SECONDS": str(KIE_TIMEOUT_SECONDS),
+        "KIE_TIMEOUT_SECONDS": str(settings.kie_timeout_seconds),
         "KIE_MAX_ATTEMPTS": str(KIE_MAX_ATTEMPTS),
         "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
         "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,

@@ -42,6 +42,7 @@ CUSTOM_CONTEXT = {
     "architecture": "x86_64",
     "logRetentionDays": "14",
     "functionTimeoutSeconds": "60",
+    "kieTimeoutSeconds": "25",
 }
 
 

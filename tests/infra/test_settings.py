@@ -20,6 +20,7 @@ def test_defaults_deploy_a_new_bucket_with_direct_notifications() -> None:
     assert defaults.architecture == "arm64"
     assert defaults.kie_base_url == "https://api.kie.ai"
     assert defaults.queue_visibility_timeout_seconds >= 6 * defaults.function_timeout_seconds
+    assert (defaults.function_timeout_seconds, defaults.kie_timeout_seconds) == (120, 40)
 
 
 def test_bucket_names_are_split_trimmed_and_deduplicated() -> None:
@@ -32,6 +33,39 @@ def test_bucket_names_are_split_trimmed_and_deduplicated() -> None:
 def test_the_queue_visibility_timeout_follows_a_shorter_function_timeout() -> None:
     parsed = settings(functionTimeoutSeconds="20")
     assert (parsed.function_timeout_seconds, parsed.queue_visibility_timeout_seconds) == (20, 120)
+
+
+@pytest.mark.parametrize(("given", "parsed"), [("25", 25), (25, 25), (" 1 ", 1), ("119", 119)])
+def test_the_kie_timeout_comes_from_context(given: object, parsed: int) -> None:
+    assert settings(kieTimeoutSeconds=given).kie_timeout_seconds == parsed
+
+
+def test_the_kie_timeout_may_be_set_with_a_longer_function_timeout() -> None:
+    parsed = settings(kieTimeoutSeconds="300", functionTimeoutSeconds="900")
+    assert (parsed.kie_timeout_seconds, parsed.function_timeout_seconds) == (300, 900)
+
+
+@pytest.mark.parametrize(("function_timeout", "kie_timeout"), [("20", 19), ("5", 4), ("41", 40), ("60", 40)])
+def test_without_the_option_the_kie_timeout_stays_below_a_shorter_function_timeout(
+    function_timeout: str, kie_timeout: int
+) -> None:
+    assert settings(functionTimeoutSeconds=function_timeout).kie_timeout_seconds == kie_timeout
+
+
+NOT_BELOW_FUNCTION_TIMEOUT = r"kieTimeoutSeconds=\d+ must be less than functionTimeoutSeconds"
+
+
+@pytest.mark.parametrize(
+    ("kie_timeout", "function_timeout"), [("120", None), ("121", None), ("60", "60"), ("100", "30")]
+)
+def test_a_kie_timeout_not_below_the_function_timeout_fails_naming_both_keys(
+    kie_timeout: str, function_timeout: str | None
+) -> None:
+    context = {"kieTimeoutSeconds": kie_timeout}
+    if function_timeout is not None:
+        context["functionTimeoutSeconds"] = function_timeout
+    with pytest.raises(SettingsError, match=NOT_BELOW_FUNCTION_TIMEOUT):
+        settings(**context)
 
 
 def test_values_from_cdk_json_may_be_json_types() -> None:
@@ -56,6 +90,11 @@ def test_values_from_cdk_json_may_be_json_types() -> None:
         ("architecture", "arm"),
         ("logRetentionDays", "31"),
         ("functionTimeoutSeconds", "901"),  # Lambda's maximum is 900 s
+        ("kieTimeoutSeconds", "0"),
+        ("kieTimeoutSeconds", "901"),
+        ("kieTimeoutSeconds", "-5"),
+        ("kieTimeoutSeconds", "2.5"),
+        ("kieTimeoutSeconds", "soon"),
         ("bucketKmsKeyArns", "alias/aws/s3"),
     ],
 )

@@ -119,6 +119,7 @@ def test_function_timeout_leaves_room_for_kie_retries(default_synth: Synth) -> N
     timeout = uploader_function(default_synth)[1]["Properties"]["Timeout"]
     # kie.ai downloads for up to 30 s; one call may take KIE_TIMEOUT_SECONDS, and a retry must still fit.
     assert timeout >= 2 * KIE_TIMEOUT_SECONDS + 30
+    assert environment(default_synth)["KIE_TIMEOUT_SECONDS"] == str(KIE_TIMEOUT_SECONDS) == "40"
 
 
 @pytest.mark.parametrize("synth_name", ["default_synth", "custom_synth"])
@@ -151,6 +152,10 @@ def test_function_environment_carries_the_context_options(custom_synth: Synth) -
     assert config.kie_retention_seconds == int(CUSTOM_CONTEXT["retentionSeconds"])
     assert config.max_object_bytes == int(CUSTOM_CONTEXT["maxObjectBytes"])
     assert config.presign_expires_seconds == int(CUSTOM_CONTEXT["presignExpiresSeconds"])
+    assert env["KIE_TIMEOUT_SECONDS"] == CUSTOM_CONTEXT["kieTimeoutSeconds"] == "25"
+    assert config.kie_timeout_seconds == 25.0
+    # One kie.ai call ends before the function's timeout (functionTimeoutSeconds=60) does.
+    assert uploader_function(custom_synth)[1]["Properties"]["Timeout"] == 60 > config.kie_timeout_seconds
     custom_synth.assertions.has_resource_properties(
         "AWS::Lambda::Function",
         {"Handler": "uploader.handler.handler", "Architectures": ["x86_64"], "MemorySize": 512},

@@ -12,31 +12,19 @@ so no call is cut in flight (a cut call would still be completed by kie.ai: an u
 
 from __future__ import annotations
 
-import time
 from collections import Counter
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
 from tests import factories as f
-from tests.integration.test_handler import BUCKET, World, failures, world  # noqa: F401 (fixture)
+from tests.factories import CountdownContext, World, failures
 from uploader import handler as handler_module
 
 OBJECTS = 10
 LATENCY_SECONDS = 0.5
 #: Work time after the handler's safety margin: room for two or three rounds of two calls, not five.
 WORK_SECONDS = 1.8
-
-
-@dataclass
-class CountdownContext(f.LambdaContext):
-    """A Lambda context whose remaining time runs down from its creation, as the real one does."""
-
-    started: float = field(default_factory=time.monotonic)
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int(self.remaining_ms - (time.monotonic() - self.started) * 1000))
 
 
 def short_lived_context() -> CountdownContext:
@@ -72,7 +60,7 @@ def assert_all_uploaded_once(w: World, keys: list[str]) -> None:
 
 
 def test_an_sqs_batch_cut_by_the_deadline_reports_the_rest_and_redelivery_uploads_each_once(
-    world: World,  # noqa: F811 (the fixture imported above)
+    world: World,
 ) -> None:
     records, keys = put_batch(world)
     event, ids = world.sqs(*[f.s3_notification(r) for r in records])
@@ -101,7 +89,7 @@ def test_an_sqs_batch_cut_by_the_deadline_reports_the_rest_and_redelivery_upload
 
 
 def test_a_direct_event_cut_by_the_deadline_raises_and_its_retry_uploads_each_remaining_object_once(
-    world: World,  # noqa: F811 (the fixture imported above)
+    world: World,
 ) -> None:
     records, keys = put_batch(world)
     event = f.s3_notification(*records)

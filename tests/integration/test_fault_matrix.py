@@ -27,7 +27,7 @@ import pytest
 from kie_uploader import local
 from tests import factories as f
 from tests.conftest import KIE_TEST_KEY
-from tests.integration.test_handler import BUCKET, SECRET, TABLE, World, failures, world  # noqa: F401
+from tests.factories import BUCKET, SECRET, TABLE, World, failures
 from uploader import handler as handler_module
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "reliability.md"
@@ -290,7 +290,7 @@ def wait_for_calls(w: World, count: int, timeout: float = 10.0) -> None:
 @pytest.mark.parametrize("trigger", TRIGGERS)
 @pytest.mark.parametrize("expected", MATRIX, ids=[e.fault for e in MATRIX])
 def test_fault_outcome(
-    world: World,  # noqa: F811 (the fixture imported above)
+    world: World,
     caplog: pytest.LogCaptureFixture,
     trigger: str,
     expected: Expectation,

@@ -3,113 +3,19 @@ emulator. ministack's S3 checks presigned signatures, so every upload proves the
 
 from __future__ import annotations
 
-import itertools
 import json
 import time
 import urllib.request
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
 import pytest
 
-from kie_uploader import local
-from kie_uploader.emulator import KieEmulator
 from tests import factories as f
 from tests.conftest import KIE_TEST_KEY
+from tests.factories import BUCKET, OTHER, SECRET, VERSIONED, World, failures
 from uploader import handler as handler_module
 from uploader.errors import ConfigurationError
-
-BUCKET = "photos"
-VERSIONED = "versioned"
-OTHER = "elsewhere"
-TABLE = "records"
-SECRET = "kie/api-key"
-
-
-@dataclass
-class World:
-    """The local AWS account, the emulator and the function's environment for one test."""
-
-    kie: KieEmulator
-    monkeypatch: pytest.MonkeyPatch
-    s3: Any = field(default_factory=lambda: boto3.client("s3"))
-    ddb: Any = field(default_factory=lambda: boto3.client("dynamodb"))
-    secrets: Any = field(default_factory=lambda: boto3.client("secretsmanager"))
-    _sequencers: Iterator[int] = field(default_factory=lambda: itertools.count(0x1000))
-
-    def env(self, **values: str | None) -> None:
-        for name, value in values.items():
-            if value is None:
-                self.monkeypatch.delenv(name, raising=False)
-            else:
-                self.monkeypatch.setenv(name, value)
-
-    def put(self, key: str, body: bytes = b"hello kie", bucket: str = BUCKET) -> dict[str, Any]:
-        answer = self.s3.put_object(Bucket=bucket, Key=key, Body=body)
-        return {"etag": answer["ETag"].strip('"'), "version_id": answer.get("VersionId"), "size": len(body)}
-
-    def next_sequencer(self) -> str:
-        return f"00{next(self._sequencers):016X}"
-
-    def created(self, key: str, body: bytes = b"hello kie", bucket: str = BUCKET) -> dict[str, Any]:
-        """Put the object and return its S3 notification record (as S3 would send it)."""
-        facts = self.put(key, body, bucket)
-        return f.s3_record(bucket, key, sequencer=self.next_sequencer(), **facts)
-
-    def removed(self, key: str, bucket: str = BUCKET, **kwargs: Any) -> dict[str, Any]:
-        return f.s3_removed_record(bucket, key, sequencer=self.next_sequencer(), **kwargs)
-
-    def invoke(self, event: dict[str, Any], remaining_ms: int = 60_000) -> Any:
-        return handler_module.handler(event, f.LambdaContext(remaining_ms=remaining_ms))
-
-    def sqs(self, *bodies: Any) -> tuple[dict[str, Any], list[str]]:
-        records = [f.sqs_record(body, message_id=f"m{i}") for i, body in enumerate(bodies)]
-        return f.sqs_event(*records), [r["messageId"] for r in records]
-
-    def record(self, key: str, bucket: str = BUCKET) -> dict[str, Any] | None:
-        item = self.ddb.get_item(
-            TableName=TABLE, Key={"pk": {"S": f"s3://{bucket}/{key}"}}, ConsistentRead=True
-        )
-        if "Item" not in item:
-            return None
-        return {name: next(iter(value.values())) for name, value in item["Item"].items()}
-
-
-@pytest.fixture
-def world(
-    aws_env: dict[str, str], ministack: local.Server, kie: KieEmulator, monkeypatch: pytest.MonkeyPatch
-) -> World:
-    local.reset_ministack(ministack.endpoint_url)
-    w = World(kie=kie, monkeypatch=monkeypatch)
-    for bucket in (BUCKET, VERSIONED, OTHER):
-        w.s3.create_bucket(Bucket=bucket)
-    w.s3.put_bucket_versioning(Bucket=VERSIONED, VersioningConfiguration={"Status": "Enabled"})
-    w.ddb.create_table(
-        TableName=TABLE,
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    w.secrets.create_secret(Name=SECRET, SecretString=json.dumps({"apiKey": KIE_TEST_KEY}))
-    w.env(
-        TABLE_NAME=TABLE,
-        KIE_API_KEY_SECRET_ID=SECRET,
-        KIE_API_KEY=None,
-        KIE_BASE_URL=kie.base_url,
-        ALLOWED_BUCKETS=f"{BUCKET},{VERSIONED}",
-        MAX_OBJECT_BYTES="1000",
-        KIE_MAX_ATTEMPTS="3",
-        KIE_TIMEOUT_SECONDS="5",
-        MAX_CONCURRENCY="10",
-    )
-    return w
-
-
-def failures(answer: dict[str, Any]) -> list[str]:
-    return [item["itemIdentifier"] for item in answer["batchItemFailures"]]
-
 
 # --- trigger shapes -------------------------------------------------------------------------------------
 
@@ -120,8 +26,8 @@ def test_sqs_message_uploads_the_object_and_records_the_download_url(world: Worl
     answer = world.invoke(event)
 
     assert answer == {"batchItemFailures": []}
-    record = world.record("in/a photo.jpg")
-    assert record is not None and record["status"] == "UPLOADED"
+    record = world.existing_record("in/a photo.jpg")
+    assert record["status"] == "UPLOADED"
     assert record["fileName"] == "a photo.jpg" and record["attempts"] == "1"
     assert record["uploadPath"].startswith(f"s3-uploads/{BUCKET}/")
     assert world.kie.stored(record["filePath"]) == b"\x89PNG bytes"
@@ -136,7 +42,7 @@ def test_direct_s3_event_with_several_records(world: World) -> None:
 
     assert world.invoke(event) is None
 
-    assert [world.record(k)["status"] for k in ("one.txt", "two.txt")] == ["UPLOADED", "UPLOADED"]
+    assert [world.existing_record(k)["status"] for k in ("one.txt", "two.txt")] == ["UPLOADED", "UPLOADED"]
     assert world.kie.upload_count == 2
 
 
@@ -156,7 +62,7 @@ def test_every_message_shape_is_uploaded(world: World, shape: str) -> None:
 
     assert failures(world.invoke(event)) == []
 
-    assert world.record(key)["status"] == "UPLOADED"
+    assert world.existing_record(key)["status"] == "UPLOADED"
 
 
 def test_real_s3_notifications_through_sqs(world: World) -> None:
@@ -181,7 +87,7 @@ def test_real_s3_notifications_through_sqs(world: World) -> None:
 
     assert failures(world.invoke(event)) == []
 
-    assert world.record(key)["status"] == "UPLOADED"
+    assert world.existing_record(key)["status"] == "UPLOADED"
     assert world.kie.upload_count == 1  # the s3:TestEvent, if any, is acknowledged without an upload
 
 
@@ -196,7 +102,7 @@ def test_a_duplicate_event_does_not_call_kie_again(world: World) -> None:
 
     assert failures(answer) == []
     assert world.kie.upload_count == 1
-    assert world.record("dup.txt")["attempts"] == "1"
+    assert world.existing_record("dup.txt")["attempts"] == "1"
 
 
 def test_the_same_object_twice_in_one_batch_is_uploaded_once(world: World) -> None:
@@ -224,7 +130,7 @@ def test_an_older_event_never_overwrites_a_newer_version(world: World) -> None:
     world.invoke(f.s3_notification(new))
     world.invoke(f.s3_notification(old))  # delivered late
 
-    record = world.record("v.txt", VERSIONED)
+    record = world.existing_record("v.txt", VERSIONED)
     assert record["versionId"] == new["s3"]["object"]["versionId"]
     assert world.kie.stored(record["filePath"]) == b"version two"
     assert world.kie.upload_count == 1
@@ -237,16 +143,16 @@ def test_out_of_order_events_in_one_batch_end_in_the_newest_state(world: World) 
 
     world.invoke(event)
 
-    record = world.record("ooo.txt", VERSIONED)
+    record = world.existing_record("ooo.txt", VERSIONED)
     assert record["versionId"] == new["s3"]["object"]["versionId"]
     assert world.kie.stored(record["filePath"]) == b"new"
 
 
 def test_each_version_gets_its_own_upload_path(world: World) -> None:
     world.invoke(f.s3_notification(world.created("p.txt", b"one", bucket=VERSIONED)))
-    first = world.record("p.txt", VERSIONED)
+    first = world.existing_record("p.txt", VERSIONED)
     world.invoke(f.s3_notification(world.created("p.txt", b"two", bucket=VERSIONED)))
-    second = world.record("p.txt", VERSIONED)
+    second = world.existing_record("p.txt", VERSIONED)
 
     assert first["uploadPath"] != second["uploadPath"]
     assert world.kie.stored(first["filePath"]) == b"one"  # the older file was not overwritten
@@ -256,12 +162,12 @@ def test_each_version_gets_its_own_upload_path(world: World) -> None:
 def test_retry_failed_sends_a_plain_message_that_repairs_a_failed_record(world: World) -> None:
     world.kie.script("400")
     world.invoke(f.s3_notification(world.created("again.txt")))
-    assert world.record("again.txt")["status"] == "FAILED"
+    assert world.existing_record("again.txt")["status"] == "FAILED"
     event, _ = world.sqs(f.plain_message(BUCKET, "again.txt"))
 
     assert failures(world.invoke(event)) == []
 
-    record = world.record("again.txt")
+    record = world.existing_record("again.txt")
     assert record["status"] == "UPLOADED" and record["attempts"] == "2"
     assert record["sequencer"]  # the same version's event sequencer is kept for later ordering
 
@@ -280,7 +186,7 @@ def test_a_deleted_object_is_recorded_deleted_without_its_download_url(world: Wo
 
     world.invoke(f.s3_notification(world.removed("bye.txt")))
 
-    record = world.record("bye.txt")
+    record = world.existing_record("bye.txt")
     assert record["status"] == "DELETED" and "downloadUrl" not in record
 
 
@@ -292,7 +198,7 @@ def test_a_late_created_event_after_the_deletion_is_superseded(world: World) -> 
     world.invoke(f.s3_notification(removed))
     world.invoke(f.s3_notification(created))
 
-    assert world.record("late.txt")["status"] == "DELETED"
+    assert world.existing_record("late.txt")["status"] == "DELETED"
     assert world.kie.upload_count == 0
 
 
@@ -302,7 +208,7 @@ def test_an_eventbridge_deletion_marks_the_record(world: World) -> None:
 
     world.invoke(event)
 
-    assert world.record("eb-del.txt")["status"] == "DELETED"
+    assert world.existing_record("eb-del.txt")["status"] == "DELETED"
 
 
 def test_a_missing_object_is_skipped_and_not_retried(world: World) -> None:
@@ -311,7 +217,7 @@ def test_a_missing_object_is_skipped_and_not_retried(world: World) -> None:
     answer = world.invoke(event)
 
     assert failures(answer) == []
-    record = world.record("never-existed.txt")
+    record = world.existing_record("never-existed.txt")
     assert record["status"] == "SKIPPED" and record["retryable"] is False
     assert world.kie.upload_count == 0
 
@@ -326,7 +232,7 @@ def test_a_bucket_outside_allowed_buckets_is_refused_without_presigning(world: W
     answer = world.invoke(event)
 
     assert failures(answer) == []
-    record = world.record("secret.txt", OTHER)
+    record = world.existing_record("secret.txt", OTHER)
     assert record["status"] == "FAILED" and record["errorKind"] == "permanent"
     assert "ALLOWED_BUCKETS" in record["error"]
     assert world.kie.calls == []
@@ -338,7 +244,7 @@ def test_an_object_over_the_size_limit_is_not_sent(world: World) -> None:
     answer = world.invoke(event)
 
     assert failures(answer) == []
-    record = world.record("big.bin")
+    record = world.existing_record("big.bin")
     assert record["status"] == "FAILED" and record["errorKind"] == "permanent"
     assert "MAX_OBJECT_BYTES" in record["error"] and record["size"] == "1001"
     assert world.kie.calls == []
@@ -356,8 +262,8 @@ def test_a_batch_with_one_malformed_message_fails_only_that_message(world: World
     answer = world.invoke(event)
 
     assert failures(answer) == [ids[1]]
-    assert world.record("good-1.txt")["status"] == "UPLOADED"
-    assert world.record("good-2.txt")["status"] == "UPLOADED"
+    assert world.existing_record("good-1.txt")["status"] == "UPLOADED"
+    assert world.existing_record("good-2.txt")["status"] == "UPLOADED"
 
 
 # --- kie.ai faults ------------------------------------------------------------------------------------------
@@ -373,7 +279,7 @@ def test_a_transient_kie_fault_is_retried_within_the_invocation(world: World, fa
     answer = world.invoke(event)
 
     assert failures(answer) == []
-    record = world.record("flaky.txt")
+    record = world.existing_record("flaky.txt")
     assert record["status"] == "UPLOADED" and record["attempts"] == "2"
 
 
@@ -390,18 +296,19 @@ def test_a_transient_kie_fault_is_retried_within_the_invocation(world: World, fa
 )
 def test_every_fault_switch_fails_the_delivery_then_a_redelivery_succeeds(world: World, switch: str) -> None:
     world.env(KIE_MAX_ATTEMPTS="1", KIE_TIMEOUT_SECONDS="1")
-    world.kie.set_faults(**{switch: 1.0}, retry_after_seconds=0, timeout_seconds=1.5, body_error_code=503)
+    rates: dict[str, Any] = {switch: 1.0}
+    world.kie.set_faults(**rates, retry_after_seconds=0, timeout_seconds=1.5, body_error_code=503)
     event, ids = world.sqs(f.s3_notification(world.created("switch.txt")))
 
     first = world.invoke(event)
-    failed = world.record("switch.txt")
+    failed = world.existing_record("switch.txt")
     world.kie.set_faults()
     second = world.invoke(event)
 
     assert failures(first) == ids
     assert failed["status"] == "FAILED" and failed["errorKind"] == "transient" and failed["retryable"] is True
     assert failures(second) == []
-    record = world.record("switch.txt")
+    record = world.existing_record("switch.txt")
     assert record["status"] == "UPLOADED" and record["attempts"] == "2"  # counted across deliveries
     assert "error" not in record
 
@@ -421,7 +328,7 @@ def test_a_permanent_kie_refusal_is_recorded_and_acknowledged(world: World, faul
     answer = world.invoke(event)
 
     assert failures(answer) == []
-    record = world.record("refused.txt")
+    record = world.existing_record("refused.txt")
     assert (
         record["status"] == "FAILED" and record["errorKind"] == "permanent" and record["retryable"] is False
     )
@@ -436,7 +343,7 @@ def test_a_configuration_refusal_is_recorded_and_delivered_again(world: World, f
     answer = world.invoke(event)
 
     assert failures(answer) == ids
-    record = world.record("config.txt")
+    record = world.existing_record("config.txt")
     assert record["status"] == "FAILED" and record["errorKind"] == "configuration"
     assert len(world.kie.calls) == 1  # not retried within the invocation
 
@@ -450,8 +357,8 @@ def test_a_persistent_transient_failure_of_a_direct_event_raises_after_all_recor
     with pytest.raises(handler_module.RetryNeededError, match="1 of 2"):
         world.invoke(event)
 
-    assert world.record("first.txt")["status"] == "UPLOADED"
-    assert world.record("second.txt", VERSIONED)["status"] == "FAILED"
+    assert world.existing_record("first.txt")["status"] == "UPLOADED"
+    assert world.existing_record("second.txt", VERSIONED)["status"] == "FAILED"
 
 
 # --- configuration ------------------------------------------------------------------------------------------
@@ -464,7 +371,7 @@ def test_a_missing_secret_is_recorded_failed_and_delivered_again(world: World) -
     answer = world.invoke(event)
 
     assert failures(answer) == ids
-    record = world.record("nokey.txt")
+    record = world.existing_record("nokey.txt")
     assert record["status"] == "FAILED" and record["errorKind"] == "configuration"
     assert "kie/does-not-exist" in record["error"]
     assert world.kie.calls == []
@@ -478,7 +385,7 @@ def test_a_wrong_key_in_the_secret_is_a_configuration_failure(world: World) -> N
     answer = world.invoke(event)
 
     assert failures(answer) == ids
-    assert world.record("wrongkey.txt")["errorKind"] == "configuration"
+    assert world.existing_record("wrongkey.txt")["errorKind"] == "configuration"
 
 
 def test_a_raw_key_secret_works_too(world: World) -> None:
@@ -558,7 +465,7 @@ def test_a_batch_of_ten_with_one_second_kie_latency_runs_concurrently(world: Wor
     elapsed = time.perf_counter() - started
 
     assert failures(answer) == []
-    assert all(world.record(f"batch/{i}.txt")["status"] == "UPLOADED" for i in range(10))
+    assert all(world.existing_record(f"batch/{i}.txt")["status"] == "UPLOADED" for i in range(10))
     # A ratio, not a timing: ten 1 s calls one after the other would take at least 10 s.
     print(f"batch of 10 with 1 s kie.ai latency: {elapsed:.2f} s")
     assert elapsed / (10 * 1.0) < 0.5
@@ -575,5 +482,5 @@ def test_events_of_the_same_object_stay_in_order_in_one_lane(world: World) -> No
     # In order: the first is uploaded, then the second replaces it; run together, they would overlap.
     calls = world.kie.calls
     assert len(calls) == 2
-    assert world.record("lane.txt", VERSIONED)["versionId"] == second["s3"]["object"]["versionId"]
+    assert world.existing_record("lane.txt", VERSIONED)["versionId"] == second["s3"]["object"]["versionId"]
     assert calls[1].time - calls[0].time >= 0.25

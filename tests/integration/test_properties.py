@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests import factories as f
-from tests.integration.test_handler import BUCKET, World, failures, world  # noqa: F401 (fixture)
+from tests.factories import BUCKET, World, failures
 from uploader.events import parse_event
 from uploader.handler import logger as handler_logger
 
@@ -273,7 +273,7 @@ _example = itertools.count()
     ),
 )
 def test_the_handler_fails_only_the_malformed_messages_and_uploads_the_rest(
-    world: World,  # noqa: F811 (the fixture imported above)
+    world: World,
     caplog: pytest.LogCaptureFixture,
     batch: list[tuple[str, str, str | None]],
 ) -> None:

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
 from tests import factories as f
 from uploader.events import UnsupportedEventError, event_time, parse_body, parse_event
-from uploader.models import EventKind
+from uploader.models import EventKind, ObjectRef
 
 
-def only_object(event: dict) -> object:
+def only_object(event: dict[str, Any]) -> ObjectRef:
     parsed = parse_event(event)
     assert len(parsed.messages) == 1
     (message,) = parsed.messages
@@ -168,6 +169,93 @@ def test_unversioned_null_version_id_is_no_version() -> None:
     record["s3"]["object"]["versionId"] = "null"
 
     assert only_object(f.s3_notification(record)).version_id is None
+
+
+# --- Lambda destination records (what a failed direct invocation leaves in the DLQ) ---------------------
+
+
+def test_a_destination_record_in_the_dlq_is_unwrapped_to_the_objects_of_its_s3_event() -> None:
+    notification = f.s3_notification(
+        f.s3_record("photos", "dlq/a b.jpg", version_id="v1", sequencer="00AB"),
+        f.s3_removed_record("photos", "dlq/gone.txt"),
+    )
+    body = f.lambda_destination_record(notification)
+
+    (message,) = parse_event(f.sqs_event(f.sqs_record(body, message_id="redriven"))).messages
+
+    assert message.message_id == "redriven" and message.problem is None and message.note is None
+    created, removed = message.objects
+    assert (created.bucket, created.key, created.version_id) == ("photos", "dlq/a b.jpg", "v1")
+    assert created.kind is EventKind.CREATED and created.sequencer == "00AB"
+    assert created.event_time == "2025-01-01T12:00:00.000Z"
+    assert (removed.key, removed.kind) == ("dlq/gone.txt", EventKind.REMOVED)
+
+
+def test_a_destination_record_of_a_direct_eventbridge_event_is_unwrapped_too() -> None:
+    body = f.lambda_destination_record(f.eventbridge_object_created("photos", "eb dlq.jpg", version_id="v2"))
+
+    ref = only_object(f.sqs_event(f.sqs_record(body)))
+
+    assert (ref.bucket, ref.key, ref.version_id) == ("photos", "eb dlq.jpg", "v2")
+    assert ref.kind is EventKind.CREATED and ref.sequencer == "617F08299329D189"
+
+
+NOT_AN_S3_EVENT = "Lambda destination record's requestPayload is not an S3 or EventBridge event"
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        ({"hello": "world"}, NOT_AN_S3_EVENT),
+        (f.lambda_destination_record(f.s3_notification(f.s3_record("photos", "k"))), NOT_AN_S3_EVENT),
+        # Records, but of SQS: read as an S3 notification, whose records must come from S3.
+        (
+            f.sqs_event(f.sqs_record(f.plain_message("photos", "k"))),
+            "S3 notification record is not from aws:s3",
+        ),
+    ],
+    ids=["not-an-event", "destination-record-in-a-destination-record", "sqs-event"],
+)
+def test_a_destination_record_of_anything_but_an_s3_event_is_a_problem(
+    payload: dict[str, Any], reason: str
+) -> None:
+    message = parse_body("m", json.dumps(f.lambda_destination_record(payload)))
+
+    assert message.objects == () and message.problem == reason
+
+
+# --- bodies json cannot read ----------------------------------------------------------------------------
+
+TOO_DEEP = "[" * 100_000
+
+
+def test_a_body_nested_too_deeply_for_json_is_rejected_alone() -> None:
+    event = f.sqs_event(
+        f.sqs_record(f.plain_message("photos", "before.txt"), message_id="before"),
+        f.sqs_record(TOO_DEEP, message_id="deep"),
+        f.sqs_record(f.plain_message("photos", "after.txt"), message_id="after"),
+    )
+
+    before, deep, after = parse_event(event).messages
+
+    assert deep.message_id == "deep" and deep.objects == ()
+    assert deep.problem == "body is JSON nested too deeply"
+    assert [m.objects[0].key for m in (before, after)] == ["before.txt", "after.txt"]
+    assert before.problem is None and after.problem is None
+
+
+def test_an_sns_message_nested_too_deeply_for_json_is_rejected_alone() -> None:
+    envelope = f.sns_wrapped({}) | {"Message": TOO_DEEP}
+    event = f.sqs_event(
+        f.sqs_record(envelope, message_id="deep"),
+        f.sqs_record(f.sns_wrapped(f.s3_notification(f.s3_record("photos", "ok.txt"))), message_id="ok"),
+    )
+
+    deep, ok = parse_event(event).messages
+
+    assert deep.objects == ()
+    assert deep.problem == "SNS notification's Message is JSON nested too deeply"
+    assert ok.problem is None and ok.objects[0].key == "ok.txt"
 
 
 @pytest.mark.parametrize(
