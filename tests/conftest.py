@@ -5,6 +5,7 @@ Servers are stopped by their PID when the session ends (and by ``atexit`` if pyt
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from kie_uploader import local
+from tests.factories import BUCKET, OTHER, SECRET, TABLE, VERSIONED, World
 from tests.leakcheck import LeakWatch
 
 if TYPE_CHECKING:
@@ -75,6 +77,41 @@ def dynamodb_local(local_state: Path) -> Iterator[local.Server]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def world(
+    aws_env: dict[str, str], ministack: local.Server, kie: KieEmulator, monkeypatch: pytest.MonkeyPatch
+) -> World:
+    """A fresh ministack with the buckets, the table and the secret, and the function's environment.
+
+    Allowed buckets: ``BUCKET`` and ``VERSIONED`` (not ``OTHER``); objects over 1000 bytes are refused;
+    kie.ai is called at most 3 times per object, with a 5 s timeout.
+    """
+    local.reset_ministack(ministack.endpoint_url)
+    w = World(kie=kie, monkeypatch=monkeypatch)
+    for bucket in (BUCKET, VERSIONED, OTHER):
+        w.s3.create_bucket(Bucket=bucket)
+    w.s3.put_bucket_versioning(Bucket=VERSIONED, VersioningConfiguration={"Status": "Enabled"})
+    w.ddb.create_table(
+        TableName=TABLE,
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    w.secrets.create_secret(Name=SECRET, SecretString=json.dumps({"apiKey": KIE_TEST_KEY}))
+    w.env(
+        TABLE_NAME=TABLE,
+        KIE_API_KEY_SECRET_ID=SECRET,
+        KIE_API_KEY=None,
+        KIE_BASE_URL=kie.base_url,
+        ALLOWED_BUCKETS=f"{BUCKET},{VERSIONED}",
+        MAX_OBJECT_BYTES="1000",
+        KIE_MAX_ATTEMPTS="3",
+        KIE_TIMEOUT_SECONDS="5",
+        MAX_CONCURRENCY="10",
+    )
+    return w
 
 
 # --- A whole-run check that no secret reached a log (issue: "the API key and presigned URLs' signatures

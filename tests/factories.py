@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
 
-# The integration tests' local account (created by the ``world`` fixture of tests/integration/conftest.py).
+# The integration tests' local account (created by the ``world`` fixture of tests/conftest.py).
 #: In ALLOWED_BUCKETS, unversioned.
 BUCKET = "photos"
 #: In ALLOWED_BUCKETS, versioning enabled.

@@ -25,7 +25,7 @@ import pytest
 
 from kie_uploader import cli, local
 from tests.e2e.conftest import DeployedStack
-from tests.integration.test_handler import BUCKET, TABLE, World, world  # noqa: F401 (fixture)
+from tests.factories import BUCKET, TABLE, World
 
 pytestmark = pytest.mark.slow
 
