@@ -112,6 +112,32 @@ class Server:
         self.stop()
 
 
+#: The caller's settings that must not reach a server, nor the Lambda functions ministack runs with its
+#: environment: a leftover endpoint would send CDK's custom resources to another ministack, and the
+#: function's own variables would override what the stack configured.
+_PRIVATE_VARIABLES = frozenset(
+    {
+        "AWS_PROFILE",
+        "AWS_SESSION_TOKEN",
+        "TABLE_NAME",
+        "PRESIGN_EXPIRES_SECONDS",
+        "MAX_OBJECT_BYTES",
+        "ALLOWED_BUCKETS",
+        "MAX_CONCURRENCY",
+        "SECRET_CACHE_SECONDS",
+    }
+)
+
+
+def _server_env(extra: Mapping[str, str] | None) -> dict[str, str]:
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in _PRIVATE_VARIABLES and not name.startswith(("AWS_ENDPOINT_URL", "KIE_"))
+    }
+    return {**env, **(extra or {})}
+
+
 def _spawn(
     name: str,
     argv: list[str],
@@ -131,7 +157,7 @@ def _spawn(
         stdout=log_file,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
-        env={**os.environ, **(env or {})},
+        env=_server_env(env),
         start_new_session=True,  # its own process group, so stop() reaches its children
     )
     server = Server(name, endpoint_url, process, log_path, port, log_file)

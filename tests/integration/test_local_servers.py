@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import socket
 from pathlib import Path
 
 import boto3
+import pytest
 
 from kie_uploader import local
 
@@ -41,3 +43,16 @@ def test_a_stopped_server_leaves_no_process_behind(tmp_path: Path) -> None:
 
 def test_dynamodb_local_answers_dynamodb_calls(dynamodb_local: local.Server) -> None:
     assert "TableNames" in _client("dynamodb", dynamodb_local).list_tables()
+
+
+def test_servers_do_not_inherit_the_callers_endpoint_or_function_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:1")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:1")
+    monkeypatch.setenv("ALLOWED_BUCKETS", "someone-elses-bucket")
+    monkeypatch.setenv("KIE_API_KEY", "not-for-servers")
+    env = local._server_env({"GATEWAY_PORT": "4566"})
+    assert env["GATEWAY_PORT"] == "4566"
+    assert not {"AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "ALLOWED_BUCKETS", "KIE_API_KEY"} & env.keys()
+    assert env["PATH"] == os.environ["PATH"]

@@ -1,0 +1,1 @@
+"""``make bench``: speed and cost of the uploader, measured on its real code paths (see bench/README.md)."""
