@@ -194,6 +194,16 @@ def test_given_a_reachable_file_when_uploaded_then_the_answer_is_the_seeds_succe
     assert emulator.stored("images/user-uploads/uploaded-image.png") == PNG
 
 
+def test_given_a_keep_alive_client_when_the_emulator_stops_then_its_next_call_fails(
+    make_emulator: Callable[..., KieEmulator], origin: Origin, http: requests.Session
+) -> None:
+    emulator = make_emulator()
+    assert upload(http, emulator, photo_body(origin)).status_code == 200  # the connection is now pooled
+    emulator.stop()
+    with pytest.raises(requests.ConnectionError):
+        upload(http, emulator, photo_body(origin), timeout=5)
+
+
 def test_given_an_uploaded_file_when_its_download_url_is_fetched_then_the_bytes_are_identical(
     emulator: KieEmulator, origin: Origin, http: requests.Session
 ) -> None:
