@@ -38,6 +38,7 @@ demo: install
 
 lint: install
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy functions/uploader src infra bench tests
 
 test: install lint
 	$(VENV)/bin/pytest $(ARGS)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -22,7 +23,7 @@ def _listening_addresses(port: int) -> set[str]:
     return addresses
 
 
-def _client(service: str, server: local.Server):  # type: ignore[no-untyped-def]
+def _client(service: str, server: local.Server) -> Any:  # boto3 ships no type information
     return boto3.client(service, endpoint_url=server.endpoint_url, region_name=local.LOCAL_REGION,
                         aws_access_key_id="test", aws_secret_access_key="test")
 

@@ -75,11 +75,17 @@ PLAIN = ObjectRef("photos", KEY)
 PK = f"s3://photos/{KEY}"
 
 
+def stored(table: RecordTable) -> dict[str, Any]:
+    """The object's record, which the test expects to exist."""
+    record = table.get(PK)
+    assert record is not None, f"no record for {PK}"
+    return record
+
+
 def test_the_first_write_creates_the_record(table: RecordTable) -> None:
     assert uploaded(table, event("0A"))
 
-    record = table.get(PK)
-    assert record is not None
+    record = stored(table)
     assert record["status"] == "UPLOADED" and record["sequencer"] == "0A" and record["attempts"] == 1
     assert record["downloadUrl"] == "https://kie/a b.png" and record["expiresAt"] == NOW + 259_200
 
@@ -89,7 +95,7 @@ def test_a_newer_event_overwrites_and_an_older_one_is_superseded(table: RecordTa
 
     assert not uploaded(table, event("0A", "v1", "e1"))
     assert uploaded(table, event("0C", "v3", "e3"))
-    assert table.get(PK)["versionId"] == "v3"
+    assert stored(table)["versionId"] == "v3"
 
 
 def test_sequencers_of_different_lengths_are_ordered_by_padding(table: RecordTable) -> None:
@@ -103,7 +109,7 @@ def test_the_same_event_again_may_write(table: RecordTable) -> None:
     assert failed(table, event("0A"), h=head())
 
     assert uploaded(table, event("0A"))
-    record = table.get(PK)
+    record = stored(table)
     assert record["status"] == "UPLOADED" and "error" not in record and record["attempts"] == 2
 
 
@@ -111,14 +117,14 @@ def test_a_failure_never_hides_a_live_upload_of_the_same_version(table: RecordTa
     uploaded(table, event("0A"))
 
     assert not failed(table, event("0A"), h=head())
-    assert table.get(PK)["status"] == "UPLOADED"
+    assert stored(table)["status"] == "UPLOADED"
 
 
 def test_a_failure_of_a_newer_version_replaces_the_older_upload(table: RecordTable) -> None:
     uploaded(table, event("0A"))
 
     assert failed(table, event("0B", "v2", "e2"), h=head("v2", "e2"))
-    record = table.get(PK)
+    record = stored(table)
     assert record["status"] == "FAILED" and record["errorKind"] == "transient" and record["retryable"] is True
     assert "downloadUrl" not in record and "filePath" not in record
 
@@ -128,7 +134,7 @@ def test_deleted_removes_the_download_url_and_blocks_older_events(table: RecordT
 
     assert table.put_deleted(event("0B", kind=EventKind.REMOVED), observed_at=T2)
     assert not uploaded(table, event("0A"))
-    record = table.get(PK)
+    record = stored(table)
     assert record["status"] == "DELETED" and "downloadUrl" not in record and record["sequencer"] == "0B"
 
 
@@ -136,13 +142,13 @@ def test_an_older_deletion_is_superseded(table: RecordTable) -> None:
     uploaded(table, event("0B"))
 
     assert not table.put_deleted(event("0A", kind=EventKind.REMOVED), observed_at=T2)
-    assert table.get(PK)["status"] == "UPLOADED"
+    assert stored(table)["status"] == "UPLOADED"
 
 
 def test_a_deletion_of_an_unknown_object_is_recorded(table: RecordTable) -> None:
     assert table.put_deleted(event("0A", kind=EventKind.REMOVED), observed_at=T2)
 
-    assert table.get(PK)["status"] == "DELETED"
+    assert stored(table)["status"] == "DELETED"
 
 
 def test_deleting_an_old_version_leaves_the_current_one(table: RecordTable) -> None:
@@ -156,21 +162,21 @@ def test_deleting_an_old_version_leaves_the_current_one(table: RecordTable) -> N
 def test_a_plain_message_creates_a_record_without_sequencer(table: RecordTable) -> None:
     assert uploaded(table, PLAIN, head(), at=T1)
 
-    assert "sequencer" not in table.get(PK)
+    assert "sequencer" not in stored(table)
 
 
 def test_a_plain_message_of_the_same_version_keeps_the_sequencer(table: RecordTable) -> None:
     failed(table, event("0A"), h=head())
 
     assert uploaded(table, PLAIN, head(), at=T0, plain_same_version=True)
-    assert table.get(PK)["sequencer"] == "0A"
+    assert stored(table)["sequencer"] == "0A"
 
 
 def test_a_plain_message_never_overwrites_another_version_read_after_it(table: RecordTable) -> None:
     uploaded(table, event("0B", "v2", "e2"), at=T2)
 
     assert not uploaded(table, PLAIN, head("v1", "e1"), at=T1)  # read at T1, before v2's record
-    assert table.get(PK)["versionId"] == "v2"
+    assert stored(table)["versionId"] == "v2"
 
 
 def test_a_plain_message_read_later_replaces_another_version_and_drops_its_sequencer(
@@ -179,7 +185,7 @@ def test_a_plain_message_read_later_replaces_another_version_and_drops_its_seque
     uploaded(table, event("0B", "v1", "e1"), at=T1)
 
     assert uploaded(table, PLAIN, head("v2", "e2"), at=T2)
-    record = table.get(PK)
+    record = stored(table)
     assert record["versionId"] == "v2" and "sequencer" not in record
 
 
@@ -188,7 +194,7 @@ def test_an_event_over_a_plain_record_is_ordered_by_time(table: RecordTable) -> 
 
     assert not uploaded(table, event("01", "v1", "e1", time=T1))  # happened before the record was read
     assert uploaded(table, event("02", "v3", "e3", time=T3))  # happened after
-    assert table.get(PK)["versionId"] == "v3"
+    assert stored(table)["versionId"] == "v3"
 
 
 def test_attempts_accumulate_across_deliveries(table: RecordTable) -> None:
@@ -196,7 +202,7 @@ def test_attempts_accumulate_across_deliveries(table: RecordTable) -> None:
     failed(table, event("0A"), h=head())
     uploaded(table, event("0A"))
 
-    assert table.get(PK)["attempts"] == 3
+    assert stored(table)["attempts"] == 3
 
 
 def test_a_missing_table_is_a_configuration_error(dynamodb_local: local.Server) -> None:

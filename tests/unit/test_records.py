@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
+from typing import Any, TypedDict
 
 import pytest
 
@@ -47,7 +48,7 @@ FAILED_ONLY = {"error", "errorKind", "retryable"}
 
 
 def table() -> RecordTable:
-    return RecordTable("records", client=object())  # type: ignore[arg-type]  # requests are only built
+    return RecordTable("records", client=object())  # requests are only built, never sent
 
 
 def attributes(expression: str, clause: str, names: dict[str, str]) -> set[str]:
@@ -232,12 +233,24 @@ def test_expiry_counts_the_retention_from_kies_upload_time() -> None:
     assert expires_at("garbage", 100, now) == int(now.timestamp()) + 100
 
 
-def all_requests() -> list[dict]:
+class FailedArgs(TypedDict):
+    """The keyword arguments ``RecordTable.failed_request`` requires, typed for ``**`` unpacking."""
+
+    error: str
+    kind: ErrorKind
+    observed_at: str
+    attempts: int
+    now: int
+
+
+def all_requests() -> list[dict[str, Any]]:
     t, up = table(), Upload(RESULT, "p", 1)
     removal = ObjectRef(
         "photos", "k", kind=EventKind.REMOVED, version_id="v1", sequencer="0B", permanent_delete=True
     )
-    failed = {"error": "e", "kind": ErrorKind.TRANSIENT, "observed_at": OBSERVED, "attempts": 0, "now": 0}
+    failed: FailedArgs = {
+        "error": "e", "kind": ErrorKind.TRANSIENT, "observed_at": OBSERVED, "attempts": 0, "now": 0
+    }
     return [
         t.uploaded_request(EVENT, HEAD, up, observed_at=OBSERVED, attempts=1),
         t.uploaded_request(PLAIN, HEAD, up, observed_at=OBSERVED, attempts=1),

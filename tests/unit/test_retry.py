@@ -26,21 +26,28 @@ class FakeTime:
         return Deadline(lambda: int((end - self.now) * 1000), safety_margin=margin)
 
 
-def failing(*errors: Exception, result: str = "done", cost: float = 0.0, clock: FakeTime | None = None):
+class Failing:
     """A call that raises the given errors in turn, then returns ``result``; records its budgets."""
-    queue = list(errors)
-    budgets: list[float] = []
 
-    def call(budget: float) -> str:
-        budgets.append(budget)
-        if clock is not None:
-            clock.now += cost
-        if queue:
-            raise queue.pop(0)
-        return result
+    def __init__(
+        self, *errors: Exception, result: str = "done", cost: float = 0.0, clock: FakeTime | None = None
+    ) -> None:
+        self.queue = list(errors)
+        self.result = result
+        self.cost = cost
+        self.clock = clock
+        self.budgets: list[float] = []
 
-    call.budgets = budgets  # type: ignore[attr-defined]
-    return call
+    def __call__(self, budget: float) -> str:
+        self.budgets.append(budget)
+        if self.clock is not None:
+            self.clock.now += self.cost
+        if self.queue:
+            raise self.queue.pop(0)
+        return self.result
+
+
+failing = Failing
 
 
 def test_full_jitter_stays_under_the_exponential_ceiling() -> None:
@@ -139,7 +146,7 @@ def test_each_call_gets_the_remaining_time_as_its_budget() -> None:
     retrier.run(call, clock.deadline(60, margin=3.0), lambda: None)
 
     # 57 s at first; then 10 s spent in the call and 0.5 s asleep.
-    assert call.budgets == [57.0, 46.5]  # type: ignore[attr-defined]
+    assert call.budgets == [57.0, 46.5]
 
 
 def test_the_deadline_keeps_the_safety_margin() -> None:
