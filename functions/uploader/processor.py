@@ -83,7 +83,7 @@ class Processor:
     monotonic: Callable[[], float] = time.monotonic
 
     def process_messages(self, messages: Iterable[Message], deadline: Deadline) -> list[Outcome]:
-        """Every object of every message, concurrently by lane; outcomes in input order."""
+        """Every object of every message, concurrently by lane; outcomes lane by lane, in input order."""
         lanes: dict[str, list[tuple[str, ObjectRef]]] = {}
         for message in messages:
             for ref in message.objects:
