@@ -19,7 +19,14 @@ from typing import TYPE_CHECKING, Any
 import boto3
 from botocore.exceptions import ClientError
 
-from kie_uploader.local import LOCAL_ACCOUNT, LOCAL_CREDENTIALS, LOCAL_REGION, repo_root, state_root
+from kie_uploader.local import (
+    LOCAL_ACCOUNT,
+    LOCAL_CREDENTIALS,
+    LOCAL_REGION,
+    local_client,
+    repo_root,
+    state_root,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudformation import CloudFormationClient
@@ -74,13 +81,8 @@ def cdk_env(endpoint_url: str) -> dict[str, str]:
 
 
 def cloudformation_client(endpoint_url: str) -> CloudFormationClient:
-    return boto3.client(
-        "cloudformation",
-        endpoint_url=endpoint_url,
-        region_name=LOCAL_REGION,
-        aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-    )
+    client: CloudFormationClient = local_client("cloudformation", endpoint_url)
+    return client
 
 
 def stack_outputs(cfn_client: CloudFormationClient, stack_name: str) -> dict[str, str]:
@@ -251,17 +253,7 @@ def put_api_key(secret_arn: str, key: str, *, endpoint_url: str | None = None, c
     if not key:
         raise ValueError("the kie.ai API key is empty")
     if client is None:
-        client = boto3.client(
-            "secretsmanager",
-            endpoint_url=endpoint_url,
-            **(
-                {
-                    "region_name": LOCAL_REGION,
-                    "aws_access_key_id": LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-                    "aws_secret_access_key": LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-                }
-                if endpoint_url
-                else {}
-            ),
+        client = (
+            local_client("secretsmanager", endpoint_url) if endpoint_url else boto3.client("secretsmanager")
         )
     client.put_secret_value(SecretId=secret_arn, SecretString=key)

@@ -23,7 +23,7 @@ import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 LOOPBACK = "127.0.0.1"
 #: ministack accepts only these credentials, and its CloudFormation deploys into this account.
@@ -67,6 +67,19 @@ def local_aws_env(endpoint_url: str) -> dict[str, str]:
         "AWS_REGION": LOCAL_REGION,
         "AWS_DEFAULT_REGION": LOCAL_REGION,
     }
+
+
+def local_client(service: str, endpoint_url: str) -> Any:
+    """A boto3 client for a local endpoint, with the credentials and region the local servers accept."""
+    import boto3
+
+    return boto3.client(
+        service,
+        endpoint_url=endpoint_url,
+        region_name=LOCAL_REGION,
+        aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+    )
 
 
 @dataclass

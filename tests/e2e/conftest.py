@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from boto3.dynamodb.types import TypeDeserializer
 
@@ -53,13 +52,7 @@ class DeployedStack:
 
     def client(self, service: str) -> Any:
         """A boto3 client for the local endpoint (``s3``, ``sqs``, ``dynamodb``, ``lambda``, ...)."""
-        return boto3.client(
-            service,
-            endpoint_url=self.endpoint_url,
-            region_name=local.LOCAL_REGION,
-            aws_access_key_id=local.LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=local.LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-        )
+        return local.local_client(service, self.endpoint_url)
 
     def record(self, bucket: str, key: str) -> dict[str, Any] | None:
         """The object's record as plain Python values, or None."""

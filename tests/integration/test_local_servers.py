@@ -5,9 +5,7 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
-from typing import Any
 
-import boto3
 import pytest
 
 from kie_uploader import local
@@ -23,14 +21,9 @@ def _listening_addresses(port: int) -> set[str]:
     return addresses
 
 
-def _client(service: str, server: local.Server) -> Any:  # boto3 ships no type information
-    return boto3.client(service, endpoint_url=server.endpoint_url, region_name=local.LOCAL_REGION,
-                        aws_access_key_id="test", aws_secret_access_key="test")
-
-
 def test_ministack_listens_on_loopback_only_and_serves_s3(ministack: local.Server) -> None:
     assert _listening_addresses(ministack.port) == {"127.0.0.1"}
-    s3 = _client("s3", ministack)
+    s3 = local.local_client("s3", ministack.endpoint_url)
     s3.create_bucket(Bucket="local-servers-check")
     assert "local-servers-check" in {b["Name"] for b in s3.list_buckets()["Buckets"]}
 
@@ -43,7 +36,7 @@ def test_a_stopped_server_leaves_no_process_behind(tmp_path: Path) -> None:
 
 
 def test_dynamodb_local_answers_dynamodb_calls(dynamodb_local: local.Server) -> None:
-    assert "TableNames" in _client("dynamodb", dynamodb_local).list_tables()
+    assert "TableNames" in local.local_client("dynamodb", dynamodb_local.endpoint_url).list_tables()
 
 
 def test_servers_do_not_inherit_the_callers_endpoint_or_function_settings(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-import boto3
 import pytest
 
 from kie_uploader import local
@@ -20,13 +19,7 @@ KEY = "dir/a b.png"
 
 @pytest.fixture
 def table(dynamodb_local: local.Server) -> RecordTable:
-    client = boto3.client(
-        "dynamodb",
-        endpoint_url=dynamodb_local.endpoint_url,
-        region_name="us-east-1",
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-    )
+    client = local.local_client("dynamodb", dynamodb_local.endpoint_url)
     name = f"records-{uuid.uuid4().hex[:8]}"
     client.create_table(
         TableName=name,
@@ -208,13 +201,7 @@ def test_attempts_accumulate_across_deliveries(table: RecordTable) -> None:
 def test_a_missing_table_is_a_configuration_error(dynamodb_local: local.Server) -> None:
     from uploader.errors import ConfigurationError
 
-    client = boto3.client(
-        "dynamodb",
-        endpoint_url=dynamodb_local.endpoint_url,
-        region_name="us-east-1",
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-    )
+    client = local.local_client("dynamodb", dynamodb_local.endpoint_url)
 
     with pytest.raises(ConfigurationError, match="ResourceNotFoundException"):
         RecordTable("no-such-table", client=client).get(PK)
