@@ -125,16 +125,22 @@ def _s3_event_record(index: int, record: Any) -> Message:
     return _guard(f"record-{index}", lambda r: _notification({"Records": [r]}), record)
 
 
-def _body(body: str) -> tuple[list[ObjectRef], str | None]:
+def _json_object(text: str, what: str) -> Mapping[str, Any]:
+    """``text`` parsed as a JSON object, or :class:`_Malformed` naming ``what`` was wrong with it."""
     try:
-        payload = json.loads(body)
+        payload = json.loads(text)
     except ValueError:
-        raise _Malformed(f"body is not JSON: {body[:60]!r}") from None
+        raise _Malformed(f"{what} is not JSON: {text[:60]!r}") from None
     except RecursionError:
         # json's decoder recurses per nesting level: a body of 100,000 "[" must fail alone, not the batch.
-        raise _Malformed("body is JSON nested too deeply") from None
+        raise _Malformed(f"{what} is JSON nested too deeply") from None
     if not isinstance(payload, Mapping):
-        raise _Malformed(f"body is JSON but not an object ({type(payload).__name__})")
+        raise _Malformed(f"{what} is JSON but not an object ({type(payload).__name__})")
+    return payload
+
+
+def _body(body: str) -> tuple[list[ObjectRef], str | None]:
+    payload = _json_object(body, "body")
     if payload.get("Type") == "Notification" and "Message" in payload:
         return _sns(payload)
     return _payload(payload)
@@ -158,15 +164,7 @@ def _sns(envelope: Mapping[str, Any]) -> tuple[list[ObjectRef], str | None]:
     inner = envelope.get("Message")
     if not isinstance(inner, str):
         raise _Malformed("SNS notification's Message is not a string")
-    try:
-        payload = json.loads(inner)
-    except ValueError:
-        raise _Malformed(f"SNS notification's Message is not JSON: {inner[:60]!r}") from None
-    except RecursionError:
-        raise _Malformed("SNS notification's Message is JSON nested too deeply") from None
-    if not isinstance(payload, Mapping):
-        raise _Malformed("SNS notification's Message is not a JSON object")
-    return _payload(payload)
+    return _payload(_json_object(inner, "SNS notification's Message"))
 
 
 def _destination_record(record: Mapping[str, Any]) -> tuple[list[ObjectRef], str | None]:
