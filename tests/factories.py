@@ -27,6 +27,17 @@ if TYPE_CHECKING:
 
     from kie_uploader.emulator import KieEmulator
 
+#: The stack's CloudFormation outputs, the contract the CLI and the demo read (docs/architecture.md).
+OUTPUT_KEYS = {
+    "BucketNames",
+    "QueueUrl",
+    "DeadLetterQueueUrl",
+    "TableName",
+    "SecretArn",
+    "FunctionName",
+    "AlarmTopicArn",
+}
+
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
 

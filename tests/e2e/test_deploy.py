@@ -9,18 +9,9 @@ import uuid
 import pytest
 
 from tests.e2e.conftest import DeployedStack
+from tests.factories import OUTPUT_KEYS
 
 pytestmark = pytest.mark.slow
-
-OUTPUT_KEYS = {
-    "BucketNames",
-    "QueueUrl",
-    "DeadLetterQueueUrl",
-    "TableName",
-    "SecretArn",
-    "FunctionName",
-    "AlarmTopicArn",
-}
 
 
 def uploaded(record: dict[str, object]) -> bool:

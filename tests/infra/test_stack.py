@@ -12,6 +12,7 @@ import pytest
 from aws_cdk.assertions import Match
 
 from infra.settings import KIE_TIMEOUT_SECONDS
+from tests.factories import OUTPUT_KEYS
 from tests.infra.conftest import (
     ALARM_EMAIL,
     CUSTOM_CONTEXT,
@@ -26,15 +27,6 @@ POWERTOOLS = {
     "POWERTOOLS_SERVICE_NAME": "kie-uploader",
     "POWERTOOLS_METRICS_NAMESPACE": "KieUploader",
     "POWERTOOLS_LOG_LEVEL": "INFO",
-}
-OUTPUT_KEYS = {
-    "BucketNames",
-    "QueueUrl",
-    "DeadLetterQueueUrl",
-    "TableName",
-    "SecretArn",
-    "FunctionName",
-    "AlarmTopicArn",
 }
 DATA_SERVICES = ("s3:", "dynamodb:", "sqs:", "secretsmanager:", "kms:")
 
