@@ -14,7 +14,7 @@ from typing import Any
 from aws_cdk import App, Validations
 from cdk_nag import AwsSolutionsChecks
 
-from infra.settings import StackSettings
+from infra.settings import StackSettings, from_context_and_file
 from infra.stack import KieUploaderStack
 
 CDK_JSON = Path(__file__).resolve().parent.parent / "cdk.json"
@@ -26,12 +26,23 @@ def cdk_json_context() -> dict[str, Any]:
 
 
 def build_app(
-    context: Mapping[str, Any] | None = None, *, outdir: Path | None = None
+    context: Mapping[str, Any] | None = None,
+    *,
+    outdir: Path | None = None,
+    settings_file: Path | None = None,
+    remember: bool = False,
 ) -> tuple[App, KieUploaderStack]:
-    """The app with its one stack; ``context`` adds to (and wins over) cdk.json's and the CLI's context."""
+    """The app with its one stack; ``context`` adds to (and wins over) cdk.json's and the CLI's context.
+
+    ``settings_file`` (kie-uploader.settings.json) supplies the options the context does not give; with
+    ``remember`` the context's options are written back to it. Without it, the context alone decides.
+    """
     # The CLI passes cdk.json's context itself; tests get the same through this merge.
     app = App(context={**cdk_json_context(), **(context or {})}, outdir=str(outdir) if outdir else None)
-    settings = StackSettings.from_context(app.node.try_get_context)
+    if settings_file is None:
+        settings = StackSettings.from_context(app.node.try_get_context)
+    else:
+        settings = from_context_and_file(app.node.try_get_context, settings_file, remember=remember)
     stack = KieUploaderStack(
         app,
         settings.stack_name,
@@ -43,7 +54,10 @@ def build_app(
 
 
 def main() -> None:
-    app, _ = build_app()
+    # The CDK CLI's runs: the settings file supplies what -c does not, and remembers what -c gives.
+    from kie_uploader.settings_file import default_path
+
+    app, _ = build_app(settings_file=default_path(CDK_JSON.parent), remember=True)
     app.synth()
 
 

@@ -208,3 +208,24 @@ class _ContextReader:
         if number not in choices:
             raise SettingsError(f"context {key}={number} must be one of {', '.join(map(str, choices))}")
         return number
+
+
+def from_context_and_file(
+    get: Callable[[str], Any], settings_file: Any, *, remember: bool = False
+) -> StackSettings:
+    """The settings from ``kie-uploader.settings.json`` with the context (``-c``) on top.
+
+    The file's logic lives in ``kie_uploader.settings_file``: a ``-c`` value overrides the file's, except
+    that a changed ``bucketNames``/``apiKeySecretArn`` is refused without ``-c acceptSettingsChange=true``.
+    With ``remember``, the options given with ``-c`` are written back to the file (the CDK CLI's runs).
+    """
+    from kie_uploader.settings_file import SettingsFileError, layered_context
+
+    try:
+        layers = layered_context(get, settings_file)
+        settings = StackSettings.from_context(layers)
+        if remember:
+            layers.remember()
+    except SettingsFileError as exc:
+        raise SettingsError(str(exc)) from None
+    return settings
