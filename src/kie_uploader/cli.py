@@ -751,6 +751,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="only objects under this prefix",
     )
     retry.set_defaults(handler=cmd_retry_failed)
+
+    from kie_uploader import doctor, settings_file  # their commands live in their own modules
+
+    settings_file.add_parser(commands, common)
+    doctor.add_parser(commands, common)
     return parser
 
 

@@ -231,3 +231,91 @@ def parse_assignments(items: Iterable[str]) -> dict[str, str | None]:
             raise SettingsFileError(f"expected name=value, got {item!r}")
         changes[key] = value.strip() or None
     return changes
+
+
+# --- `kie-uploader configure` ----------------------------------------------------------------------
+
+
+def _stack_settings_parser() -> Callable[[Callable[[str], Any]], object] | None:
+    """``infra.settings.StackSettings.from_context`` when the repository's CDK app is at hand, else None."""
+    import importlib
+    import sys
+
+    from kie_uploader.local import repo_root
+
+    root = repo_root()
+    if not (root / "infra" / "settings.py").is_file():
+        return None
+    if str(root) not in sys.path:
+        sys.path.append(str(root))
+    try:
+        module = importlib.import_module("infra.settings")
+    except ImportError:
+        return None
+    parser: Callable[[Callable[[str], Any]], object] = module.StackSettings.from_context
+    return parser
+
+
+def configure(
+    path: Path,
+    changes: Mapping[str, str | None],
+    *,
+    accept_change: bool,
+    read: Callable[[Callable[[str], Any]], object] | None = None,
+) -> dict[str, str]:
+    """Apply ``changes`` to the file: unknown names and malformed values are refused before it is written."""
+    current = load(path)
+    if read is not None:
+        known = known_keys(read)
+        unknown = sorted(set(changes) - known)
+        if unknown:
+            raise SettingsFileError(
+                f"unknown setting {', '.join(unknown)} (known: {', '.join(sorted(known))})"
+            )
+    updated = apply_changes(current, changes, accept_change=accept_change, path=path)
+    if read is not None:
+        try:
+            read(updated.get)
+        except ValueError as exc:  # infra.settings.SettingsError
+            raise SettingsFileError(str(exc)) from None
+    if updated != current:
+        save(path, updated)
+    return updated
+
+
+def add_parser(commands: Any, common: Any) -> None:
+    """Register ``kie-uploader configure`` (called from cli.build_parser)."""
+    parser = commands.add_parser(
+        "configure",
+        parents=[common],
+        help="show or change the deploy settings (kie-uploader.settings.json)",
+        description="Show or change the settings every `cdk deploy` reads. NAME= removes an option.",
+    )
+    parser.add_argument(
+        "assignments", nargs="*", metavar="NAME=VALUE", help="e.g. bucketNames=a,b notify=queue"
+    )
+    parser.add_argument(
+        "--accept-change",
+        action="store_true",
+        help="allow changing a recorded bucketNames or apiKeySecretArn (detaches the stack from them)",
+    )
+    parser.add_argument("--settings-file", help="the settings file (default: kie-uploader.settings.json)")
+    parser.set_defaults(handler=cmd_configure)
+
+
+def cmd_configure(aws: Any, args: Any) -> int:
+    from kie_uploader.cli import EXIT_OK, CliError
+
+    path = Path(args.settings_file) if args.settings_file else default_path()
+    try:
+        changes = parse_assignments(args.assignments)
+        values = configure(path, changes, accept_change=args.accept_change, read=_stack_settings_parser())
+    except SettingsFileError as exc:
+        raise CliError(str(exc)) from exc
+    if args.json:
+        print(json.dumps({"file": str(path), "settings": values}, indent=2, ensure_ascii=False))
+        return EXIT_OK
+    print(f"{path}:" + ("" if values else " no settings (every option has its default)"))
+    for key in sorted(values):
+        print(f"  {key} = {values[key]}")
+    return EXIT_OK

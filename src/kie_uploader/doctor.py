@@ -1,0 +1,683 @@
+"""``kie-uploader doctor``: what would stop the stack from working on the buckets it is given.
+
+For each bucket of the settings (``kie-uploader.settings.json`` with ``-c`` on top, or ``--bucket``):
+
+- its region against the stack's (S3 sends notifications only to targets in the bucket's own region);
+- existing notification rules that overlap the stack's (same event type, overlapping prefix and suffix):
+  S3 refuses the whole configuration, so the deploy fails (an ``EventBridgeConfiguration`` is fine);
+- bucket-policy ``Deny`` statements whose conditions stop kie.ai's download of the presigned URL
+  (``aws:SourceIp``, ``aws:SourceVpce``, ``aws:SourceVpc``, ``s3:authType`` other than
+  ``REST-QUERY-STRING``, an ``s3:signatureAge`` shorter than the URL's lifetime; ``aws:SecureTransport``
+  is fine: the URL is https);
+- SSE-KMS default encryption with a key that is not in ``bucketKmsKeyArns`` (the function could not
+  decrypt, so the presigned GET fails).
+
+And once: the prefix and suffix filters (S3 matches them against URL-encoded keys, so a space, a ``+``
+or a non-ASCII character must be written encoded), and whether the secret holds a key.
+
+Each finding is one line: severity, what, what to do. Only ``ERROR`` findings make the exit code non-zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+from urllib.parse import quote_plus
+
+from botocore.exceptions import ClientError
+
+ERROR = "ERROR"
+WARN = "WARN"
+INFO = "INFO"
+
+DEFAULT_PRESIGN_SECONDS = 900
+#: The events the stack subscribes to on each bucket (infra/stack.py).
+STACK_EVENTS = ("s3:ObjectCreated:*", "s3:ObjectRemoved:*")
+_NOTIFICATION_TYPES = {
+    "QueueConfigurations": "QueueArn",
+    "TopicConfigurations": "TopicArn",
+    "LambdaFunctionConfigurations": "LambdaFunctionArn",
+}
+#: Modes in which the stack adds S3 notification rules of its own (eventbridge adds none).
+_RULE_MODES = ("lambda", "queue")
+#: Characters S3 matches only URL-encoded in a filter value (keys appear URL-encoded in events).
+_MUST_ENCODE = set(' "#$&,:;=?@[]^`{|}<>\\')
+#: Characters whose encoding in events is not certain: worth a look, not a refusal.
+_MAY_ENCODE = set("!'()*")
+_HEX2 = re.compile(r"%[0-9A-Fa-f]{2}")
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One problem (or note): severity, what it is about, what is wrong, what to do."""
+
+    severity: str
+    subject: str
+    what: str
+    todo: str = ""
+
+    def line(self) -> str:
+        text = f"{self.severity:<5} {self.subject}: {self.what}"
+        return f"{text} -> {self.todo}" if self.todo else text
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the stack will be deployed with: the parts of its settings that doctor checks."""
+
+    region: str
+    stack_name: str = "KieUploader"
+    bucket_names: tuple[str, ...] = ()
+    prefix: str = ""
+    suffix: str = ""
+    notify: str = "lambda"
+    presign_expires_seconds: int = DEFAULT_PRESIGN_SECONDS
+    bucket_kms_key_arns: tuple[str, ...] = ()
+    api_key_secret_arn: str | None = None
+    #: True when the buckets are new (the stack creates its own): there is nothing to look at on S3 yet.
+    creates_bucket: bool = field(default=False)
+
+    @classmethod
+    def from_settings(cls, values: Mapping[str, str], *, region: str, buckets: Sequence[str] = ()) -> Plan:
+        """From the settings file's values with the context on top (strings, as ``-c`` gives them)."""
+        names = tuple(buckets) or _split(values.get("bucketNames"))
+        try:
+            presign = int(values.get("presignExpiresSeconds") or DEFAULT_PRESIGN_SECONDS)
+        except ValueError:
+            presign = DEFAULT_PRESIGN_SECONDS
+        return cls(
+            region=region,
+            stack_name=values.get("stackName") or "KieUploader",
+            bucket_names=names,
+            prefix=values.get("prefix") or "",
+            suffix=values.get("suffix") or "",
+            notify=values.get("notify") or "lambda",
+            presign_expires_seconds=presign,
+            bucket_kms_key_arns=_split(values.get("bucketKmsKeyArns")),
+            api_key_secret_arn=values.get("apiKeySecretArn") or None,
+            creates_bucket=not names,
+        )
+
+
+def _split(text: str | None) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(p.strip() for p in (text or "").split(",") if p.strip()))
+
+
+class Clients:
+    """The boto3 clients doctor uses, from a factory such as ``session.client`` or ``local_client``."""
+
+    def __init__(self, factory: Callable[[str], Any]) -> None:
+        self.s3 = factory("s3")
+        self.secretsmanager = factory("secretsmanager")
+        self.cloudformation = factory("cloudformation")
+
+
+# --- the checks ------------------------------------------------------------------------------------
+
+
+def run(plan: Plan, clients: Clients) -> list[Finding]:
+    """Every check of the plan; the findings in the order of the checks."""
+    findings: list[Finding] = []
+    stack = _deployed_stack(clients, plan.stack_name)
+    findings += check_filters(plan)
+    if plan.creates_bucket:
+        findings.append(
+            Finding(
+                INFO, "buckets", "no bucketNames: the stack creates its own bucket, nothing to check on S3"
+            )
+        )
+    for bucket in plan.bucket_names:
+        findings += check_bucket(plan, clients, bucket, stack_id=stack.get("StackId"))
+    findings += check_secret(plan, clients, stack_secret=stack.get("SecretArn"))
+    return findings
+
+
+def _deployed_stack(clients: Clients, stack_name: str) -> dict[str, str]:
+    """``StackId`` and outputs of the deployed stack, or ``{}`` when it is not deployed (yet)."""
+    try:
+        stacks = clients.cloudformation.describe_stacks(StackName=stack_name).get("Stacks", [])
+    except ClientError:
+        return {}
+    if not stacks:
+        return {}
+    found = {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
+    found["StackId"] = stacks[0].get("StackId", "")
+    return found
+
+
+def _error_code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def check_bucket(plan: Plan, clients: Clients, bucket: str, *, stack_id: str | None = None) -> list[Finding]:
+    subject = f"bucket {bucket}"
+    try:
+        location = clients.s3.get_bucket_location(Bucket=bucket).get("LocationConstraint")
+    except ClientError as exc:
+        code = _error_code(exc)
+        if code in ("NoSuchBucket", "404"):
+            return [Finding(ERROR, subject, "does not exist", "create it, or fix bucketNames")]
+        return [Finding(ERROR, subject, f"cannot be read ({code})", "check the bucket name and your access")]
+    findings: list[Finding] = []
+    region = {None: "us-east-1", "": "us-east-1", "EU": "eu-west-1"}.get(location, location)
+    if region != plan.region:
+        findings.append(
+            Finding(
+                ERROR,
+                subject,
+                f"is in {region}, the stack in {plan.region}: "
+                "S3 notifies only targets in the bucket's own region",
+                f"deploy the stack in {region} (AWS_REGION={region}), or use a bucket in {plan.region}",
+            )
+        )
+    findings += _read(
+        subject, "notification configuration", lambda: _notifications(plan, clients, bucket, stack_id)
+    )
+    findings += _read(subject, "bucket policy", lambda: _policy(plan, clients, bucket))
+    findings += _read(subject, "default encryption", lambda: _encryption(plan, clients, bucket))
+    return findings
+
+
+def _read(subject: str, what: str, check: Callable[[], list[Finding]]) -> list[Finding]:
+    try:
+        return check()
+    except ClientError as exc:
+        return [
+            Finding(WARN, subject, f"could not read its {what} ({_error_code(exc)})", "check it yourself")
+        ]
+
+
+# --- notifications ---------------------------------------------------------------------------------
+
+
+def _notifications(plan: Plan, clients: Clients, bucket: str, stack_id: str | None) -> list[Finding]:
+    if plan.notify not in _RULE_MODES:
+        return []  # EventBridge: the stack adds no rule, nothing can overlap
+    config = clients.s3.get_bucket_notification_configuration(Bucket=bucket)
+    findings = []
+    for kind, arn_key in _NOTIFICATION_TYPES.items():
+        for rule in config.get(kind, []):
+            target = str(rule.get(arn_key, ""))
+            if _is_own(rule, target, plan.stack_name, stack_id):
+                continue
+            prefix, suffix = _rule_filter(rule)
+            events = [
+                e for e in rule.get("Events", []) if any(_events_overlap(e, mine) for mine in STACK_EVENTS)
+            ]
+            if (
+                events
+                and _overlap(prefix, plan.prefix, str.startswith)
+                and _overlap(suffix, plan.suffix, str.endswith)
+            ):
+                findings.append(
+                    Finding(
+                        ERROR,
+                        f"bucket {bucket}",
+                        f"existing rule {rule.get('Id', '?')!r} ({', '.join(events)}, prefix {prefix!r}, "
+                        f"suffix {suffix!r} -> {target}) overlaps the stack's ({', '.join(STACK_EVENTS)}, "
+                        f"prefix {plan.prefix!r}, suffix {plan.suffix!r}): S3 refuses overlapping rules, "
+                        "so the deploy would fail",
+                        "give the stack a prefix/suffix that does not overlap (kie-uploader configure "
+                        "prefix=...), or move that rule to EventBridge",
+                    )
+                )
+    return findings
+
+
+def _is_own(rule: Mapping[str, Any], target: str, stack_name: str, stack_id: str | None) -> bool:
+    """A rule this stack put there (CDK's handler ids its rules ``<StackId>-<hash>``; targets are named
+    ``<stack>-...`` by CloudFormation)."""
+    if stack_id and str(rule.get("Id", "")).startswith(f"{stack_id}-"):
+        return True
+    name = target.rsplit(":", 1)[-1]
+    return bool(stack_name) and name.startswith(f"{stack_name}-")
+
+
+def _rule_filter(rule: Mapping[str, Any]) -> tuple[str, str]:
+    prefix = suffix = ""
+    for item in rule.get("Filter", {}).get("Key", {}).get("FilterRules", []):
+        if str(item.get("Name", "")).lower() == "prefix":
+            prefix = str(item.get("Value", ""))
+        elif str(item.get("Name", "")).lower() == "suffix":
+            suffix = str(item.get("Value", ""))
+    return prefix, suffix
+
+
+def _events_overlap(a: str, b: str) -> bool:
+    """``s3:ObjectCreated:*`` overlaps ``s3:ObjectCreated:Put``, and itself."""
+
+    def parts(event: str) -> tuple[str, str]:
+        family, _, kind = event.rpartition(":")
+        return family, kind
+
+    (fa, ka), (fb, kb) = parts(a), parts(b)
+    if fa.startswith(fb) or fb.startswith(fa):
+        return ka == kb or "*" in (ka, kb) or fa != fb
+    return False
+
+
+def _overlap(a: str, b: str, test: Callable[[str, str], bool]) -> bool:
+    """Two prefix (or suffix) filters overlap unless neither is a prefix (suffix) of the other."""
+    return test(a, b) or test(b, a)
+
+
+# --- bucket policy ---------------------------------------------------------------------------------
+
+
+def _policy(plan: Plan, clients: Clients, bucket: str) -> list[Finding]:
+    try:
+        text = clients.s3.get_bucket_policy(Bucket=bucket)["Policy"]
+    except ClientError as exc:
+        if _error_code(exc) == "NoSuchBucketPolicy":
+            return []
+        raise
+    return policy_findings(json.loads(text), bucket, plan)
+
+
+def policy_findings(policy: Mapping[str, Any], bucket: str, plan: Plan) -> list[Finding]:
+    """Deny statements that would stop kie.ai's GET of a presigned URL for an object under the prefix."""
+    statements = policy.get("Statement", [])
+    if isinstance(statements, dict):
+        statements = [statements]
+    findings = []
+    resource = f"arn:aws:s3:::{bucket}/{plan.prefix}example"
+    for index, statement in enumerate(statements):
+        if statement.get("Effect") != "Deny" or not _denies_get(statement, resource):
+            continue
+        sid = statement.get("Sid") or f"#{index + 1}"
+        verdicts = _condition_verdicts(statement.get("Condition", {}), plan.presign_expires_seconds)
+        if any(v is False for _, v, _ in verdicts):
+            continue  # a condition kie.ai's request does not meet: this Deny does not apply to it
+        blocking = [why for _, v, why in verdicts if v]
+        unknown = [key for key, v, _ in verdicts if v is None]
+        subject = f"bucket {bucket}"
+        todo = (
+            "exempt presigned GETs of the stack's function role from this Deny (e.g. a StringNotLike "
+            "aws:PrincipalArn condition with the role's ARN), or limit it to other prefixes"
+        )
+        if unknown:
+            findings.append(
+                Finding(
+                    WARN,
+                    subject,
+                    f"policy statement {sid} denies s3:GetObject under conditions doctor cannot evaluate "
+                    f"({', '.join(unknown)}); it may block kie.ai's download of the presigned URL",
+                    "check that it spares the stack's function role",
+                )
+            )
+        elif blocking:
+            findings.append(
+                Finding(
+                    ERROR,
+                    subject,
+                    f"policy statement {sid} blocks kie.ai's download: {'; '.join(blocking)}",
+                    todo,
+                )
+            )
+        else:
+            findings.append(
+                Finding(ERROR, subject, f"policy statement {sid} denies s3:GetObject to everyone", todo)
+            )
+    return findings
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+def _wildcard(pattern: str, text: str, *, fold: bool = False) -> bool:
+    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    return re.fullmatch(regex, text, re.IGNORECASE if fold else 0) is not None
+
+
+def _denies_get(statement: Mapping[str, Any], resource: str) -> bool:
+    principal = statement.get("Principal")
+    if "NotPrincipal" not in statement:
+        principals = _as_list(principal.get("AWS")) if isinstance(principal, dict) else _as_list(principal)
+        if "*" not in principals:
+            return False  # a Deny for named principals, not for the function role kie.ai's URL is signed as
+    if "Action" in statement:
+        if not any(_wildcard(a, "s3:GetObject", fold=True) for a in _as_list(statement["Action"])):
+            return False
+    elif any(_wildcard(a, "s3:GetObject", fold=True) for a in _as_list(statement.get("NotAction"))):
+        return False
+    normalized = re.sub(r"^arn:aws[a-z-]*:", "arn:aws:", resource)
+
+    def matches(patterns: Any) -> bool:
+        return any(
+            _wildcard(re.sub(r"^arn:aws[a-z-]*:", "arn:aws:", p), normalized) for p in _as_list(patterns)
+        )
+
+    if "Resource" in statement:
+        return matches(statement["Resource"])
+    return not matches(statement.get("NotResource"))
+
+
+#: kie.ai's GET of a presigned URL: what each condition key holds in that request (None: not present).
+_ABSENT = object()
+
+
+def _condition_verdicts(
+    condition: Mapping[str, Any], presign_seconds: int
+) -> list[tuple[str, bool | None, str]]:
+    """For each (operator, key): does kie.ai's request meet it (True), not (False), or unknown (None)?"""
+    verdicts = []
+    for operator, pairs in condition.items():
+        op = operator.split(":")[-1]  # ForAnyValue:StringEquals -> StringEquals
+        if_exists = op.endswith("IfExists")
+        op = op.removesuffix("IfExists")
+        for key, expected in (pairs or {}).items():
+            values = [str(v) for v in _as_list(expected)]
+            verdict, why = _verdict(op, if_exists, key, values, presign_seconds)
+            verdicts.append((key, verdict, why))
+    return verdicts
+
+
+def _verdict(
+    op: str, if_exists: bool, key: str, values: list[str], presign_seconds: int
+) -> tuple[bool | None, str]:
+    name = key.lower()
+    if name == "aws:sourceip":
+        if op == "NotIpAddress":
+            return (
+                True,
+                f"it denies requests from outside {', '.join(values)} (aws:SourceIp); "
+                "kie.ai downloads from its own servers",
+            )
+        return (False, "") if op == "IpAddress" else (None, "")
+    if name in ("aws:sourcevpce", "aws:sourcevpc"):
+        return _absent(
+            op,
+            if_exists,
+            values,
+            f"it denies requests that do not come through {key} {', '.join(values)}; "
+            "kie.ai is outside your VPC",
+        )
+    if name == "s3:authtype":
+        met = _string_op(op, "REST-QUERY-STRING", values)
+        return met, f"it denies s3:authType REST-QUERY-STRING (presigned URLs) ({op} {', '.join(values)})"
+    if name == "s3:signatureage":
+        limit_ms = _number(values)
+        if limit_ms is None or op not in ("NumericGreaterThan", "NumericGreaterThanEquals"):
+            return None, ""
+        too_short = limit_ms < presign_seconds * 1000
+        return too_short, (
+            f"it denies signatures older than {limit_ms:.0f} ms (s3:signatureAge) but the stack's "
+            f"presigned URLs live {presign_seconds} s (presignExpiresSeconds): raise the limit to "
+            f"{presign_seconds * 1000} or "
+            f"set presignExpiresSeconds below {max(int(limit_ms // 1000), 1)}"
+        )
+    if name == "aws:securetransport":
+        met = _string_op("StringEquals" if op == "Bool" else op, "true", [v.lower() for v in values])
+        return met, "it denies https"
+    if name == "s3:signatureversion":
+        return _string_op(op, "AWS4-HMAC-SHA256", values), "it denies SigV4 signatures"
+    if name in ("aws:referer", "aws:sourcearn", "aws:sourceaccount"):
+        return _absent(op, if_exists, values, f"it denies requests without {key}")
+    return None, ""
+
+
+def _absent(op: str, if_exists: bool, values: list[str], why: str) -> tuple[bool | None, str]:
+    """A key kie.ai's request does not carry: negated operators and ...IfExists match, the others do not."""
+    if op == "Null":
+        return any(v.lower() == "true" for v in values), why
+    if if_exists or "Not" in op:
+        return True, why
+    return False, ""
+
+
+def _string_op(op: str, actual: str, values: list[str]) -> bool | None:
+    negated = "Not" in op
+    base = op.replace("Not", "")
+    if base in ("StringEquals", "ArnEquals"):
+        hit = actual in values
+    elif base == "StringEqualsIgnoreCase":
+        hit = actual.lower() in (v.lower() for v in values)
+    elif base in ("StringLike", "ArnLike"):
+        hit = any(_wildcard(v, actual) for v in values)
+    else:
+        return None
+    return hit != negated
+
+
+def _number(values: list[str]) -> float | None:
+    try:
+        return min(float(v) for v in values)
+    except ValueError:
+        return None
+
+
+# --- encryption ------------------------------------------------------------------------------------
+
+
+def _encryption(plan: Plan, clients: Clients, bucket: str) -> list[Finding]:
+    try:
+        config = clients.s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]
+    except ClientError as exc:
+        if _error_code(exc) == "ServerSideEncryptionConfigurationNotFoundError":
+            return []
+        raise
+    findings = []
+    for rule in config.get("Rules", []):
+        default = rule.get("ApplyServerSideEncryptionByDefault", {})
+        if not str(default.get("SSEAlgorithm", "")).startswith("aws:kms"):
+            continue
+        key = str(default.get("KMSMasterKeyID") or "")
+        if not key:
+            continue  # the AWS managed key aws/s3: usable by every role of the account through S3
+        if not _key_listed(key, plan.bucket_kms_key_arns):
+            findings.append(
+                Finding(
+                    ERROR,
+                    f"bucket {bucket}",
+                    f"new objects are encrypted with KMS key {key}, which is not in bucketKmsKeyArns: the "
+                    "function gets no kms:Decrypt on it, so kie.ai's presigned GET fails",
+                    f"kie-uploader configure bucketKmsKeyArns={','.join((*plan.bucket_kms_key_arns, key))} "
+                    "(the key's ARN, not an alias)",
+                )
+            )
+    return findings
+
+
+def _key_listed(key: str, listed: Iterable[str]) -> bool:
+    key_id = key.rsplit("/", 1)[-1]
+    return any(key == arn or arn.rsplit("/", 1)[-1] == key_id for arn in listed)
+
+
+# --- filters ---------------------------------------------------------------------------------------
+
+
+def check_filters(plan: Plan) -> list[Finding]:
+    findings = []
+    for name, value in (("prefix", plan.prefix), ("suffix", plan.suffix)):
+        if value:
+            findings += filter_findings(name, value)
+    return findings
+
+
+def encode_filter(value: str) -> str:
+    """The value as S3 wants it in a filter: what S3 writes in events (a space as ``+``), ``%XX`` kept."""
+    out, i = [], 0
+    while i < len(value):
+        if _HEX2.match(value, i):
+            out.append(value[i : i + 3])
+            i += 3
+            continue
+        c = value[i]
+        out.append(c if c in "+/" or c in _MAY_ENCODE else quote_plus(c))
+        i += 1
+    return "".join(out)
+
+
+def filter_findings(name: str, value: str) -> list[Finding]:
+    """A prefix/suffix that S3 would not match as written (S3 compares it with URL-encoded keys)."""
+    findings = []
+    plain = _HEX2.sub("", value)
+    must = sorted({c for c in plain if c in _MUST_ENCODE or not c.isascii()})
+    if must:
+        findings.append(
+            Finding(
+                ERROR,
+                name,
+                f"{value!r} holds {', '.join(repr(c) for c in must)}, which S3 matches only URL-encoded "
+                "(as object keys appear in events): as written it matches nothing",
+                f"kie-uploader configure {name}={encode_filter(value)}",
+            )
+        )
+    if "+" in plain:
+        findings.append(
+            Finding(
+                WARN,
+                name,
+                f"{value!r} holds '+', which S3 reads as an encoded space",
+                "keep it if you mean a space; write a literal '+' as %2B",
+            )
+        )
+    maybe = sorted({c for c in plain if c in _MAY_ENCODE})
+    if maybe:
+        findings.append(
+            Finding(
+                WARN,
+                name,
+                f"{value!r} holds {', '.join(repr(c) for c in maybe)}, which S3 may write encoded in events",
+                "check with one test object that the filter matches",
+            )
+        )
+    return findings
+
+
+# --- the secret ------------------------------------------------------------------------------------
+
+
+def check_secret(plan: Plan, clients: Clients, *, stack_secret: str | None) -> list[Finding]:
+    secret_id = plan.api_key_secret_arn or stack_secret
+    imported = plan.api_key_secret_arn is not None
+    if not secret_id:
+        return [
+            Finding(
+                INFO,
+                "secret",
+                "the stack creates an empty secret for the kie.ai key",
+                "put the key into it after the deploy (the SecretArn output; README, Deploy to AWS)",
+            )
+        ]
+    subject = f"secret {secret_id}"
+    severity = ERROR if imported else WARN
+    put = (
+        f'aws secretsmanager put-secret-value --secret-id {secret_id} --secret-string \'{{"apiKey":"..."}}\''
+    )
+    try:
+        clients.secretsmanager.describe_secret(SecretId=secret_id)
+    except ClientError as exc:
+        code = _error_code(exc)
+        if code == "ResourceNotFoundException":
+            return [Finding(ERROR, subject, "does not exist", "create it, or fix apiKeySecretArn")]
+        return [Finding(WARN, subject, f"cannot be read ({code})", "check that it holds the kie.ai key")]
+    try:
+        value = clients.secretsmanager.get_secret_value(SecretId=secret_id)
+    except ClientError as exc:
+        code = _error_code(exc)
+        if code == "ResourceNotFoundException":  # the secret exists, but has no value (AWSCURRENT)
+            return [Finding(severity, subject, "holds no kie.ai key: every upload would fail", put)]
+        return [
+            Finding(WARN, subject, f"its value cannot be read ({code})", "check that it holds the kie.ai key")
+        ]
+    if not _holds_key(value):
+        return [Finding(severity, subject, "holds no kie.ai key: every upload would fail", put)]
+    return []
+
+
+def _holds_key(value: Mapping[str, Any]) -> bool:
+    text = value.get("SecretString")
+    if not text:
+        return bool(value.get("SecretBinary"))
+    text = str(text).strip()
+    if text.startswith("{"):
+        try:
+            document = json.loads(text)
+        except json.JSONDecodeError:
+            return False
+        return isinstance(document, dict) and bool(str(document.get("apiKey", "")).strip())
+    return bool(text)
+
+
+# --- output and the command ------------------------------------------------------------------------
+
+
+def errors(findings: Iterable[Finding]) -> list[Finding]:
+    return [f for f in findings if f.severity == ERROR]
+
+
+def report(findings: Sequence[Finding]) -> str:
+    """Every finding on its line, then a count."""
+    lines = [f.line() for f in findings]
+    n_errors = len(errors(findings))
+    n_warnings = sum(f.severity == WARN for f in findings)
+    lines.append(
+        f"doctor: {n_errors} error{'s' if n_errors != 1 else ''}, "
+        f"{n_warnings} warning{'s' if n_warnings != 1 else ''}"
+    )
+    return "\n".join(lines)
+
+
+def add_parser(commands: Any, common: argparse.ArgumentParser) -> None:
+    """Register ``kie-uploader doctor`` (called from cli.build_parser)."""
+    parser = commands.add_parser(
+        "doctor",
+        parents=[common],
+        help="check the buckets, policy, encryption, filters and secret before deploying",
+    )
+    parser.add_argument(
+        "--bucket",
+        action="append",
+        default=[],
+        help="check this bucket (repeatable) instead of the settings' bucketNames",
+    )
+    parser.add_argument("--settings-file", help="the settings file (default: kie-uploader.settings.json)")
+    parser.add_argument(
+        "-c",
+        "--context",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a context option on top of the file, as for cdk deploy",
+    )
+    parser.set_defaults(handler=cmd_doctor)
+
+
+def cmd_doctor(aws: Any, args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from kie_uploader import settings_file
+    from kie_uploader.cli import EXIT_NO, EXIT_OK, CliError
+
+    try:
+        context = settings_file.parse_assignments(args.context)
+        path = Path(args.settings_file) if args.settings_file else settings_file.default_path()
+        values = settings_file.merged({k: v for k, v in context.items() if v is not None}, path)
+    except settings_file.SettingsFileError as exc:
+        raise CliError(str(exc)) from exc
+    region = aws.session.region_name
+    if not region:
+        raise CliError("no AWS region: pass --region or set AWS_REGION (the stack's region)")
+    values.setdefault("stackName", aws.stack_name)
+    plan = Plan.from_settings(values, region=region, buckets=args.bucket)
+    findings = run(plan, Clients(aws._client))
+    if args.json:
+        print(json.dumps([asdict(f) for f in findings], indent=2, ensure_ascii=False))
+    else:
+        print(report(findings))
+    return EXIT_NO if errors(findings) else EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    from kie_uploader.cli import main
+
+    sys.exit(main(["doctor", *sys.argv[1:]]))
