@@ -5,9 +5,9 @@ Accepted (see the README):
 * a direct S3 event notification (``Records[].eventSource == "aws:s3"``): one message per record;
 * an SQS event whose bodies are an S3 event notification, the same wrapped in an SNS notification,
   an EventBridge "Object Created"/"Object Deleted" event from S3, or a plain message
-  ``{"bucket", "key", "versionId"?}`` / ``{"s3Uri": "s3://bucket/key", "versionId"?}``, or the Lambda
-  destination record (``requestPayload``) that a failed direct invocation leaves in the DLQ, so that a
-  redrive of the DLQ brings it back;
+  ``{"bucket", "key", "versionId"?, "force"?, "requestId"?}`` / ``{"s3Uri": "s3://bucket/key", ...}``,
+  or the Lambda destination record (``requestPayload``) that a failed direct invocation leaves in the DLQ,
+  so that a redrive of the DLQ brings it back;
 * an EventBridge S3 event delivered directly to the function.
 
 S3 URL-encodes keys in notifications (``+`` for a space, ``%XX``), and in EventBridge events too (as
@@ -280,7 +280,15 @@ def _plain(payload: Mapping[str, Any]) -> ObjectRef:
     version_id = payload.get("versionId")
     if version_id is not None and (not isinstance(version_id, str) or not version_id):
         raise _Malformed("versionId must be a non-empty string when given")
-    return ObjectRef(bucket=_bucket(bucket), key=_key(key), version_id=version_id)
+    force = payload.get("force", False)
+    if not isinstance(force, bool):
+        raise _Malformed("force must be true or false when given")
+    request_id = payload.get("requestId")
+    if request_id is not None and (not isinstance(request_id, str) or not 0 < len(request_id) <= 128):
+        raise _Malformed("requestId must be a string of 1 to 128 characters when given")
+    return ObjectRef(
+        bucket=_bucket(bucket), key=_key(key), version_id=version_id, force=force, request_id=request_id
+    )
 
 
 # --- fields -------------------------------------------------------------------------------------------

@@ -25,8 +25,10 @@ class Status(enum.StrEnum):
     DELETED = "DELETED"
     #: A live UPLOADED record already holds this object version: nothing done (not stored).
     DUPLICATE = "DUPLICATE"
-    #: The record holds a newer state than this event: nothing done (not stored).
+    #: The record already reflects a newer reading of S3 than this event: nothing done (not stored).
     SUPERSEDED = "SUPERSEDED"
+    #: Another delivery is processing the object and was told to read S3 again: nothing done (not stored).
+    IN_PROGRESS = "IN_PROGRESS"
 
 
 #: Statuses that are written to the table.
@@ -44,7 +46,9 @@ class ObjectRef:
 
     ``sequencer`` is the canonical form (see :mod:`uploader.sequencer`), ``event_time`` an ISO UTC string
     with milliseconds; both are ``None`` for plain messages. ``version_id``/``etag``/``size`` are what the
-    event says, when it says it. ``permanent_delete`` marks the removal of one specific version.
+    event says, when it says it: hints only, the processor reads the current state from S3.
+    ``permanent_delete`` marks the removal of one specific version. ``force`` (plain messages) asks for a
+    new upload even when a live one exists; ``request_id`` makes a redelivered force message a duplicate.
     """
 
     bucket: str
@@ -56,6 +60,8 @@ class ObjectRef:
     sequencer: str | None = None
     event_time: str | None = None
     permanent_delete: bool = False
+    force: bool = False
+    request_id: str | None = None
 
     @property
     def pk(self) -> str:

@@ -1,40 +1,73 @@
 """What happens to one object, and to the objects of one invocation.
 
-One object (``ObjectCreated`` or a plain message):
+Every event and message is a *nudge* about a key, not the truth about it: the record is made to describe
+what S3 holds when the function looks (docs/architecture.md states the invariant and why it holds).
+
+One object:
 
 1. a bucket outside ``ALLOWED_BUCKETS`` → ``FAILED`` (permanent), nothing presigned;
-2. the record is read: a newer state (see :mod:`uploader.table`) → superseded; a live ``UPLOADED`` record
-   of the same version → duplicate; either way kie.ai is not called;
-3. HeadObject: gone → ``SKIPPED``; larger than ``MAX_OBJECT_BYTES`` → ``FAILED`` (permanent);
-4. the API key, a presigned GET URL right before each call, and kie.ai's URL upload, retried with backoff
-   while the invocation has time;
-5. the record is written under its condition (refused → superseded).
+2. the record is read: an event already reflected in it (its sequencer) costs nothing more; another
+   delivery's live claim is *bumped* (that delivery reads S3 again) and this one is done;
+3. the record is claimed (a conditional write), then S3 is read (HeadObject of the current version):
+   gone → ``DELETED`` (``SKIPPED`` for a plain message about a key that never had a record); larger
+   than ``MAX_OBJECT_BYTES`` → ``FAILED`` (permanent); a live ``UPLOADED`` record of this version (or
+   a permanent refusal of it) → nothing to do, unless the message forces a new upload;
+4. the API key, a presigned GET URL right before each call, and kie.ai's URL upload under a new
+   ``uploadPath``, retried with backoff while the invocation has time;
+5. the state is written at the claimed revision, which releases the claim. A write that loses a race
+   reads again (the upload is kept: no second kie.ai call for the same version).
 
-``ObjectRemoved`` marks the record ``DELETED``. Objects of one invocation run concurrently (up to
-``MAX_CONCURRENCY``) in *lanes*: events of the same object run one after the other, in delivery order.
+A failure never replaces a live upload of the same version (the record keeps its working URL).
+Objects of one invocation run concurrently (up to ``MAX_CONCURRENCY``) in *lanes*: events of the same
+object run one after the other, in delivery order.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
+import secrets
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from uploader.config import Config
-from uploader.errors import ConfigurationError, ObjectNotFoundError, PermanentError, UploaderError
+from uploader.errors import (
+    ConfigurationError,
+    ObjectNotFoundError,
+    PermanentError,
+    TransientError,
+    UploaderError,
+)
 from uploader.events import iso_ms
 from uploader.kie import KieClient, KieUpload
 from uploader.models import ErrorKind, EventKind, Message, ObjectHead, ObjectRef, Outcome, Status
 from uploader.retry import Deadline, Retrier
 from uploader.s3 import S3Objects
-from uploader.table import RecordTable, Upload, is_live_upload, same_version, stored_is_newer
+from uploader.table import (
+    RecordTable,
+    Settle,
+    Upload,
+    claimed_by_other,
+    covers_sequencer,
+    has_status,
+    is_live_upload,
+    is_settled_refusal,
+    newest_sequencer,
+    revision,
+)
 
 log = logging.getLogger(__name__)
+
+#: Rounds of read → claim → S3 → write one delivery tries before it is delivered again.
+MAX_ROUNDS = 12
+#: A claim outlives its holder's invocation by this much (then it may be taken over).
+LEASE_MARGIN_SECONDS = 5.0
+#: File names kie.ai (and any file system) refuses.
+_RESERVED_NAMES = frozenset({"", ".", ".."})
 
 
 class ApiKeyProvider(Protocol):
@@ -43,18 +76,18 @@ class ApiKeyProvider(Protocol):
     def invalidate(self) -> None: ...
 
 
-def upload_path(prefix: str, bucket: str, key: str, head: ObjectHead) -> str:
-    """``{prefix}/{bucket}/{16 hex}``: unique per object version, so kie.ai never overwrites another
-    object's file (it overwrites same path + name, and may keep serving a cached old one)."""
-    identity = head.version_id if head.version_id != "null" else f"etag:{head.etag}"
-    digest = hashlib.sha256(f"{key}\0{identity}".encode("utf-8", "surrogatepass")).hexdigest()[:16]
-    return f"{prefix}/{bucket}/{digest}"
+def upload_path(prefix: str, bucket: str) -> str:
+    """``{prefix}/{bucket}/{16 hex}``, new for every upload: kie.ai overwrites the same path + name (and may
+    keep serving a cached old file), so a file someone may still be using is never replaced."""
+    return f"{prefix}/{bucket}/{secrets.token_hex(8)}"
 
 
 def file_name(key: str) -> str:
-    """The key's base name (control characters replaced); ``object`` for a key ending in ``/``."""
+    """The key's base name (control characters replaced); ``object`` for a key ending in ``/``, ``.`` or
+    ``..`` (names kie.ai refuses)."""
     name = key.rsplit("/", 1)[-1]
-    return "".join("_" if ord(c) < 32 or ord(c) == 127 else c for c in name) or "object"
+    name = "".join("_" if ord(c) < 32 or ord(c) == 127 else c for c in name)
+    return "object" if name.strip() in _RESERVED_NAMES else name
 
 
 def expires_at(uploaded_at: str | None, retention_seconds: int, now: datetime) -> int:
@@ -119,79 +152,155 @@ class Processor:
 
     # --- steps ---
 
-    def _process(self, ref: ObjectRef, outcome: Outcome, deadline: Deadline) -> None:
-        observed_at, now = iso_ms(self.now()), int(self.now().timestamp())
+    def _process(self, ref: ObjectRef, outcome: Outcome, deadline: Deadline, min_valid: int = 0) -> None:
         allowed = self.config.allowed_buckets
         if allowed is not None and ref.bucket not in allowed:
             error = PermanentError(f"bucket {ref.bucket!r} is not in ALLOWED_BUCKETS")
-            self._fail(ref, outcome, error, observed_at, now, None, False)
+            moment = self.now()
+            self.table.put_refused(ref, str(error), observed_at=iso_ms(moment), now=int(moment.timestamp()))
+            outcome.status, outcome.retry = Status.FAILED, False
+            outcome.error, outcome.error_kind = str(error), error.kind
             return
-        if ref.kind is EventKind.REMOVED:
-            written = self.table.put_deleted(ref, observed_at=observed_at)
-            outcome.status = Status.DELETED if written else Status.SUPERSEDED
-            return
+        owner = uuid.uuid4().hex
+        cache = _UploadCache()
+        for _ in range(MAX_ROUNDS):
+            if deadline.remaining() <= 0:
+                break
+            record = self.table.get(ref.pk)
+            if not ref.force and covers_sequencer(record, ref.sequencer):
+                outcome.status = Status.SUPERSEDED
+                return
+            now_ms = int(self.now().timestamp() * 1000)
+            rev = revision(record)
+            if claimed_by_other(record, owner, now_ms):
+                if self.table.bump(ref, rev):
+                    outcome.status = Status.IN_PROGRESS
+                    return
+                continue
+            lease_ms = int((max(deadline.remaining(), 0) + LEASE_MARGIN_SECONDS) * 1000)
+            now = int(self.now().timestamp())
+            if not self.table.claim(ref, rev, owner=owner, until_ms=now_ms + lease_ms, now=now):
+                continue
+            try:
+                if self._settle(ref, record, rev + 1, outcome, deadline, cache, min_valid):
+                    return
+            except BaseException:
+                self._release_quietly(ref, rev + 1)
+                raise
+        raise TransientError(
+            f"the record kept changing while this delivery ran (at most {MAX_ROUNDS} rounds)"
+        )
 
-        record = self.table.get(ref.pk)
-        if ref.sequencer is not None and stored_is_newer(record, ref, observed_at):
-            outcome.status = Status.SUPERSEDED
-            return
-        if (ref.version_id or ref.etag) and is_live_upload(record, ref.version_id, ref.etag, now):
-            outcome.status = Status.DUPLICATE
-            return
+    def _settle(
+        self,
+        ref: ObjectRef,
+        record: dict[str, Any] | None,
+        rev: int,
+        outcome: Outcome,
+        deadline: Deadline,
+        cache: _UploadCache,
+        min_valid: int,
+    ) -> bool:
+        """Holding the claim at ``rev``: read S3 and write what it says. ``False`` when the claim was lost."""
+        moment = self.now()
+        observed_at, now = iso_ms(moment), int(moment.timestamp())
+        sequencer = newest_sequencer(record, ref.sequencer)
+
+        def write(state: Settle) -> bool:
+            return self.table.settle(
+                ref, rev, state, observed_at=observed_at, now=now, attempts=outcome.attempts
+            )
 
         try:
-            head = self.s3.head(ref.bucket, ref.key, ref.version_id)
+            head = self.s3.head(ref.bucket, ref.key, None)
         except ObjectNotFoundError:
-            missing = PermanentError("the object no longer exists")
-            self._fail(ref, outcome, missing, observed_at, now, None, False, status=Status.SKIPPED)
-            return
+            # Gone: the record says so. SKIPPED only for a message about a key that never had a record.
+            if has_status(record) or ref.sequencer is not None or ref.kind is EventKind.REMOVED:
+                state = Settle(Status.DELETED, sequencer=sequencer)
+            else:
+                missing = "the object does not exist"
+                state = Settle(
+                    Status.SKIPPED, error=missing, error_kind=ErrorKind.PERMANENT, sequencer=sequencer
+                )
+            if not write(state):
+                return False
+            outcome.status = state.status
+            return True
         except UploaderError as exc:
-            self._fail(ref, outcome, exc, observed_at, now, None, False)
-            return
+            return self._failed(ref, record, rev, None, exc, outcome, write, sequencer, now)
 
-        if ref.sequencer is not None and ref.version_id is None and ref.etag and head.etag != ref.etag:
-            # Unversioned bucket, object replaced since this event: the newer event uploads the new bytes.
-            outcome.status = Status.SUPERSEDED
-            return
-        if ref.sequencer is None and stored_is_newer(record, ref, observed_at, head):
-            outcome.status = Status.SUPERSEDED
-            return
-        if is_live_upload(record, head.version_id, head.etag, now):
-            outcome.status = Status.DUPLICATE
-            return
-        plain_same = (
-            ref.sequencer is None and record is not None and same_version(record, head.version_id, head.etag)
-        )
         if head.size > self.config.max_object_bytes:
             too_large = PermanentError(
                 f"object is {head.size} bytes, over MAX_OBJECT_BYTES ({self.config.max_object_bytes})"
             )
-            self._fail(ref, outcome, too_large, observed_at, now, head, plain_same)
-            return
+            return self._failed(ref, record, rev, head, too_large, outcome, write, sequencer, now)
+        forced = ref.force and not (
+            record is not None and ref.request_id is not None and record.get("requestId") == ref.request_id
+        )
+        # A permanent refusal of this version settles a (duplicate) event; a plain message tries again.
+        refused = ref.sequencer is not None and is_settled_refusal(record, head)
+        if not forced and (is_live_upload(record, head, now, min_valid) or refused):
+            if not self.table.release(ref, rev, sequencer=sequencer):
+                return False
+            outcome.status = Status.DUPLICATE
+            return True
 
+        upload = cache.get(head)
+        if upload is None:
+            try:
+                upload = self._upload(ref, head, outcome, deadline)
+            except UploaderError as exc:
+                return self._failed(ref, record, rev, head, exc, outcome, write, sequencer, now)
+            cache.put(head, upload)
+        state = Settle(
+            Status.UPLOADED,
+            head=head,
+            upload=upload,
+            sequencer=sequencer,
+            request_id=ref.request_id if forced else None,
+        )
+        if not write(state):
+            return False
+        outcome.status = Status.UPLOADED
+        return True
+
+    def _failed(
+        self,
+        ref: ObjectRef,
+        record: dict[str, Any] | None,
+        rev: int,
+        head: ObjectHead | None,
+        exc: UploaderError,
+        outcome: Outcome,
+        write: Callable[[Settle], bool],
+        sequencer: str | None,
+        now: int,
+    ) -> bool:
+        """Record the failure, unless the record holds a live upload of this version (then kept)."""
+        outcome.error, outcome.error_kind = str(exc), exc.kind
+        outcome.status, outcome.retry = Status.FAILED, exc.retryable
+        keeps_upload = (
+            is_live_upload(record, head, now)
+            if head is not None
+            else record is not None
+            and record.get("status") == Status.UPLOADED
+            and int(record.get("expiresAt", 0)) > now
+        )
+        if keeps_upload:
+            return self.table.release(ref, rev, sequencer=sequencer)
+        return write(
+            Settle(Status.FAILED, head=head, error=str(exc), error_kind=exc.kind, sequencer=sequencer)
+        )
+
+    def _release_quietly(self, ref: ObjectRef, rev: int) -> None:
         try:
-            result = self._upload(ref, head, outcome, deadline)
-        except UploaderError as exc:
-            self._fail(ref, outcome, exc, observed_at, now, head, plain_same)
-            return
-        upload = Upload(
-            result=result,
-            upload_path=upload_path(self.config.kie_upload_path, ref.bucket, ref.key, head),
-            expires_at=expires_at(result.uploaded_at, self.config.kie_retention_seconds, self.now()),
-        )
-        written = self.table.put_uploaded(
-            ref,
-            head,
-            upload,
-            observed_at=observed_at,
-            attempts=outcome.attempts,
-            plain_same_version=plain_same,
-        )
-        outcome.status = Status.UPLOADED if written else Status.SUPERSEDED
+            self.table.release(ref, rev)
+        except Exception:  # the lease ends the claim anyway
+            log.warning("could not release the claim on an object", exc_info=True)
 
-    def _upload(self, ref: ObjectRef, head: ObjectHead, outcome: Outcome, deadline: Deadline) -> KieUpload:
+    def _upload(self, ref: ObjectRef, head: ObjectHead, outcome: Outcome, deadline: Deadline) -> Upload:
         api_key = self.api_key.get()
-        path = upload_path(self.config.kie_upload_path, ref.bucket, ref.key, head)
+        path = upload_path(self.config.kie_upload_path, ref.bucket)
         name = file_name(ref.key)
 
         def call(budget: float) -> KieUpload:
@@ -215,37 +324,28 @@ class Processor:
             outcome.attempts += 1
 
         try:
-            return self.retrier.run(call, deadline, counted)
+            result = self.retrier.run(call, deadline, counted)
         except ConfigurationError:
             self.api_key.invalidate()  # the key may have been rotated: read the secret again next time
             raise
-
-    def _fail(
-        self,
-        ref: ObjectRef,
-        outcome: Outcome,
-        exc: UploaderError,
-        observed_at: str,
-        now: int,
-        head: ObjectHead | None,
-        plain_same: bool,
-        status: Status = Status.FAILED,
-    ) -> None:
-        written = self.table.put_failed(
-            ref,
-            status,
-            error=str(exc),
-            kind=exc.kind,
-            observed_at=observed_at,
-            attempts=outcome.attempts,
-            now=now,
-            head=head,
-            plain_same_version=plain_same,
+        return Upload(
+            result=result,
+            upload_path=path,
+            expires_at=expires_at(result.uploaded_at, self.config.kie_retention_seconds, self.now()),
         )
-        outcome.error, outcome.error_kind = str(exc), exc.kind
-        if not written:
-            # A newer state (or a live upload of this version) is recorded: nothing left to do.
-            outcome.status, outcome.retry = Status.SUPERSEDED, False
-            return
-        outcome.status = status
-        outcome.retry = status is Status.FAILED and exc.retryable
+
+
+@dataclass
+class _UploadCache:
+    """The upload this delivery made, kept across lost races so that the same version is sent once."""
+
+    head: ObjectHead | None = None
+    upload: Upload | None = None
+
+    def get(self, head: ObjectHead) -> Upload | None:
+        if self.head is not None and (self.head.version_id, self.head.etag) == (head.version_id, head.etag):
+            return self.upload
+        return None
+
+    def put(self, head: ObjectHead, upload: Upload) -> None:
+        self.head, self.upload = head, upload

@@ -1,35 +1,28 @@
-"""DynamoDB adapter: one record per object, every write guarded by a condition.
+"""DynamoDB adapter: one record per object, every change of it guarded by the record's revision.
 
-Delivery is at-least-once and unordered; the record must still end in the newest state. Each write
-carries what the writer knows, and DynamoDB refuses it when the stored record knows something newer.
-A refused write (``ConditionalCheckFailed``) means *superseded*: not an error, not retried.
+The record describes the object as S3 holds it (see docs/architecture.md, "The record's invariant"). The
+processor never trusts what an event says about the object: it reads S3, and this module makes sure a
+reading that went stale while it was used can never be written.
 
-Order of knowledge
-------------------
-``updatedAt`` is when the function read the state it records (before the HeadObject call or, for a
-removal, when the event was handled), as fixed-width ISO UTC with milliseconds, so strings compare in
-time order. ``sequencer`` is stored in canonical form (:mod:`uploader.sequencer`), so string order is
-S3's order.
+Revisions and claims
+--------------------
+``rev`` counts the writes of a record (absent = 0). Every write is conditional on the revision the writer
+read and increments it, so two writers of one record are linearised: the loser's condition fails and it
+reads again (``False`` from a write means exactly that, never an error).
 
-1. **Event with a sequencer** (S3 notification, EventBridge) may write when there is no record, or the
-   stored sequencer is ``<=`` its own (equal: the same event again, e.g. after a transient failure), or
-   the stored record has no sequencer (written from a plain message) and was read before the event
-   happened (``updatedAt < eventTime``): S3 is strongly consistent, so a state read before the event
-   cannot describe a newer version than the event's.
-2. **Plain message** (backfill, retry-failed, other producers: no sequencer) describes the object as
-   HeadObject returned it at ``observedAt``. It may write when there is no record, or the record is for
-   the same version (``versionId`` and ``etag`` equal: the sequencer, if any, is kept), or the record was
-   read before ``observedAt`` (``updatedAt < observedAt``: our reading is newer knowledge; the stored
-   sequencer described another version and is removed). A record of a *different* version read after
-   our HeadObject is never overwritten: its event may be newer than our reading, and if it is not, the
-   newer version's own event repairs the record.
-3. **Failures never hide an upload**: a ``FAILED``/``SKIPPED`` write is refused while a live ``UPLOADED``
-   record of the same version (or of an unknown version) exists — e.g. a slow duplicate delivery.
-4. **Removal of one specific version** (``ObjectRemoved:Delete`` / "Permanently Deleted" with a version
-   id) marks the record ``DELETED`` only when the record is of that version (or there is none): deleting
-   an old version leaves the current one alone.
+A writer that will read S3 first **claims** the record (``claimOwner``, ``claimUntil``: a lease in epoch
+milliseconds of the functions' clocks, never compared with S3's) in a conditional write, and reads S3 only
+after its claim landed. Its final write is conditional on the claimed revision. So a write always carries
+an S3 reading made after every earlier write of the record. A delivery that finds someone else's live claim
+**bumps** the revision instead: the holder's final write then fails, and the holder reads S3 again before
+it can write. The lease only decides when a claim may be taken over (a crashed holder); correctness never
+depends on it.
 
-``attempts`` is incremented (``ADD``) by the kie.ai calls of each delivery.
+``sequencer`` is the greatest S3 sequencer among the events whose processing wrote the record: an event
+with a sequencer at most that one is already reflected in the record (that write read S3 after the event's
+change), so it costs one read.
+
+``purgeAt`` is the record's TTL: it outlives kie.ai's file by ``RECORD_RETENTION_SECONDS``.
 """
 
 from __future__ import annotations
@@ -48,7 +41,8 @@ if TYPE_CHECKING:
 
     from uploader.kie import KieUpload
 
-_UPLOAD_ATTRIBUTES = (
+#: Attributes of an upload, removed from a record that no longer describes one.
+UPLOAD_ATTRIBUTES = (
     "downloadUrl",
     "uploadedAt",
     "expiresAt",
@@ -58,7 +52,8 @@ _UPLOAD_ATTRIBUTES = (
     "mimeType",
     "uploadPath",
 )
-_ERROR_ATTRIBUTES = ("error", "errorKind", "retryable")
+ERROR_ATTRIBUTES = ("error", "errorKind", "retryable")
+CLAIM_ATTRIBUTES = ("claimOwner", "claimUntil")
 _CONFIGURATION_CODES = {
     "ResourceNotFoundException",
     "AccessDeniedException",
@@ -77,44 +72,81 @@ class Upload:
     expires_at: int
 
 
-# --- reading and pre-checks (the same rules as the conditions, to save calls) ---------------------------
+@dataclass(frozen=True)
+class Settle:
+    """The state a claim holder writes: the status and what it knows of the object."""
+
+    status: Status
+    head: ObjectHead | None = None
+    upload: Upload | None = None
+    error: str | None = None
+    error_kind: ErrorKind | None = None
+    sequencer: str | None = None
+    request_id: str | None = None
 
 
-def same_version(record: Mapping[str, Any], version_id: str | None, etag: str | None) -> bool:
-    """Whether the record describes this object version (every identity part that is known must match)."""
-    if version_id is None and etag is None:
+# --- reading the record --------------------------------------------------------------------------------
+
+
+def revision(record: Mapping[str, Any] | None) -> int:
+    """The record's revision (0 for no record, or one written before revisions existed)."""
+    return int(record.get("rev", 0)) if record else 0
+
+
+def has_status(record: Mapping[str, Any] | None) -> bool:
+    """Whether the record has been settled at least once (a first claim creates a record without status)."""
+    return bool(record and record.get("status"))
+
+
+def claimed_by_other(record: Mapping[str, Any] | None, owner: str, now_ms: int) -> bool:
+    """Another delivery holds a live claim on the record."""
+    if not record or not record.get("claimOwner") or record.get("claimOwner") == owner:
         return False
-    return (version_id is None or record.get("versionId") == version_id) and (
-        etag is None or record.get("etag") == etag
-    )
+    return int(record.get("claimUntil", 0)) > now_ms
 
 
-def is_live_upload(
-    record: Mapping[str, Any] | None, version_id: str | None, etag: str | None, now: int
-) -> bool:
-    """A live UPLOADED record of this version exists: kie.ai need not be called again."""
+def covers_sequencer(record: Mapping[str, Any] | None, sequencer: str | None) -> bool:
+    """The record was written after reading S3 for an event at least as new as this one, and its state
+    is settled (a retryable failure is not: the event's delivery is what retries it)."""
+    if not record or (record.get("status") == Status.FAILED and record.get("retryable") is not False):
+        return False
+    stored = record.get("sequencer")
+    return isinstance(stored, str) and sequencer is not None and seq.compare(stored, sequencer) >= 0
+
+
+def newest_sequencer(record: Mapping[str, Any] | None, sequencer: str | None) -> str | None:
+    """The greater of the stored sequencer and this event's."""
+    stored = record.get("sequencer") if record else None
+    if not isinstance(stored, str):
+        return sequencer
+    if sequencer is None or seq.compare(stored, sequencer) >= 0:
+        return stored
+    return sequencer
+
+
+def same_version(record: Mapping[str, Any], head: ObjectHead) -> bool:
+    """The record describes this exact object version (version id and ETag)."""
+    return record.get("versionId") == head.version_id and record.get("etag") == head.etag
+
+
+def is_live_upload(record: Mapping[str, Any] | None, head: ObjectHead, now: int, min_valid: int = 0) -> bool:
+    """A live ``UPLOADED`` record of this version, with at least ``min_valid`` seconds left."""
     return (
         record is not None
         and record.get("status") == Status.UPLOADED
-        and same_version(record, version_id, etag)
-        and int(record.get("expiresAt", 0)) > now
+        and same_version(record, head)
+        and int(record.get("expiresAt", 0)) > now + min_valid
     )
 
 
-def stored_is_newer(
-    record: Mapping[str, Any] | None, ref: ObjectRef, observed_at: str, head: ObjectHead | None = None
-) -> bool:
-    """The record knows a newer state than this event or message (rules 1 and 2 of the module)."""
-    if record is None:
-        return False
-    stored_seq, updated_at = record.get("sequencer"), str(record.get("updatedAt", ""))
-    if ref.sequencer is not None:
-        if isinstance(stored_seq, str):
-            return seq.compare(stored_seq, ref.sequencer) > 0
-        return updated_at >= (ref.event_time or observed_at)
-    if head is not None and same_version(record, head.version_id, head.etag):
-        return False
-    return updated_at >= observed_at
+def is_settled_refusal(record: Mapping[str, Any] | None, head: ObjectHead) -> bool:
+    """kie.ai refused this very version for good (a permanent ``FAILED``): calling again would not help."""
+    return (
+        record is not None
+        and record.get("status") == Status.FAILED
+        and record.get("errorKind") == ErrorKind.PERMANENT
+        and same_version(record, head)
+    )
 
 
 # --- writing --------------------------------------------------------------------------------------------
@@ -165,13 +197,25 @@ class _Update:
             parts.append("ADD " + ", ".join(self.adds))
         return " ".join(parts)
 
+    def at_revision(self, rev: int) -> str:
+        """Condition: the record is still at ``rev`` (0: no record, or one without a revision); and the
+        update moves it to ``rev + 1``."""
+        name = self.name("rev")
+        self.set("rev", rev + 1)
+        if rev == 0:
+            return f"attribute_not_exists({name})"
+        return f"{name} = {self.value(rev)}"
+
 
 class RecordTable:
-    """Reads and conditionally writes records. Returns ``False`` from a write that was superseded."""
+    """Reads and conditionally writes records. A write returns ``False`` when the revision moved on."""
 
-    def __init__(self, table_name: str, *, client: DynamoDBClient | None = None) -> None:
+    def __init__(
+        self, table_name: str, *, client: DynamoDBClient | None = None, retention_seconds: int = 2_592_000
+    ) -> None:
         self._table = table_name
         self._client: Any = client or _new_client()
+        self._retention = retention_seconds
 
     def get(self, pk: str) -> dict[str, Any] | None:
         """The record (strongly consistent read), as plain Python values, or ``None``."""
@@ -186,35 +230,103 @@ class RecordTable:
         item = answer.get("Item")
         return {k: _from_av(v) for k, v in item.items()} if item else None
 
-    def put_uploaded(self, *args: Any, **kwargs: Any) -> bool:
-        """Record ``UPLOADED`` (arguments of :meth:`uploaded_request`); ``False`` when superseded."""
-        return self._write(self.uploaded_request(*args, **kwargs))
+    def claim(self, ref: ObjectRef, rev: int, *, owner: str, until_ms: int, now: int) -> bool:
+        """Take the record at ``rev`` for ``owner`` until ``until_ms``; creates it when there is none."""
+        return self._write(self.claim_request(ref, rev, owner=owner, until_ms=until_ms, now=now))
 
-    def put_failed(self, *args: Any, **kwargs: Any) -> bool:
-        """Record ``FAILED``/``SKIPPED`` (arguments of :meth:`failed_request`); ``False`` when superseded."""
-        return self._write(self.failed_request(*args, **kwargs))
+    def bump(self, ref: ObjectRef, rev: int) -> bool:
+        """Move the revision on, so that the holder of the claim reads S3 again before it writes."""
+        return self._write(self.bump_request(ref, rev))
 
-    def put_deleted(self, ref: ObjectRef, *, observed_at: str) -> bool:
-        """Record ``DELETED``; ``False`` when superseded."""
-        return self._write(self.deleted_request(ref, observed_at=observed_at))
+    def settle(
+        self, ref: ObjectRef, rev: int, state: Settle, *, observed_at: str, now: int, attempts: int
+    ) -> bool:
+        """Write the claim holder's state at the claimed ``rev`` and release the claim."""
+        return self._write(
+            self.settle_request(ref, rev, state, observed_at=observed_at, now=now, attempts=attempts)
+        )
 
-    def uploaded_request(
-        self,
-        ref: ObjectRef,
-        head: ObjectHead,
-        upload: Upload,
-        *,
-        observed_at: str,
-        attempts: int,
-        plain_same_version: bool = False,
+    def release(self, ref: ObjectRef, rev: int, *, sequencer: str | None = None) -> bool:
+        """Give the claim back without changing the record's state (but note a newer event's sequencer)."""
+        update = _Update()
+        update.set("sequencer", sequencer)
+        update.remove(*CLAIM_ATTRIBUTES)
+        return self._write(self._request(update, ref, update.at_revision(rev)))
+
+    def put_refused(self, ref: ObjectRef, error: str, *, observed_at: str, now: int) -> bool:
+        """Record ``FAILED`` for an object the function may not read (whatever S3 holds: no condition)."""
+        update = _Update()
+        self._identity(update, ref, Status.FAILED, observed_at, now)
+        update.set("purgeAt", now + self._retention)
+        update.set("error", error)
+        update.set("errorKind", ErrorKind.PERMANENT.value)
+        update.set("retryable", False)
+        update.add("rev", 1)
+        update.remove(*UPLOAD_ATTRIBUTES)
+        update.add("attempts", 0)
+        return self._write(self._request(update, ref, None))
+
+    # --- requests (public for the tests that run them against DynamoDB Local) ---
+
+    def claim_request(
+        self, ref: ObjectRef, rev: int, *, owner: str, until_ms: int, now: int
     ) -> dict[str, Any]:
-        """The UpdateItem request recording ``UPLOADED`` with kie.ai's answer."""
-        update = self._common(ref, Status.UPLOADED, observed_at, attempts, head)
+        update = _Update()
+        update.set("bucket", ref.bucket)
+        update.set("key", ref.key)
+        update.set("claimOwner", owner)
+        update.set("claimUntil", until_ms)
+        update.set("purgeAt", now + self._retention, if_not_exists=True)
+        return self._request(update, ref, update.at_revision(rev))
+
+    def bump_request(self, ref: ObjectRef, rev: int) -> dict[str, Any]:
+        update = _Update()
+        return self._request(update, ref, update.at_revision(rev))
+
+    def settle_request(
+        self, ref: ObjectRef, rev: int, state: Settle, *, observed_at: str, now: int, attempts: int
+    ) -> dict[str, Any]:
+        """The UpdateItem that writes ``state``; identity from the head when S3 answered."""
+        update = _Update()
+        self._identity(update, ref, state.status, observed_at, now)
+        head = state.head
+        if head is not None:
+            update.set("versionId", head.version_id)
+            update.set("etag", head.etag)
+            update.set("size", head.size)
+        update.set("sequencer", state.sequencer)
+        update.set("requestId", state.request_id)
+        update.add("attempts", attempts)
+        update.remove(*CLAIM_ATTRIBUTES)
+        if state.upload is not None:
+            self._upload(update, state.upload, observed_at)
+            update.remove(*ERROR_ATTRIBUTES)
+        else:
+            update.set("purgeAt", now + self._retention)
+            update.remove(*UPLOAD_ATTRIBUTES)
+            if state.error is not None and state.error_kind is not None:
+                update.set("error", state.error)
+                update.set("errorKind", state.error_kind.value)
+                update.set("retryable", state.error_kind is not ErrorKind.PERMANENT)
+            else:
+                update.remove(*ERROR_ATTRIBUTES)
+        return self._request(update, ref, update.at_revision(rev))
+
+    # --- internals ---
+
+    def _identity(self, update: _Update, ref: ObjectRef, status: Status, observed_at: str, now: int) -> None:
+        update.set("bucket", ref.bucket)
+        update.set("key", ref.key)
+        update.set("status", status.value)
+        update.set("updatedAt", observed_at)
+
+    def _upload(self, update: _Update, upload: Upload, observed_at: str) -> None:
         result = upload.result
         update.set("downloadUrl", result.download_url)
         update.set("uploadedAt", result.uploaded_at or observed_at)
         update.set("expiresAt", upload.expires_at)
         update.set("uploadPath", upload.upload_path)
+        update.set("purgeAt", upload.expires_at + self._retention)
         for attribute, value in (
             ("filePath", result.file_path),
             ("fileName", result.file_name),
@@ -225,112 +337,19 @@ class RecordTable:
                 update.remove(attribute)
             else:
                 update.set(attribute, value)
-        update.remove(*_ERROR_ATTRIBUTES)
-        condition = self._order(update, ref, observed_at, head, plain_same_version)
-        return self._request(update, ref, condition)
 
-    def failed_request(
-        self,
-        ref: ObjectRef,
-        status: Status,
-        *,
-        error: str,
-        kind: ErrorKind,
-        observed_at: str,
-        attempts: int,
-        now: int,
-        head: ObjectHead | None = None,
-        plain_same_version: bool = False,
-    ) -> dict[str, Any]:
-        """The request recording ``FAILED`` or ``SKIPPED`` with a short reason; never hides a live upload
-        (rule 3)."""
-        update = self._common(ref, status, observed_at, attempts, head)
-        update.set("error", error)
-        update.set("errorKind", kind.value)
-        update.set("retryable", kind is not ErrorKind.PERMANENT)
-        update.remove(*_UPLOAD_ATTRIBUTES)
-        condition = self._order(update, ref, observed_at, head, plain_same_version)
-        version_id = head.version_id if head else ref.version_id
-        etag = head.etag if head else ref.etag
-        live = [
-            f"{update.name('status')} = {update.value(Status.UPLOADED.value)}",
-            f"{update.name('expiresAt')} > {update.value(now)}",
-        ]
-        if version_id is not None:
-            live.append(f"{update.name('versionId')} = {update.value(version_id)}")
-        if etag is not None:
-            live.append(f"{update.name('etag')} = {update.value(etag)}")
-        condition = f"({condition}) AND NOT ({' AND '.join(live)})"
-        return self._request(update, ref, condition)
-
-    def deleted_request(self, ref: ObjectRef, *, observed_at: str) -> dict[str, Any]:
-        """The request recording ``DELETED`` (the ``downloadUrl`` is removed; the rest stays as history)."""
-        update = _Update()
-        update.set("bucket", ref.bucket)
-        update.set("key", ref.key)
-        update.set("status", Status.DELETED.value)
-        update.set("updatedAt", observed_at)
-        update.set("versionId", ref.version_id or "null", if_not_exists=True)
-        update.add("attempts", 0)
-        update.remove("downloadUrl", *_ERROR_ATTRIBUTES)
-        condition = self._order(update, ref, observed_at, None, False)
-        if ref.permanent_delete and ref.version_id:
-            condition = (
-                f"({condition}) AND (attribute_not_exists(pk) OR "
-                f"{update.name('versionId')} = {update.value(ref.version_id)})"
-            )
-        return self._request(update, ref, condition)
-
-    # --- internals ---
-
-    def _common(
-        self, ref: ObjectRef, status: Status, observed_at: str, attempts: int, head: ObjectHead | None
-    ) -> _Update:
-        update = _Update()
-        update.set("bucket", ref.bucket)
-        update.set("key", ref.key)
-        update.set("status", status.value)
-        update.set("updatedAt", observed_at)
-        update.set("versionId", head.version_id if head else ref.version_id)
-        update.set("etag", head.etag if head else ref.etag)
-        update.set("size", head.size if head else ref.size)
-        update.add("attempts", attempts)
-        return update
-
-    def _order(
-        self,
-        update: _Update,
-        ref: ObjectRef,
-        observed_at: str,
-        head: ObjectHead | None,
-        plain_same_version: bool,
-    ) -> str:
-        """The ordering condition (rules 1 and 2), and the sequencer change that goes with it."""
-        if ref.sequencer is not None:
-            seq_name, updated = update.name("sequencer"), update.name("updatedAt")
-            update.set("sequencer", ref.sequencer)
-            return (
-                f"attribute_not_exists(pk) OR {seq_name} <= {update.value(ref.sequencer)} OR "
-                f"(attribute_not_exists({seq_name}) AND "
-                f"{updated} < {update.value(ref.event_time or observed_at)})"
-            )
-        if plain_same_version and head is not None:
-            return (
-                f"{update.name('versionId')} = {update.value(head.version_id)} AND "
-                f"{update.name('etag')} = {update.value(head.etag)}"
-            )
-        update.remove("sequencer")
-        return f"attribute_not_exists(pk) OR {update.name('updatedAt')} < {update.value(observed_at)}"
-
-    def _request(self, update: _Update, ref: ObjectRef, condition: str) -> dict[str, Any]:
-        return {
+    def _request(self, update: _Update, ref: ObjectRef, condition: str | None) -> dict[str, Any]:
+        request: dict[str, Any] = {
             "TableName": self._table,
             "Key": {"pk": {"S": ref.pk}},
             "UpdateExpression": update.expression(),
-            "ConditionExpression": condition,
             "ExpressionAttributeNames": update.names,
-            "ExpressionAttributeValues": update.values,
         }
+        if update.values:
+            request["ExpressionAttributeValues"] = update.values
+        if condition is not None:
+            request["ConditionExpression"] = condition
+        return request
 
     def _write(self, request: dict[str, Any]) -> bool:
         from botocore.exceptions import BotoCoreError, ClientError

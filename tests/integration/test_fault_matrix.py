@@ -153,8 +153,8 @@ MATRIX: tuple[Expectation, ...] = (
         "object deleted before processing",
         "the object is deleted after its event was sent",
         0,
-        "SKIPPED",
-        "permanent",
+        "DELETED",
+        None,
         False,
         0,
     ),
@@ -347,6 +347,8 @@ def _outcome(e: Expectation) -> str:
         return "conditional write refused: superseded, the newer record stays"
     if e.status == "SKIPPED":
         return "`SKIPPED` record (not retryable)"
+    if e.status == "DELETED":
+        return "`DELETED` record (the object is gone), no download link"
     return f"`FAILED` record, `errorKind={e.error_kind}`, `retryable={str(e.redelivered).lower()}`"
 
 

@@ -9,10 +9,10 @@ import pytest
 
 from kie_uploader import local
 from uploader.kie import KieUpload
-from uploader.models import ErrorKind, EventKind, ObjectHead, ObjectRef, Status
-from uploader.table import RecordTable, Upload
+from uploader.models import ErrorKind, ObjectHead, ObjectRef, Status
+from uploader.table import RecordTable, Settle, Upload
 
-T0, T1, T2, T3 = (f"2025-01-01T12:00:0{i}.000Z" for i in range(4))
+T1, T2 = "2025-01-01T12:00:01.000Z", "2025-01-01T12:00:02.000Z"
 NOW = 1_735_732_800  # 2025-01-01T12:00:00Z
 KEY = "dir/a b.png"
 
@@ -30,12 +30,9 @@ def table(dynamodb_local: local.Server) -> RecordTable:
     return RecordTable(name, client=client)
 
 
-def event(sequencer: str, version: str = "v1", etag: str = "e1", time: str = T1, **kw: Any) -> ObjectRef:
-    return ObjectRef("photos", KEY, version_id=version, etag=etag, sequencer=sequencer, event_time=time, **kw)
-
-
-def head(version: str = "v1", etag: str = "e1") -> ObjectHead:
-    return ObjectHead(version_id=version, etag=etag, size=3, content_type="image/png")
+EVENT = ObjectRef("photos", KEY, version_id="v1", etag="e1", sequencer="0A")
+PK = f"s3://photos/{KEY}"
+HEAD = ObjectHead(version_id="v1", etag="e1", size=3, content_type="image/png")
 
 
 def upload(name: str = "a b.png", expires: int = NOW + 259_200) -> Upload:
@@ -43,29 +40,8 @@ def upload(name: str = "a b.png", expires: int = NOW + 259_200) -> Upload:
     return Upload(result=result, upload_path="p", expires_at=expires)
 
 
-def uploaded(
-    table: RecordTable, ref: ObjectRef, h: ObjectHead | None = None, at: str = T1, **kw: Any
-) -> bool:
-    return table.put_uploaded(
-        ref, h or head(ref.version_id or "v1", ref.etag or "e1"), upload(), observed_at=at, attempts=1, **kw
-    )
-
-
-def failed(table: RecordTable, ref: ObjectRef, at: str = T2, h: ObjectHead | None = None) -> bool:
-    return table.put_failed(
-        ref,
-        Status.FAILED,
-        error="kie.ai HTTP 500",
-        kind=ErrorKind.TRANSIENT,
-        observed_at=at,
-        attempts=1,
-        now=NOW,
-        head=h,
-    )
-
-
-PLAIN = ObjectRef("photos", KEY)
-PK = f"s3://photos/{KEY}"
+def settle(table: RecordTable, rev: int, state: Settle, attempts: int = 1) -> bool:
+    return table.settle(EVENT, rev, state, observed_at=T1, now=NOW, attempts=attempts)
 
 
 def stored(table: RecordTable) -> dict[str, Any]:
@@ -75,127 +51,97 @@ def stored(table: RecordTable) -> dict[str, Any]:
     return record
 
 
-def test_the_first_write_creates_the_record(table: RecordTable) -> None:
-    assert uploaded(table, event("0A"))
+def test_a_first_claim_creates_a_record_without_status(table: RecordTable) -> None:
+    assert table.claim(EVENT, 0, owner="a", until_ms=10, now=NOW)
 
     record = stored(table)
-    assert record["status"] == "UPLOADED" and record["sequencer"] == "0A" and record["attempts"] == 1
-    assert record["downloadUrl"] == "https://kie/a b.png" and record["expiresAt"] == NOW + 259_200
+    assert record["rev"] == 1 and record["claimOwner"] == "a" and "status" not in record
+    assert record["purgeAt"] == NOW + 2_592_000
 
 
-def test_a_newer_event_overwrites_and_an_older_one_is_superseded(table: RecordTable) -> None:
-    uploaded(table, event("0B", "v2", "e2"))
+def test_only_one_of_two_claims_at_the_same_revision_lands(table: RecordTable) -> None:
+    assert table.claim(EVENT, 0, owner="a", until_ms=10, now=NOW)
+    assert not table.claim(EVENT, 0, owner="b", until_ms=10, now=NOW)
+    assert table.claim(EVENT, 1, owner="b", until_ms=10, now=NOW)  # after reading again
 
-    assert not uploaded(table, event("0A", "v1", "e1"))
-    assert uploaded(table, event("0C", "v3", "e3"))
-    assert stored(table)["versionId"] == "v3"
-
-
-def test_sequencers_of_different_lengths_are_ordered_by_padding(table: RecordTable) -> None:
-    uploaded(table, event("0A01"))  # canonical forms: what the event parser stores
-
-    assert not uploaded(table, event("0A", "v0", "e0"))  # 0A00 < 0A01
-    assert uploaded(table, event("0B", "v2", "e2"))  # 0B00 > 0A01
+    assert stored(table)["claimOwner"] == "b"
 
 
-def test_the_same_event_again_may_write(table: RecordTable) -> None:
-    assert failed(table, event("0A"), h=head())
+def test_settling_at_the_claimed_revision_writes_and_releases_the_claim(table: RecordTable) -> None:
+    table.claim(EVENT, 0, owner="a", until_ms=10, now=NOW)
 
-    assert uploaded(table, event("0A"))
+    assert settle(table, 1, Settle(Status.UPLOADED, head=HEAD, upload=upload(), sequencer="0A"))
+
     record = stored(table)
-    assert record["status"] == "UPLOADED" and "error" not in record and record["attempts"] == 2
+    assert record["status"] == "UPLOADED" and record["rev"] == 2 and record["sequencer"] == "0A"
+    assert "claimOwner" not in record and "claimUntil" not in record
+    assert record["purgeAt"] == NOW + 259_200 + 2_592_000
 
 
-def test_a_failure_never_hides_a_live_upload_of_the_same_version(table: RecordTable) -> None:
-    uploaded(table, event("0A"))
+def test_a_bumped_claim_cannot_settle(table: RecordTable) -> None:
+    table.claim(EVENT, 0, owner="a", until_ms=10, now=NOW)
+    assert table.bump(EVENT, 1)  # another delivery saw the claim: the holder must read S3 again
 
-    assert not failed(table, event("0A"), h=head())
-    assert stored(table)["status"] == "UPLOADED"
-
-
-def test_a_failure_of_a_newer_version_replaces_the_older_upload(table: RecordTable) -> None:
-    uploaded(table, event("0A"))
-
-    assert failed(table, event("0B", "v2", "e2"), h=head("v2", "e2"))
-    record = stored(table)
-    assert record["status"] == "FAILED" and record["errorKind"] == "transient" and record["retryable"] is True
-    assert "downloadUrl" not in record and "filePath" not in record
+    assert not settle(table, 1, Settle(Status.UPLOADED, head=HEAD, upload=upload()))
+    assert stored(table)["rev"] == 2 and "status" not in stored(table)
 
 
-def test_deleted_removes_the_download_url_and_blocks_older_events(table: RecordTable) -> None:
-    uploaded(table, event("0A"))
+def test_a_write_of_a_stale_revision_is_refused_whatever_it_says(table: RecordTable) -> None:
+    table.claim(EVENT, 0, owner="a", until_ms=10, now=NOW)
+    settle(table, 1, Settle(Status.DELETED))
 
-    assert table.put_deleted(event("0B", kind=EventKind.REMOVED), observed_at=T2)
-    assert not uploaded(table, event("0A"))
-    record = stored(table)
-    assert record["status"] == "DELETED" and "downloadUrl" not in record and record["sequencer"] == "0B"
-
-
-def test_an_older_deletion_is_superseded(table: RecordTable) -> None:
-    uploaded(table, event("0B"))
-
-    assert not table.put_deleted(event("0A", kind=EventKind.REMOVED), observed_at=T2)
-    assert stored(table)["status"] == "UPLOADED"
-
-
-def test_a_deletion_of_an_unknown_object_is_recorded(table: RecordTable) -> None:
-    assert table.put_deleted(event("0A", kind=EventKind.REMOVED), observed_at=T2)
-
+    assert not settle(table, 1, Settle(Status.UPLOADED, head=HEAD, upload=upload()))
     assert stored(table)["status"] == "DELETED"
 
 
-def test_deleting_an_old_version_leaves_the_current_one(table: RecordTable) -> None:
-    uploaded(table, event("0B", "v2", "e2"))
+def test_deleted_removes_the_download_url(table: RecordTable) -> None:
+    table.claim(EVENT, 0, owner="a", until_ms=10, now=NOW)
+    settle(table, 1, Settle(Status.UPLOADED, head=HEAD, upload=upload()))
+    table.claim(EVENT, 2, owner="b", until_ms=10, now=NOW)
 
-    removal = event("0C", "v1", kind=EventKind.REMOVED, permanent_delete=True)
-    assert not table.put_deleted(removal, observed_at=T2)
-    assert table.put_deleted(event("0D", "v2", kind=EventKind.REMOVED, permanent_delete=True), observed_at=T3)
+    assert settle(table, 3, Settle(Status.DELETED))
 
-
-def test_a_plain_message_creates_a_record_without_sequencer(table: RecordTable) -> None:
-    assert uploaded(table, PLAIN, head(), at=T1)
-
-    assert "sequencer" not in stored(table)
-
-
-def test_a_plain_message_of_the_same_version_keeps_the_sequencer(table: RecordTable) -> None:
-    failed(table, event("0A"), h=head())
-
-    assert uploaded(table, PLAIN, head(), at=T0, plain_same_version=True)
-    assert stored(table)["sequencer"] == "0A"
-
-
-def test_a_plain_message_never_overwrites_another_version_read_after_it(table: RecordTable) -> None:
-    uploaded(table, event("0B", "v2", "e2"), at=T2)
-
-    assert not uploaded(table, PLAIN, head("v1", "e1"), at=T1)  # read at T1, before v2's record
-    assert stored(table)["versionId"] == "v2"
-
-
-def test_a_plain_message_read_later_replaces_another_version_and_drops_its_sequencer(
-    table: RecordTable,
-) -> None:
-    uploaded(table, event("0B", "v1", "e1"), at=T1)
-
-    assert uploaded(table, PLAIN, head("v2", "e2"), at=T2)
     record = stored(table)
-    assert record["versionId"] == "v2" and "sequencer" not in record
+    assert record["status"] == "DELETED" and "downloadUrl" not in record and "expiresAt" not in record
 
 
-def test_an_event_over_a_plain_record_is_ordered_by_time(table: RecordTable) -> None:
-    uploaded(table, PLAIN, head("v2", "e2"), at=T2)
+def test_release_keeps_the_state_and_notes_a_newer_sequencer(table: RecordTable) -> None:
+    table.claim(EVENT, 0, owner="a", until_ms=10, now=NOW)
+    settle(table, 1, Settle(Status.UPLOADED, head=HEAD, upload=upload(), sequencer="0A"))
+    table.claim(EVENT, 2, owner="b", until_ms=10, now=NOW)
 
-    assert not uploaded(table, event("01", "v1", "e1", time=T1))  # happened before the record was read
-    assert uploaded(table, event("02", "v3", "e3", time=T3))  # happened after
-    assert stored(table)["versionId"] == "v3"
+    assert table.release(EVENT, 3, sequencer="0B")
+
+    record = stored(table)
+    assert record["status"] == "UPLOADED" and record["sequencer"] == "0B" and "claimOwner" not in record
+
+
+def test_a_record_written_before_revisions_existed_is_claimed_at_revision_zero(table: RecordTable) -> None:
+    table._client.put_item(
+        TableName=table._table, Item={"pk": {"S": PK}, "status": {"S": "UPLOADED"}, "versionId": {"S": "v0"}}
+    )
+
+    assert table.claim(EVENT, 0, owner="a", until_ms=10, now=NOW)
+    assert stored(table)["rev"] == 1 and stored(table)["status"] == "UPLOADED"
+
+
+def test_a_refused_bucket_is_recorded_failed_whatever_the_revision(table: RecordTable) -> None:
+    table.claim(EVENT, 0, owner="a", until_ms=10, now=NOW)
+
+    assert table.put_refused(EVENT, "bucket 'photos' is not in ALLOWED_BUCKETS", observed_at=T2, now=NOW)
+
+    record = stored(table)
+    assert record["status"] == "FAILED" and record["retryable"] is False and record["rev"] == 2
 
 
 def test_attempts_accumulate_across_deliveries(table: RecordTable) -> None:
-    failed(table, event("0A"), h=head())
-    failed(table, event("0A"), h=head())
-    uploaded(table, event("0A"))
+    table.claim(EVENT, 0, owner="a", until_ms=10, now=NOW)
+    transient = Settle(Status.FAILED, head=HEAD, error="kie.ai HTTP 500", error_kind=ErrorKind.TRANSIENT)
+    settle(table, 1, transient, attempts=3)
+    table.claim(EVENT, 2, owner="b", until_ms=10, now=NOW)
+    settle(table, 3, Settle(Status.UPLOADED, head=HEAD, upload=upload()), attempts=1)
 
-    assert stored(table)["attempts"] == 3
+    assert stored(table)["attempts"] == 4
 
 
 def test_a_missing_table_is_a_configuration_error(dynamodb_local: local.Server) -> None:
