@@ -46,7 +46,7 @@ def test_json_values_from_a_hand_written_file_are_read_as_context_values(path: P
     path.write_text(
         json.dumps({"settings": {"bucketNames": ["one-bucket", "two-bucket"], "maxConcurrency": 7}})
     )
-    parsed = from_context_and_file({}.get, path)
+    parsed = from_context_and_file(dict[str, object]().get, path)
     assert parsed.bucket_names == ("one-bucket", "two-bucket")
     assert parsed.max_concurrency == 7
 
@@ -97,7 +97,7 @@ def test_an_unguarded_option_may_be_overridden_with_c_and_is_remembered(path: Pa
 def test_a_malformed_value_in_the_file_fails_naming_the_key(path: Path) -> None:
     settings_file.save(path, {"notify": "sns"})
     with pytest.raises(SettingsError, match="notify"):
-        from_context_and_file({}.get, path)
+        from_context_and_file(dict[str, object]().get, path)
 
 
 def test_without_remember_the_file_is_not_written(path: Path) -> None:
