@@ -68,13 +68,13 @@ def _import_from_asset(asset_dir: Path, runs: int) -> dict[str, Any]:
 
 def run(ctx: Context, report: Report) -> None:
     os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")  # as the Makefile does
-    from infra import bundling  # imports aws_cdk (a few seconds): only when this section runs
     from infra.settings import StackSettings
+    from kie_uploader.cdk import bundling  # imports aws_cdk (a few seconds): only when this section runs
 
     architecture = StackSettings().architecture
     output = ctx.state_dir / "asset"
     shutil.rmtree(output, ignore_errors=True)
-    progress(f"asset: bundling with infra.bundling for {architecture} (pip, manylinux wheels)")
+    progress(f"asset: bundling with kie_uploader.cdk.bundling for {architecture} (pip, manylinux wheels)")
     started = time.perf_counter()
     bundling.bundle(FUNCTIONS_DIR, output, architecture=architecture)
     bundle_seconds = time.perf_counter() - started

@@ -1,10 +1,11 @@
 """6. End to end: the stack deployed into its own ministack with the pinned CDK CLI (``deploy_local``),
 objects put into its bucket, and the time until each one's record is ``UPLOADED``.
 
-By default the stack is deployed with ``notify=queue`` (S3 → SQS → the function in batches of 10, the
-event source's maximum concurrency bounding the containers). With ``notify=lambda`` (the stack's default,
-S3 invoking the function directly) ministack starts one worker process per concurrent asynchronous
-invocation with no ceiling: 300 objects at once would mean ~300 Python processes on this machine.
+By default the stack is deployed with ``notify=queue`` (the stack's default: S3 → SQS → the function in
+batches of 10, the event source's maximum concurrency bounding the containers); ``notify=eventbridge`` goes
+S3 → EventBridge → the same queue. With ``notify=lambda`` (S3 invoking the function directly) ministack
+does not apply the function's reserved concurrency and starts one worker process per concurrent asynchronous
+invocation: 300 objects at once would mean ~300 Python processes on this machine.
 
 Latency is measured two ways, both from the moment the client's PutObject returned:
 * to the record's ``uploadedAt`` (kie.ai's own timestamp of the stored file; the record is written right
@@ -75,14 +76,14 @@ def _deploy_failure(exc: DeployError, ministack: local.Server) -> str:
 
 def _settings_summary(context: dict[str, str]) -> dict[str, Any]:
     """The deployed function's settings that shape the figures (as the stack derives them)."""
-    from infra.settings import SQS_BATCH_SIZE, StackSettings
-    from infra.stack import BATCHING_WINDOW
+    from infra.settings import StackSettings
+    from kie_uploader.cdk.options import BATCHING_WINDOW_SECONDS, SQS_BATCH_SIZE
 
     settings = StackSettings.from_context(context.get)
     return {
         "notify": settings.notify,
         "sqs_batch_size": SQS_BATCH_SIZE,
-        "sqs_batching_window_seconds": BATCHING_WINDOW.to_seconds(),
+        "sqs_batching_window_seconds": BATCHING_WINDOW_SECONDS,
         "event_source_max_concurrency": settings.max_concurrency,
         "memory_mb": settings.memory_size,
         "architecture": settings.architecture,

@@ -133,7 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small counts, for a smoke test")
     parser.add_argument(
         "--e2e-notify",
-        choices=("queue", "lambda"),
+        choices=("queue", "eventbridge", "lambda"),
         default="queue",
         help="how the e2e stack is notified of objects (default queue: bounded concurrency, batches of 10)",
     )

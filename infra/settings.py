@@ -22,7 +22,7 @@ SECRET_CACHE_SECONDS = 300
 # One SQS batch: the function processes the objects of one invocation concurrently up to this number.
 SQS_BATCH_SIZE = 10
 
-NOTIFY_TARGETS = ("lambda", "queue")
+NOTIFY_TARGETS = ("queue", "eventbridge", "lambda")
 ARCHITECTURES = ("arm64", "x86_64")
 # CloudWatch Logs accepts only these retention periods.
 LOG_RETENTION_DAYS = (
@@ -66,11 +66,15 @@ class StackSettings:
     stack_name: str = DEFAULT_STACK_NAME
     bucket_names: tuple[str, ...] = ()
     bucket_kms_key_arns: tuple[str, ...] = ()
-    notify: str = "lambda"
+    notify: str = "queue"
     prefix: str = ""
     suffix: str = ""
     max_concurrency: int = 2
     api_key_secret_arn: str | None = None
+    #: The customer managed KMS key of that secret (the function gets kms:Decrypt via Secrets Manager).
+    api_key_secret_kms_key_arn: str | None = None
+    #: The function's reserved concurrency (notify=lambda: defaults to max_concurrency, its ceiling).
+    reserved_concurrency: int | None = None
     alarm_email: str | None = None
     kie_base_url: str = "https://api.kie.ai"
     kie_upload_path: str = "s3-uploads"
@@ -120,6 +124,14 @@ class StackSettings:
             max_concurrency=reader.integer("maxConcurrency", defaults.max_concurrency, low=2, high=1000),
             api_key_secret_arn=reader.optional(
                 "apiKeySecretArn", _SECRET_ARN, "a Secrets Manager secret ARN"
+            ),
+            api_key_secret_kms_key_arn=reader.optional(
+                "apiKeySecretKmsKeyArn", _KMS_KEY_ARN, "a KMS key ARN"
+            ),
+            reserved_concurrency=(
+                None
+                if reader.optional("reservedConcurrency", re.compile(r".*"), "") is None
+                else reader.integer("reservedConcurrency", 0, low=1, high=1000)
             ),
             alarm_email=reader.optional("alarmEmail", _EMAIL, "an e-mail address"),
             kie_base_url=reader.text(

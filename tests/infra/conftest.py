@@ -27,7 +27,7 @@ CUSTOM_CONTEXT = {
     "stackName": "KieUploaderCustom",
     "bucketNames": ",".join(EXISTING_BUCKETS),
     "bucketKmsKeyArns": EXISTING_KEY_ARN,
-    "notify": "queue",
+    "notify": "queue",  # the default: what the custom synth checks is its wiring on imported buckets
     "prefix": "incoming/",
     "suffix": ".png",
     "maxConcurrency": "5",

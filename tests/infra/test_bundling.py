@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.bundling import LocalPipBundling, bundle, pip_install_command
+from kie_uploader.cdk.bundling import LocalPipBundling, bundle, pip_install_command
 
 FUNCTIONS_ROOT = Path(__file__).resolve().parents[2] / "functions"
 MINISTACK_PYTHON = FUNCTIONS_ROOT.parent / ".venv-ministack" / "bin" / "python"

@@ -11,11 +11,12 @@ def settings(**context: object) -> StackSettings:
     return StackSettings.from_context(context.get)
 
 
-def test_defaults_deploy_a_new_bucket_with_direct_notifications() -> None:
+def test_defaults_deploy_a_new_bucket_notified_through_the_queue() -> None:
     defaults = settings()
     assert defaults.stack_name == "KieUploader"
     assert defaults.bucket_names == ()
-    assert defaults.notify == "lambda"
+    assert defaults.notify == "queue"
+    assert (defaults.reserved_concurrency, defaults.api_key_secret_kms_key_arn) == (None, None)
     assert defaults.max_concurrency == 2
     assert defaults.architecture == "arm64"
     assert defaults.kie_base_url == "https://api.kie.ai"
@@ -68,6 +69,28 @@ def test_a_kie_timeout_not_below_the_function_timeout_fails_naming_both_keys(
         settings(**context)
 
 
+@pytest.mark.parametrize("notify", ["queue", "eventbridge", "lambda"])
+def test_each_notify_mode_is_accepted(notify: str) -> None:
+    assert settings(notify=notify).notify == notify
+
+
+def test_the_secrets_kms_key_and_the_reserved_concurrency_come_from_context() -> None:
+    key = "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    parsed = settings(apiKeySecretKmsKeyArn=key, reservedConcurrency="7")
+    assert (parsed.api_key_secret_kms_key_arn, parsed.reserved_concurrency) == (key, 7)
+
+
+def test_the_stacks_constants_are_the_constructs() -> None:
+    # infra/settings.py keeps its own copies (the CLI's settings do not import the construct): they agree.
+    from infra import settings as stack_settings
+    from kie_uploader.cdk import options
+
+    for name in ("FUNCTION_TIMEOUT_SECONDS", "KIE_TIMEOUT_SECONDS", "KIE_MAX_ATTEMPTS", "SQS_BATCH_SIZE"):
+        assert getattr(stack_settings, name) == getattr(options, name), name
+    assert stack_settings.LOG_RETENTION_DAYS == options.LOG_RETENTION_DAYS
+    assert set(stack_settings.NOTIFY_TARGETS) == {mode.value for mode in options.NotifyMode}
+
+
 def test_values_from_cdk_json_may_be_json_types() -> None:
     parsed = settings(bucketNames=["one-bucket", "two-bucket"], maxConcurrency=7, logRetentionDays=90)
     assert parsed.bucket_names == ("one-bucket", "two-bucket")
@@ -96,6 +119,9 @@ def test_values_from_cdk_json_may_be_json_types() -> None:
         ("kieTimeoutSeconds", "2.5"),
         ("kieTimeoutSeconds", "soon"),
         ("bucketKmsKeyArns", "alias/aws/s3"),
+        ("apiKeySecretKmsKeyArn", "alias/aws/secretsmanager"),
+        ("reservedConcurrency", "0"),
+        ("reservedConcurrency", "many"),
     ],
 )
 def test_a_malformed_value_fails_with_the_context_key_in_the_message(key: str, value: str) -> None:

@@ -257,30 +257,48 @@ def test_direct_invocations_retry_twice_then_go_to_the_dead_letter_queue(default
 
 
 def notification_config(synth: Synth, bucket_name: Any) -> dict[str, Any]:
+    """A bucket's notification entries: CDK's (a bucket the stack owns) or the construct's (imported)."""
     for resource in synth.resources("Custom::S3BucketNotifications").values():
         if resource["Properties"]["BucketName"] == bucket_name:
             return dict(resource["Properties"]["NotificationConfiguration"])
+    for resource in synth.resources("Custom::KieUploaderBucketNotifications").values():
+        if resource["Properties"]["BucketName"] == bucket_name:
+            return dict(resource["Properties"]["Configuration"])
     raise AssertionError(f"no notifications for {bucket_name}")
 
 
-def test_s3_created_and_removed_notifications_invoke_the_function_by_default(default_synth: Synth) -> None:
-    function_id = uploader_function(default_synth)[0]
-    config = notification_config(default_synth, {"Ref": source_bucket_id(default_synth)})
-    assert "QueueConfigurations" not in config
-    events = {entry["Events"][0] for entry in config["LambdaFunctionConfigurations"]}
+def s3_queue_statement(synth: Synth, queue: str) -> dict[str, Any]:
+    (policy,) = [
+        p
+        for p in synth.resources("AWS::SQS::QueuePolicy").values()
+        if p["Properties"]["Queues"] == [{"Ref": queue}]
+    ]
+    (statement,) = [
+        s
+        for s in policy["Properties"]["PolicyDocument"]["Statement"]
+        if s.get("Principal") == {"Service": "s3.amazonaws.com"}
+    ]
+    return dict(statement)
+
+
+def test_s3_created_and_removed_notifications_go_to_the_queue_by_default(default_synth: Synth) -> None:
+    queue, _ = queue_ids(default_synth)
+    bucket = source_bucket_id(default_synth)
+    config = notification_config(default_synth, {"Ref": bucket})
+    assert "LambdaFunctionConfigurations" not in config
+    events = {entry["Events"][0] for entry in config["QueueConfigurations"]}
     assert events == {"s3:ObjectCreated:*", "s3:ObjectRemoved:*"}
-    for entry in config["LambdaFunctionConfigurations"]:
-        assert entry["LambdaFunctionArn"] == {"Fn::GetAtt": [function_id, "Arn"]}
+    for entry in config["QueueConfigurations"]:
+        assert entry["QueueArn"] == {"Fn::GetAtt": [queue, "Arn"]}
         assert "Filter" not in entry
-    default_synth.assertions.has_resource_properties(
-        "AWS::Lambda::Permission",
-        {
-            "Action": "lambda:InvokeFunction",
-            "Principal": "s3.amazonaws.com",
-            "FunctionName": {"Fn::GetAtt": [function_id, "Arn"]},
-            "SourceArn": {"Fn::GetAtt": [source_bucket_id(default_synth), "Arn"]},
-        },
-    )
+    # Only S3, for this bucket, in this account.
+    statement = s3_queue_statement(default_synth, queue)
+    assert statement["Action"] == "sqs:SendMessage"
+    assert statement["Condition"] == {
+        "ArnLike": {"aws:SourceArn": [{"Fn::GetAtt": [bucket, "Arn"]}]},
+        "StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}},
+    }
+    assert not default_synth.resources("AWS::Lambda::Permission")
 
 
 def test_notify_queue_sends_filtered_notifications_of_every_existing_bucket_to_the_queue(
@@ -296,17 +314,10 @@ def test_notify_queue_sends_filtered_notifications_of_every_existing_bucket_to_t
             assert entry["QueueArn"] == {"Fn::GetAtt": [queue, "Arn"]}
             rules = {rule["Name"]: rule["Value"] for rule in entry["Filter"]["Key"]["FilterRules"]}
             assert rules == {"prefix": "incoming/", "suffix": ".png"}
-    custom_synth.assertions.has_resource_properties(
-        "AWS::SQS::QueuePolicy",
-        {
-            "Queues": [{"Ref": queue}],
-            "PolicyDocument": {
-                "Statement": Match.array_with(
-                    [Match.object_like({"Effect": "Allow", "Principal": {"Service": "s3.amazonaws.com"}})]
-                )
-            },
-        },
-    )
+    statement = s3_queue_statement(custom_synth, queue)
+    assert statement["Effect"] == "Allow"
+    assert len(statement["Condition"]["ArnLike"]["aws:SourceArn"]) == len(EXISTING_BUCKETS)
+    assert statement["Condition"]["StringEquals"] == {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
     assert not custom_synth.resources("AWS::Lambda::Permission")
 
 
@@ -486,6 +497,17 @@ def test_alarms_on_dlq_errors_throttles_and_queue_age_notify_the_topic(default_s
     for alarm in default_synth.resources("AWS::CloudWatch::Alarm").values():
         assert alarm["Properties"]["AlarmActions"] == [topic]
         assert alarm["Properties"]["TreatMissingData"] == "notBreaching"
+
+
+def test_an_alarm_fires_on_failed_uploads(default_synth: Synth) -> None:
+    alarm = alarm_on(default_synth, "UploadFailed")
+    assert alarm["Namespace"] == "KieUploader"
+    assert alarm["Dimensions"] == [{"Name": "service", "Value": "kie-uploader"}]
+    assert (alarm["Statistic"], alarm["Threshold"], alarm["ComparisonOperator"]) == (
+        "Sum",
+        0,
+        "GreaterThanThreshold",
+    )
 
 
 def test_alarm_email_subscribes_to_the_topic(custom_synth: Synth, default_synth: Synth) -> None:

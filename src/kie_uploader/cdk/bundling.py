@@ -106,3 +106,17 @@ def bundling_options(source_root: Path, *, architecture: str) -> BundlingOptions
             f"&& find /asset-output/{PACKAGE} -name __pycache__ -prune -exec rm -rf {{}} +",
         ],
     )
+
+
+def function_source_root() -> Path:
+    """The folder holding the function's ``uploader`` package and its requirements.txt.
+
+    Installed (``pip install 'kie-s3-uploader[cdk]'``), it is package data of ``kie_uploader.cdk``
+    (``functions/uploader`` of the repository, mapped in pyproject.toml); in a checkout, the repository's
+    own ``functions/`` folder.
+    """
+    here = Path(__file__).resolve().parent
+    for root in (here / "functions", here.parents[2] / "functions"):
+        if (root / PACKAGE / "handler.py").is_file() and (root / PACKAGE / "requirements.txt").is_file():
+            return root
+    raise BundlingError(f"the function's code is missing: neither {here / 'functions'} nor a checkout's")

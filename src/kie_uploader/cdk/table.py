@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from aws_cdk import RemovalPolicy
 from aws_cdk import aws_dynamodb as dynamodb
 from constructs import Construct
@@ -13,11 +16,13 @@ TTL_ATTRIBUTE = "expiresAt"
 class RecordsTable(Construct):
     """On-demand, PITR, encrypted, kept when the stack is deleted; items expire with kie.ai's copy."""
 
-    def __init__(self, scope: Construct, construct_id: str) -> None:
+    def __init__(
+        self, scope: Construct, construct_id: str, *, table_overrides: Mapping[str, Any] | None = None
+    ) -> None:
+        """``table_overrides``: keyword arguments of ``dynamodb.Table`` that replace the defaults below
+        (validated by the caller: never the key schema or the TTL attribute, which the function relies on)."""
         super().__init__(scope, construct_id)
-        self.table = dynamodb.Table(
-            self,
-            "Table",
+        defaults: dict[str, Any] = dict(
             partition_key=dynamodb.Attribute(name=PARTITION_KEY, type=dynamodb.AttributeType.STRING),
             billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
             time_to_live_attribute=TTL_ATTRIBUTE,
@@ -28,3 +33,4 @@ class RecordsTable(Construct):
             # The records are the only place the download URLs live: never lose them with the stack.
             removal_policy=RemovalPolicy.RETAIN,
         )
+        self.table = dynamodb.Table(self, "Table", **{**defaults, **(table_overrides or {})})

@@ -14,12 +14,12 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from infra import bundling
-from infra.settings import (
+from kie_uploader.cdk import bundling
+from kie_uploader.cdk.options import (
     KIE_MAX_ATTEMPTS,
     SECRET_CACHE_SECONDS,
     SQS_BATCH_SIZE,
-    StackSettings,
+    FunctionOptions,
 )
 
 HANDLER = "uploader.handler.handler"
@@ -31,7 +31,7 @@ ASYNC_MAX_EVENT_AGE = Duration.hours(6)
 
 
 def function_environment(
-    *, settings: StackSettings, table_name: str, secret_arn: str, allowed_buckets: Sequence[str]
+    *, settings: FunctionOptions, table_name: str, secret_arn: str, allowed_buckets: Sequence[str]
 ) -> dict[str, str]:
     """Exactly the variables the function reads (its configuration contract), and no others."""
     return {
@@ -45,7 +45,7 @@ def function_environment(
         "ALLOWED_BUCKETS": Fn.join(",", list(allowed_buckets)),
         "MAX_CONCURRENCY": str(SQS_BATCH_SIZE),
         "SECRET_CACHE_SECONDS": str(SECRET_CACHE_SECONDS),
-        "KIE_TIMEOUT_SECONDS": str(settings.kie_timeout_seconds),
+        "KIE_TIMEOUT_SECONDS": str(settings.effective_kie_timeout_seconds),
         "KIE_MAX_ATTEMPTS": str(KIE_MAX_ATTEMPTS),
         "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
         "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
@@ -61,10 +61,11 @@ class UploaderFunction(Construct):
         scope: Construct,
         construct_id: str,
         *,
-        settings: StackSettings,
+        settings: FunctionOptions,
         source_root: Path,
         environment: dict[str, str],
         dead_letter_queue: sqs.IQueue,
+        reserved_concurrency: int | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         self.log_group = logs.LogGroup(self, "Logs")
@@ -101,7 +102,9 @@ class UploaderFunction(Construct):
                 bundling=bundling.bundling_options(source_root, architecture=settings.architecture),
             ),
             memory_size=settings.memory_size,
-            timeout=Duration.seconds(settings.function_timeout_seconds),
+            timeout=Duration.seconds(settings.timeout_seconds),
+            # The ceiling on concurrent invocations (notify=lambda): S3 cannot fan out beyond it.
+            reserved_concurrent_executions=reserved_concurrency,
             environment=environment,
             role=self.role,
             log_group=self.log_group,

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from aws_cdk import Duration
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
@@ -15,7 +18,16 @@ QUEUE_RETENTION = Duration.days(4)
 class UploaderQueues(Construct):
     """``queue`` takes messages from S3 (notify=queue), other producers, the backfill tool and redrives."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, visibility_timeout: Duration) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        visibility_timeout: Duration,
+        queue_overrides: Mapping[str, Any] | None = None,
+    ) -> None:
+        """``queue_overrides``: keyword arguments of ``sqs.Queue`` that replace the work queue's defaults
+        (validated by the caller: never its dead-letter queue, encryption or SSL enforcement)."""
         super().__init__(scope, construct_id)
         self.dead_letter_queue = sqs.Queue(
             self,
@@ -24,14 +36,14 @@ class UploaderQueues(Construct):
             enforce_ssl=True,
             retention_period=DLQ_RETENTION,
         )
-        self.queue = sqs.Queue(
-            self,
-            "Queue",
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-            retention_period=QUEUE_RETENTION,
-            visibility_timeout=visibility_timeout,
-            dead_letter_queue=sqs.DeadLetterQueue(
+        queue_props: dict[str, Any] = {
+            "encryption": sqs.QueueEncryption.SQS_MANAGED,
+            "enforce_ssl": True,
+            "retention_period": QUEUE_RETENTION,
+            "visibility_timeout": visibility_timeout,
+            **(queue_overrides or {}),
+            "dead_letter_queue": sqs.DeadLetterQueue(
                 max_receive_count=MAX_RECEIVE_COUNT, queue=self.dead_letter_queue
             ),
-        )
+        }
+        self.queue = sqs.Queue(self, "Queue", **queue_props)

@@ -62,6 +62,21 @@ class Monitoring(Construct):
                 description="The uploader function was throttled (account concurrency exhausted)",
             ),
             self._alarm(
+                "UploadsFailed",
+                cloudwatch.Metric(
+                    namespace=METRICS_NAMESPACE,
+                    metric_name=METRIC_FAILED,
+                    dimensions_map=SERVICE_DIMENSION,
+                    statistic=cloudwatch.Stats.SUM,
+                    period=PERIOD,
+                ),
+                threshold=0,
+                description=(
+                    "Objects were recorded FAILED (kie.ai refused them, or they are over MAX_OBJECT_BYTES): "
+                    "`kie-uploader list --status FAILED` names them, `kie-uploader retry-failed` retries them"
+                ),
+            ),
+            self._alarm(
                 "QueueOldestMessageAge",
                 queue.metric_approximate_age_of_oldest_message(
                     period=PERIOD, statistic=cloudwatch.Stats.MAXIMUM

@@ -1,4 +1,4 @@
-"""The kie.ai API key's secret: created empty by the stack, or an existing one by ARN."""
+"""The kie.ai API key's secret: created empty, or an existing one the user passes in."""
 
 from __future__ import annotations
 
@@ -11,14 +11,14 @@ from constructs import Construct
 class ApiKeySecret(Construct):
     """``secret`` holds the raw key or ``{"apiKey": "..."}``; the operator puts the value after deploying."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, existing_secret_arn: str | None) -> None:
+    def __init__(
+        self, scope: Construct, construct_id: str, *, existing_secret: secretsmanager.ISecret | None
+    ) -> None:
         super().__init__(scope, construct_id)
         self.secret: secretsmanager.ISecret
-        self.created = not existing_secret_arn
-        if existing_secret_arn:
-            self.secret = secretsmanager.Secret.from_secret_complete_arn(
-                self, "Existing", existing_secret_arn
-            )
+        self.created = existing_secret is None
+        if existing_secret is not None:
+            self.secret = existing_secret
             return
         secret = secretsmanager.Secret(
             self,

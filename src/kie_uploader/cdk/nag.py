@@ -1,4 +1,7 @@
-"""cdk-nag acknowledgments: each one scoped to the construct it is about, with the reason it holds here."""
+"""cdk-nag acknowledgments: each one scoped to the construct it is about, with the reason it holds here.
+
+Only ``aws_cdk.Validations`` is used: a user's app needs cdk-nag only if it runs cdk-nag itself.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +11,9 @@ from aws_cdk import Acknowledgment, CfnResource, Stack, Validations
 from aws_cdk import aws_s3 as s3
 
 if TYPE_CHECKING:
-    from aws_cdk import aws_secretsmanager as secretsmanager
     from constructs import IConstruct
 
-    from infra.constructs.buckets import SourceBuckets
-    from infra.constructs.function import UploaderFunction
+    from kie_uploader.cdk.construct import KieUploader
 
 # CDK's singleton that applies S3 notifications (it merges with a bucket's existing ones).
 BUCKET_NOTIFICATIONS_HANDLER_ID = "BucketNotificationsHandler050a0587b7544547bf325f094a3db834"
@@ -37,6 +38,10 @@ REASONS = {
         "sent by the backfill tool): the object ARN needs '/*'. Actions are only s3:GetObject and "
         "s3:GetObjectVersion, on the source buckets only."
     ),
+    "IAM5-notifications-logs": (
+        "The notifications handler writes its logs to its own log group only; CloudWatch Logs needs the "
+        "log group's ARN with ':*' for its log streams, which are created at run time."
+    ),
     "IAM4-notifications": (
         "CDK's own BucketNotificationsHandler (runs only during deployment to set the buckets' "
         "notifications) uses the AWS managed AWSLambdaBasicExecutionRole to write its logs; CDK scopes "
@@ -57,35 +62,29 @@ def _object_arn_finding(stack: Stack, bucket: s3.IBucket) -> str:
     return f"arn:<AWS::Partition>:s3:::{bucket.bucket_name}/*"
 
 
-def acknowledge_findings(
-    stack: Stack,
-    *,
-    uploader: UploaderFunction,
-    sources: SourceBuckets,
-    secret: secretsmanager.ISecret,
-    created_secret: bool,
-) -> list[str]:
-    """Acknowledge the AwsSolutions findings that are deliberate in this stack, each where it arises.
+def acknowledge_findings(uploader: KieUploader) -> list[str]:
+    """Acknowledge the AwsSolutions findings that are deliberate in the construct, each where it arises.
 
     Returns the acknowledged ids, so that a test can check that each one still matches a finding.
     """
+    stack = Stack.of(uploader)
     acknowledged: list[str] = []
 
     def acknowledge(scope: IConstruct, *acks: Acknowledgment) -> None:
         Validations.of(scope).acknowledge(*acks)
         acknowledged.extend(ack.id for ack in acks)
 
-    if created_secret:
-        acknowledge(secret, _ack("AwsSolutions-SMG4", REASONS["SMG4"]))
+    if uploader.secret_created:
+        acknowledge(uploader.secret, _ack("AwsSolutions-SMG4", REASONS["SMG4"]))
     acknowledge(uploader.function, _ack("AwsSolutions-L1", REASONS["L1"]))
     acknowledge(
-        uploader.role,
+        uploader.uploader.role,
         _ack("AwsSolutions-IAM5[Resource::*]", REASONS["IAM5-xray"]),
         *(
             _ack(
                 f"AwsSolutions-IAM5[Resource::{_object_arn_finding(stack, bucket)}]", REASONS["IAM5-objects"]
             )
-            for bucket in sources.buckets
+            for bucket in uploader.buckets
         ),
     )
     handler = stack.node.try_find_child(BUCKET_NOTIFICATIONS_HANDLER_ID)
@@ -98,4 +97,6 @@ def acknowledge_findings(
                 REASONS["IAM4-notifications"],
             ),
         )
+    if uploader.bucket_notifications is not None:
+        acknowledge(uploader.bucket_notifications.function, _ack("AwsSolutions-L1", REASONS["L1"]))
     return acknowledged

@@ -1,1 +1,0 @@
-"""One construct per concern: source buckets, queues, table, secret, function, monitoring."""

@@ -1,0 +1,363 @@
+"""``KieUploader``: the whole uploader as one construct, on buckets the user already has.
+
+```python
+from aws_cdk import Stack, aws_s3 as s3
+from kie_uploader.cdk import KieUploader
+
+bucket = s3.Bucket.from_bucket_name(self, "Photos", "my-photos")
+KieUploader(self, "KieUploader", buckets=[bucket], prefix="incoming/")
+```
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from aws_cdk import Arn, ArnFormat, Duration, Fn, Token
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_events as events
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_event_sources as event_sources
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_secretsmanager as secretsmanager
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from kie_uploader.cdk import notifications
+from kie_uploader.cdk.bundling import function_source_root
+from kie_uploader.cdk.function import UploaderFunction, function_environment
+from kie_uploader.cdk.monitoring import Monitoring
+from kie_uploader.cdk.nag import acknowledge_findings
+from kie_uploader.cdk.options import (
+    BATCHING_WINDOW_SECONDS,
+    MAX_CONCURRENCY_RANGE,
+    SQS_BATCH_SIZE,
+    FunctionOptions,
+    KieUploaderPropsError,
+    NotifyMode,
+)
+from kie_uploader.cdk.queues import UploaderQueues
+from kie_uploader.cdk.secret import ApiKeySecret
+from kie_uploader.cdk.table import PARTITION_KEY, TTL_ATTRIBUTE, RecordsTable
+
+# Messages older than this mean the function is failing or cannot keep up.
+OLDEST_MESSAGE_AGE_ALARM = Duration.minutes(15)
+# The function reads object metadata (HeadObject, also of a given version) and presigns GETs.
+OBJECT_READ_ACTIONS = ["s3:GetObject", "s3:GetObjectVersion"]
+# HeadBucket (the bucket's region, for presigning) needs ListBucket; so does a 404 instead of a 403 for a
+# missing key, which the function records as SKIPPED rather than as a permission problem.
+BUCKET_READ_ACTIONS = ["s3:ListBucket"]
+# The function's record store reads one item and writes it with conditional updates (which also create it).
+TABLE_ACTIONS = ["dynamodb:GetItem", "dynamodb:UpdateItem"]
+#: Queue props the construct owns: S3 and the function rely on them.
+QUEUE_PROPS_REFUSED = {
+    "dead_letter_queue": "the construct wires its own dead-letter queue",
+    "fifo": "S3 and EventBridge cannot send to a FIFO queue",
+    "content_based_deduplication": "S3 and EventBridge cannot send to a FIFO queue",
+    "encryption": "S3 can send only to an SQS-managed (SSE-SQS) queue without a key policy for S3",
+    "encryption_master_key": "S3 can send only to an SQS-managed (SSE-SQS) queue without a key policy for S3",
+    "enforce_ssl": "the queue refuses plain HTTP",
+}
+#: Table props the construct owns: the function reads and writes exactly this key schema and TTL.
+TABLE_PROPS_REFUSED = {
+    "partition_key": f"the function's records are keyed by {PARTITION_KEY!r}",
+    "sort_key": f"the function's records are keyed by {PARTITION_KEY!r} alone",
+    "time_to_live_attribute": f"the function writes the expiry to {TTL_ATTRIBUTE!r}",
+}
+MAX_FILTER_LENGTH = 1024
+
+
+def _props_dict(name: str, props: Any, refused: Mapping[str, str]) -> dict[str, Any]:
+    if props is None:
+        return {}
+    if hasattr(props, "_values"):  # a jsii struct such as sqs.QueueProps
+        props = dict(props._values)
+    if not isinstance(props, Mapping):
+        raise KieUploaderPropsError(
+            f"{name}: expected a mapping of keyword arguments, got {type(props).__name__}"
+        )
+    for key in props:
+        if key in refused:
+            raise KieUploaderPropsError(f"{name}.{key}: may not be overridden: {refused[key]}")
+    return dict(props)
+
+
+def _check_int(name: str, value: Any, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise KieUploaderPropsError(f"{name}: expected an int, got {value!r}")
+    if not low <= value <= high:
+        raise KieUploaderPropsError(f"{name}={value} must be between {low} and {high}")
+    return value
+
+
+def _validate_buckets(buckets: Any) -> None:
+    if isinstance(buckets, str | bytes) or not isinstance(buckets, Sequence) or not buckets:
+        raise KieUploaderPropsError(
+            "buckets: give at least one s3.IBucket, e.g. [s3.Bucket.from_bucket_name(self, 'B', 'name')]"
+        )
+    seen: set[str] = set()
+    for index, bucket in enumerate(buckets):
+        if not (hasattr(bucket, "bucket_arn") and hasattr(bucket, "bucket_name")):
+            raise KieUploaderPropsError(
+                f"buckets[{index}]: expected an s3.IBucket (s3.Bucket.from_bucket_name(...)), "
+                f"got {type(bucket).__name__} {bucket!r}"
+            )
+        name = bucket.bucket_name
+        if not Token.is_unresolved(name):
+            if name in seen:
+                raise KieUploaderPropsError(f"buckets[{index}]: {name!r} is given twice")
+            seen.add(name)
+
+
+def _validate_secret(existing_secret: Any, existing_secret_kms_key: Any) -> None:
+    if existing_secret is not None and not hasattr(existing_secret, "secret_arn"):
+        raise KieUploaderPropsError(
+            "existing_secret: expected a secretsmanager.ISecret "
+            f"(secretsmanager.Secret.from_secret_complete_arn(...)), got {existing_secret!r}"
+        )
+    if existing_secret_kms_key is not None:
+        if not hasattr(existing_secret_kms_key, "key_arn"):
+            raise KieUploaderPropsError(
+                f"existing_secret_kms_key: expected a kms.IKey, got {existing_secret_kms_key!r}"
+            )
+        if existing_secret is None:
+            raise KieUploaderPropsError(
+                "existing_secret_kms_key: given without existing_secret (the secret the construct "
+                "creates is encrypted with the AWS managed key)"
+            )
+
+
+def _region_of(arn: str) -> str:
+    """The region in an ARN, also when the ARN is a token (an import's, resolved by CloudFormation)."""
+    if not Token.is_unresolved(arn):
+        parts = arn.split(":")
+        if len(parts) > 3 and parts[3]:
+            return parts[3]
+    return Arn.split(arn, ArnFormat.SLASH_RESOURCE_NAME).region or ""
+
+
+class KieUploader(Construct):
+    """S3 objects → (queue | EventBridge | direct) → the uploader function → kie.ai → the records table.
+
+    Props (keyword-only):
+
+    * ``buckets``: the buckets whose objects go to kie.ai, as ``s3.IBucket`` objects (imported with
+      ``s3.Bucket.from_bucket_name`` or created in the same stack). Never replaced, emptied or re-configured
+      beyond this construct's own notification entries.
+    * ``notify``: ``"queue"`` (default), ``"eventbridge"`` or ``"lambda"`` (see :class:`NotifyMode`).
+    * ``prefix`` / ``suffix``: only keys that match (S3 key filters; an EventBridge pattern with
+      ``notify="eventbridge"``).
+    * ``max_concurrency``: at most this many invocations at once from the queue (2-1000); each one uploads
+      up to 10 objects concurrently, so kie.ai sees at most ``max_concurrency`` x 10 uploads in flight.
+    * ``reserved_concurrency``: the function's reserved concurrency; with ``notify="lambda"`` it defaults
+      to ``max_concurrency``, the ceiling that keeps a burst of S3 events from storming kie.ai.
+    * ``bucket_kms_keys``: the buckets' customer managed KMS keys (``kms:Decrypt`` via S3 only).
+    * ``existing_secret`` / ``existing_secret_kms_key``: a secret already holding the kie.ai key, and its
+      customer managed KMS key (``kms:Decrypt`` via Secrets Manager only). Without it, an empty secret.
+    * ``queue_props`` / ``table_props``: keyword arguments of ``sqs.Queue`` / ``dynamodb.Table`` that
+      replace the defaults (not the ones the function relies on).
+    * ``function_options``: :class:`FunctionOptions` (kie.ai URL, memory, architecture, timeouts, ...).
+    * ``alarm_email``: subscribed to the alarm topic.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        buckets: Sequence[s3.IBucket],
+        notify: NotifyMode | str = NotifyMode.QUEUE,
+        prefix: str = "",
+        suffix: str = "",
+        max_concurrency: int = 2,
+        reserved_concurrency: int | None = None,
+        bucket_kms_keys: Sequence[kms.IKey] = (),
+        existing_secret: secretsmanager.ISecret | None = None,
+        existing_secret_kms_key: kms.IKey | None = None,
+        queue_props: sqs.QueueProps | Mapping[str, Any] | None = None,
+        table_props: Mapping[str, Any] | None = None,
+        function_options: FunctionOptions | None = None,
+        alarm_email: str | None = None,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        options = function_options if function_options is not None else FunctionOptions()
+        self.notify = self._validate(
+            buckets=buckets,
+            notify=notify,
+            prefix=prefix,
+            suffix=suffix,
+            max_concurrency=max_concurrency,
+            bucket_kms_keys=bucket_kms_keys,
+            existing_secret=existing_secret,
+            existing_secret_kms_key=existing_secret_kms_key,
+            options=options,
+            alarm_email=alarm_email,
+        )
+        if reserved_concurrency is None and self.notify is NotifyMode.LAMBDA:
+            reserved_concurrency = max_concurrency
+        if reserved_concurrency is not None:
+            _check_int("reserved_concurrency", reserved_concurrency, 1, 1000)
+            if reserved_concurrency < max_concurrency:
+                raise KieUploaderPropsError(
+                    f"reserved_concurrency={reserved_concurrency} must be at least max_concurrency "
+                    f"({max_concurrency}), or the queue's event source is throttled"
+                )
+        queue_overrides = _props_dict("queue_props", queue_props, QUEUE_PROPS_REFUSED)
+        visibility = queue_overrides.get("visibility_timeout")
+        if visibility is not None and visibility.to_seconds() < options.queue_visibility_timeout_seconds:
+            raise KieUploaderPropsError(
+                f"queue_props.visibility_timeout must be at least 6 x function_options.timeout_seconds "
+                f"({options.queue_visibility_timeout_seconds} s), so that a message is not delivered twice"
+            )
+        table_overrides = _props_dict("table_props", table_props, TABLE_PROPS_REFUSED)
+
+        self.buckets: list[s3.IBucket] = list(buckets)
+        self.options = options
+        self.prefix, self.suffix, self.max_concurrency = prefix, suffix, max_concurrency
+        queues = UploaderQueues(
+            self,
+            "Queues",
+            visibility_timeout=Duration.seconds(options.queue_visibility_timeout_seconds),
+            queue_overrides=queue_overrides,
+        )
+        self.queue, self.dead_letter_queue = queues.queue, queues.dead_letter_queue
+        self.table: dynamodb.ITable = RecordsTable(self, "Records", table_overrides=table_overrides).table
+        api_key = ApiKeySecret(self, "ApiKey", existing_secret=existing_secret)
+        self.secret: secretsmanager.ISecret = api_key.secret
+        self.secret_created = api_key.created
+        bucket_names = [bucket.bucket_name for bucket in self.buckets]
+
+        self.uploader = UploaderFunction(
+            self,
+            "Uploader",
+            settings=options,
+            source_root=function_source_root(),
+            environment=function_environment(
+                settings=options,
+                table_name=self.table.table_name,
+                secret_arn=self.secret.secret_arn,
+                allowed_buckets=bucket_names,
+            ),
+            dead_letter_queue=self.dead_letter_queue,
+            reserved_concurrency=reserved_concurrency,
+        )
+        self.function: lambda_.Function = self.uploader.function
+        self._grant(bucket_kms_keys, existing_secret_kms_key)
+
+        self.function.add_event_source(
+            event_sources.SqsEventSource(
+                self.queue,
+                batch_size=SQS_BATCH_SIZE,
+                max_batching_window=Duration.seconds(BATCHING_WINDOW_SECONDS),
+                report_batch_item_failures=True,
+                max_concurrency=max_concurrency,
+            )
+        )
+        self.bucket_notifications, rule = notifications.wire(
+            self,
+            buckets=self.buckets,
+            mode=self.notify.value,
+            prefix=prefix,
+            suffix=suffix,
+            queue=self.queue,
+            dead_letter_queue=self.dead_letter_queue,
+            function=self.function,
+        )
+        self.event_rule: events.Rule | None = rule
+
+        self.monitoring = Monitoring(
+            self,
+            "Monitoring",
+            function=self.function,
+            queue=self.queue,
+            dead_letter_queue=self.dead_letter_queue,
+            alarm_email=alarm_email,
+            oldest_message_age=OLDEST_MESSAGE_AGE_ALARM,
+        )
+        self.alarm_topic = self.monitoring.topic
+        self.bucket_names_joined = Fn.join(",", bucket_names)
+        #: The cdk-nag findings acknowledged on this construct's children (each with its reason).
+        self.acknowledged_findings = acknowledge_findings(self)
+
+    # --- validation ------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _validate(
+        *,
+        buckets: Any,
+        notify: Any,
+        prefix: Any,
+        suffix: Any,
+        max_concurrency: Any,
+        bucket_kms_keys: Any,
+        existing_secret: Any,
+        existing_secret_kms_key: Any,
+        options: Any,
+        alarm_email: Any,
+    ) -> NotifyMode:
+        _validate_buckets(buckets)
+        try:
+            mode = NotifyMode(notify)
+        except ValueError:
+            raise KieUploaderPropsError(
+                f"notify={notify!r} must be one of {', '.join(m.value for m in NotifyMode)}"
+            ) from None
+        for name, value in (("prefix", prefix), ("suffix", suffix)):
+            if not isinstance(value, str):
+                raise KieUploaderPropsError(f"{name}: expected a string, got {value!r}")
+            if len(value) > MAX_FILTER_LENGTH:
+                raise KieUploaderPropsError(f"{name}: at most {MAX_FILTER_LENGTH} characters (an S3 key's)")
+        _check_int("max_concurrency", max_concurrency, *MAX_CONCURRENCY_RANGE)
+        if isinstance(bucket_kms_keys, str) or not isinstance(bucket_kms_keys, Sequence):
+            raise KieUploaderPropsError("bucket_kms_keys: expected a list of kms.IKey")
+        for index, key in enumerate(bucket_kms_keys):
+            if not hasattr(key, "key_arn"):
+                raise KieUploaderPropsError(
+                    f"bucket_kms_keys[{index}]: expected a kms.IKey (kms.Key.from_key_arn(...)), got {key!r}"
+                )
+        _validate_secret(existing_secret, existing_secret_kms_key)
+        if not isinstance(options, FunctionOptions):
+            raise KieUploaderPropsError(f"function_options: expected FunctionOptions, got {options!r}")
+        options.validate()
+        if alarm_email is not None and (not isinstance(alarm_email, str) or "@" not in alarm_email):
+            raise KieUploaderPropsError(f"alarm_email={alarm_email!r} is not an e-mail address")
+        return mode
+
+    # --- grants ----------------------------------------------------------------------------------------
+
+    def _grant(self, bucket_kms_keys: Sequence[kms.IKey], secret_kms_key: kms.IKey | None) -> None:
+        """Least privilege: read objects of the source buckets only, one table, one secret, one queue."""
+        function = self.function
+        for bucket in self.buckets:
+            iam.Grant.add_to_principal(
+                grantee=function, actions=OBJECT_READ_ACTIONS, resource_arns=[bucket.arn_for_objects("*")]
+            )
+            iam.Grant.add_to_principal(
+                grantee=function, actions=BUCKET_READ_ACTIONS, resource_arns=[bucket.bucket_arn]
+            )
+        # A bucket key decrypts only what S3 asks it to (kie.ai's GET of a presigned URL), in its region.
+        for key in bucket_kms_keys:
+            iam.Grant.add_to_principal(
+                grantee=function,
+                actions=["kms:Decrypt"],
+                resource_arns=[key.key_arn],
+                conditions={
+                    "StringEquals": {"kms:ViaService": f"s3.{_region_of(key.key_arn)}.amazonaws.com"}
+                },
+            )
+        self.table.grant(function, *TABLE_ACTIONS)
+        self.secret.grant_read(function)
+        if secret_kms_key is not None:
+            iam.Grant.add_to_principal(
+                grantee=function,
+                actions=["kms:Decrypt"],
+                resource_arns=[secret_kms_key.key_arn],
+                conditions={
+                    "StringEquals": {
+                        "kms:ViaService": f"secretsmanager.{_region_of(secret_kms_key.key_arn)}.amazonaws.com"
+                    }
+                },
+            )

@@ -1,0 +1,114 @@
+"""The construct's options and their validation: plain Python, no aws_cdk import.
+
+Every error is a :class:`KieUploaderPropsError` whose message starts with the name of the prop it is about
+(``buckets``, ``notify``, ``function_options.memory_size``, ...), the way AWS Solutions Constructs name
+``existingBucketObj`` and friends.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+# kie.ai's own download of the presigned URL may take up to 30 s; the function's HTTP timeout (40 s)
+# and its retries (KIE_MAX_ATTEMPTS) need room on top of that within one invocation.
+FUNCTION_TIMEOUT_SECONDS = 120
+KIE_TIMEOUT_SECONDS = 40
+KIE_MAX_ATTEMPTS = 4
+SECRET_CACHE_SECONDS = 300
+#: One SQS batch; the function uploads the objects of one invocation concurrently, up to this many at once
+#: (its ``MAX_CONCURRENCY``). kie.ai therefore sees at most ``max_concurrency`` x 10 uploads in flight.
+SQS_BATCH_SIZE = 10
+#: Seconds the queue's event source waits to fill a batch. 0: a lone object is handed over at once, and a
+#: full batch never waits anyway (Lambda invokes as soon as 10 messages are gathered). During a backlog
+#: every receive returns up to 10 messages regardless; the cost of 0 is only more, smaller invocations when
+#: objects trickle in, and those stay bounded by ``max_concurrency``.
+BATCHING_WINDOW_SECONDS = 0
+#: AWS's bounds for an SQS event source's maximum concurrency.
+MAX_CONCURRENCY_RANGE = (2, 1000)
+ARCHITECTURES = ("arm64", "x86_64")
+# CloudWatch Logs accepts only these retention periods.
+LOG_RETENTION_DAYS: tuple[int, ...] = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731)
+LOG_RETENTION_DAYS += (1096, 1827, 2192, 2557, 2922, 3288, 3653)
+
+
+class KieUploaderPropsError(ValueError):
+    """A prop of :class:`~kie_uploader.cdk.KieUploader` is missing or malformed; the message names it."""
+
+
+class NotifyMode(enum.StrEnum):
+    """How S3 tells the construct about new and deleted objects."""
+
+    #: S3 event notifications → the SQS queue → the function (maximum concurrency ``max_concurrency``).
+    QUEUE = "queue"
+    #: S3's EventBridge integration → a rule for these buckets (and prefix/suffix) → the queue → the function.
+    #: Leaves the bucket's own notification configuration alone: no overlap with what is already there.
+    EVENTBRIDGE = "eventbridge"
+    #: S3 invokes the function directly (lowest latency), capped by reserved concurrency.
+    LAMBDA = "lambda"
+
+
+@dataclass(frozen=True, kw_only=True)
+class FunctionOptions:
+    """The uploader function's settings (its environment, memory, architecture, timeouts, logs)."""
+
+    kie_base_url: str = "https://api.kie.ai"
+    kie_upload_path: str = "s3-uploads"
+    retention_seconds: int = 259_200
+    max_object_bytes: int = 104_857_600
+    presign_expires_seconds: int = 900
+    memory_size: int = 256
+    architecture: str = "arm64"
+    log_retention_days: int = 30
+    timeout_seconds: int = FUNCTION_TIMEOUT_SECONDS
+    #: One kie.ai call's timeout; None: 40 s, or 1 s less than a shorter ``timeout_seconds``.
+    kie_timeout_seconds: int | None = None
+
+    @property
+    def effective_kie_timeout_seconds(self) -> int:
+        if self.kie_timeout_seconds is not None:
+            return self.kie_timeout_seconds
+        return min(KIE_TIMEOUT_SECONDS, self.timeout_seconds - 1)
+
+    @property
+    def queue_visibility_timeout_seconds(self) -> int:
+        # AWS's guidance for an SQS event source: at least 6 x the function timeout, so that a message is
+        # not handed to a second invocation while the first one still retries it.
+        return 6 * self.timeout_seconds
+
+    def validate(self, name: str = "function_options") -> None:
+        def integer(field: str, low: int, high: int | None = None) -> int:
+            value = getattr(self, field)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise KieUploaderPropsError(f"{name}.{field}: expected an int, got {value!r}")
+            if value < low or (high is not None and value > high):
+                bound = f"between {low} and {high}" if high is not None else f"at least {low}"
+                raise KieUploaderPropsError(f"{name}.{field}={value} must be {bound}")
+            return value
+
+        for field in ("kie_base_url", "kie_upload_path", "architecture"):
+            if not isinstance(getattr(self, field), str) or not getattr(self, field):
+                raise KieUploaderPropsError(f"{name}.{field}: expected a non-empty string")
+        if not self.kie_base_url.startswith(("https://", "http://")):
+            raise KieUploaderPropsError(f"{name}.kie_base_url={self.kie_base_url!r} must be an http(s) URL")
+        if self.architecture not in ARCHITECTURES:
+            raise KieUploaderPropsError(
+                f"{name}.architecture={self.architecture!r} must be one of {', '.join(ARCHITECTURES)}"
+            )
+        integer("retention_seconds", 60)
+        integer("max_object_bytes", 1)
+        integer("presign_expires_seconds", 60, 604_800)
+        integer("memory_size", 128, 10_240)
+        timeout = integer("timeout_seconds", 5, 900)
+        if integer("log_retention_days", 1, 3653) not in LOG_RETENTION_DAYS:
+            raise KieUploaderPropsError(
+                f"{name}.log_retention_days={self.log_retention_days} is not a CloudWatch Logs retention "
+                f"({', '.join(map(str, LOG_RETENTION_DAYS))})"
+            )
+        if self.kie_timeout_seconds is not None:
+            integer("kie_timeout_seconds", 1, 900)
+        if self.effective_kie_timeout_seconds >= timeout:
+            raise KieUploaderPropsError(
+                f"{name}.kie_timeout_seconds={self.effective_kie_timeout_seconds} must be less than "
+                f"{name}.timeout_seconds ({timeout}): one kie.ai call must end before the function times out"
+            )
