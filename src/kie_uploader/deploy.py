@@ -1,8 +1,12 @@
 """Deploy the real CDK stack into a local AWS endpoint (ministack) with the pinned CDK CLI.
 
-Used by the end-to-end tests, the demo and the benchmarks: ``deploy_local`` bootstraps the endpoint once
-and runs ``cdk deploy``; ``destroy_local`` runs ``cdk destroy``. Each step is timed; a failing step raises
-:class:`DeployError` with the tail of cdk's output.
+Used by the end-to-end tests, the demo and the benchmarks: ``deploy_local`` runs ``kie-uploader doctor``'s
+checks, bootstraps the endpoint once and runs ``cdk deploy``; ``destroy_local`` runs ``cdk destroy``. Each
+step is timed; a failing step raises :class:`DeployError` with the tail of cdk's output.
+
+Local runs use their own settings file (beside the cloud assembly), never the repository's
+``kie-uploader.settings.json``: a test or demo deploy must not change what the user deploys to AWS.
+``python -m kie_uploader.deploy`` is the same path for AWS: doctor, then ``cdk deploy`` (``--skip-doctor``).
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Mapping, MutableMapping
@@ -19,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import boto3
 from botocore.exceptions import ClientError
 
+from kie_uploader import doctor, settings_file
 from kie_uploader.local import (
     LOCAL_ACCOUNT,
     LOCAL_CREDENTIALS,
@@ -51,6 +57,41 @@ class DeployError(RuntimeError):
         self.step = step
         self.returncode = returncode
         self.output = output
+
+
+class DoctorRefused(DeployError):
+    """``doctor`` found errors: the deploy did not start. ``findings`` are what it found."""
+
+    def __init__(self, findings: list[doctor.Finding]) -> None:
+        lines = [f.line() for f in findings if f.severity == doctor.ERROR]
+        RuntimeError.__init__(
+            self,
+            "doctor refused the deploy (pass skip_doctor / --skip-doctor to deploy anyway):\n"
+            + "\n".join(lines),
+        )
+        self.step, self.returncode, self.output = "doctor", 1, "\n".join(lines)
+        self.findings = findings
+
+
+def preflight(
+    context: Mapping[str, str],
+    *,
+    region: str,
+    clients: doctor.Clients,
+    settings_path: Path | None = None,
+) -> list[doctor.Finding]:
+    """``kie-uploader doctor`` on what a deploy with ``context`` (over the settings file) would use.
+
+    Raises :class:`DoctorRefused` on errors; returns the findings otherwise (warnings, notes).
+    """
+    values = settings_file.merged(context, settings_path) if settings_path else dict(context)
+    findings = doctor.run(doctor.Plan.from_settings(values, region=region), clients)
+    for finding in findings:
+        if finding.severity != doctor.ERROR:
+            logger.info("doctor: %s", finding.line())
+    if doctor.errors(findings):
+        raise DoctorRefused(findings)
+    return findings
 
 
 def cdk_executable(project_root: Path | None = None) -> Path:
@@ -117,14 +158,18 @@ def _run_cdk(
     endpoint_url: str,
     project_root: Path,
     timeout: float = STEP_TIMEOUT_SECONDS,
+    settings_path: Path | None = None,
 ) -> str:
     command = [str(cdk_executable(project_root)), *args]
     logger.info("cdk %s: %s", step, " ".join(args))
+    env = cdk_env(endpoint_url)
+    # The app reads (and remembers -c options in) this file; never the repository's for a local run.
+    env[settings_file.ENV_VAR] = str(settings_path or _private_settings(None, Path(tempfile.mkdtemp())))
     try:
         result = subprocess.run(
             command,
             cwd=project_root,
-            env=cdk_env(endpoint_url),
+            env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -155,6 +200,10 @@ def _private_outdir(outdir: Path | None) -> Path:
     return Path(tempfile.mkdtemp(prefix="cdk.out-", dir=state_root()))
 
 
+def _private_settings(settings_path: Path | None, outdir: Path) -> Path:
+    return settings_path or outdir / settings_file.FILE_NAME
+
+
 def bootstrap_local(
     *,
     endpoint_url: str,
@@ -179,6 +228,7 @@ def bootstrap_local(
         ],
         endpoint_url=endpoint_url,
         project_root=root,
+        settings_path=_private_settings(None, outdir or Path(tempfile.mkdtemp(dir=state_root()))),
     )
     _timed(timings, "bootstrap", started)
     return True
@@ -193,16 +243,25 @@ def deploy_local(
     outdir: Path | None = None,
     project_root: Path | None = None,
     timings: MutableMapping[str, float] | None = None,
+    settings_path: Path | None = None,
+    skip_doctor: bool = False,
 ) -> dict[str, str]:
-    """Bootstrap (once per endpoint) and deploy the stack; returns its outputs from DescribeStacks.
+    """Doctor, bootstrap (once per endpoint) and deploy the stack; returns its outputs from DescribeStacks.
 
     ``context`` adds CDK context options (``-c key=value``); ``kie_base_url`` and ``stack_name`` set theirs.
     ``timings``, when given, receives each step's duration in seconds (``bootstrap``, ``deploy``).
+    ``settings_path`` is the settings file the app reads and remembers options in (default: one beside the
+    cloud assembly, so each ``outdir`` has its own). Doctor's errors raise :class:`DoctorRefused` before
+    anything is deployed, unless ``skip_doctor``.
     """
     root = project_root or repo_root()
     outdir = _private_outdir(outdir)
-    bootstrap_local(endpoint_url=endpoint_url, project_root=root, outdir=outdir, timings=timings)
+    settings_path = _private_settings(settings_path, outdir)
     full_context = {**(context or {}), "kieBaseUrl": kie_base_url, "stackName": stack_name}
+    if not skip_doctor:
+        clients = doctor.Clients(lambda service: local_client(service, endpoint_url))
+        preflight(full_context, region=LOCAL_REGION, clients=clients, settings_path=settings_path)
+    bootstrap_local(endpoint_url=endpoint_url, project_root=root, outdir=outdir, timings=timings)
     args = [
         "deploy",
         stack_name,
@@ -217,7 +276,7 @@ def deploy_local(
         str(outdir),
     ]
     started = time.perf_counter()
-    _run_cdk("deploy", args, endpoint_url=endpoint_url, project_root=root)
+    _run_cdk("deploy", args, endpoint_url=endpoint_url, project_root=root, settings_path=settings_path)
     _timed(timings, "deploy", started)
     return stack_outputs(cloudformation_client(endpoint_url), stack_name)
 
@@ -233,6 +292,7 @@ def destroy_local(
 ) -> None:
     """``cdk destroy`` the stack (resources with a Retain policy, such as the table, stay)."""
     root = project_root or repo_root()
+    outdir = _private_outdir(outdir)
     args = [
         "destroy",
         stack_name,
@@ -241,10 +301,11 @@ def destroy_local(
         "--no-version-reporting",
         *_context_args({**(context or {}), "stackName": stack_name}),
         "--output",
-        str(_private_outdir(outdir)),
+        str(outdir),
     ]
     started = time.perf_counter()
-    _run_cdk("destroy", args, endpoint_url=endpoint_url, project_root=root)
+    settings_path = _private_settings(None, outdir)
+    _run_cdk("destroy", args, endpoint_url=endpoint_url, project_root=root, settings_path=settings_path)
     _timed(timings, "destroy", started)
 
 
@@ -257,3 +318,71 @@ def put_api_key(secret_arn: str, key: str, *, endpoint_url: str | None = None, c
             local_client("secretsmanager", endpoint_url) if endpoint_url else boto3.client("secretsmanager")
         )
     client.put_secret_value(SecretId=secret_arn, SecretString=key)
+
+
+# --- AWS: doctor, then `cdk deploy` ------------------------------------------------------------------
+
+
+def deploy_aws(
+    context: Mapping[str, str],
+    *,
+    skip_doctor: bool = False,
+    region: str | None = None,
+    cdk_args: list[str] | None = None,
+    project_root: Path | None = None,
+    session: Any = None,
+) -> int:
+    """Run doctor against AWS (the standard credential chain), then ``cdk deploy`` with ``context``.
+
+    Raises :class:`DoctorRefused` when doctor finds errors (unless ``skip_doctor``); returns cdk's exit code.
+    """
+    root = project_root or repo_root()
+    if not skip_doctor:
+        session = session or boto3.Session(region_name=region)
+        if not session.region_name:
+            raise DeployError(
+                "doctor", 2, "no AWS region: set AWS_REGION (the stack's region) or pass --region"
+            )
+        findings = preflight(
+            context,
+            region=session.region_name,
+            clients=doctor.Clients(session.client),
+            settings_path=settings_file.default_path(root),
+        )
+        for finding in findings:
+            print(finding.line(), file=sys.stderr)
+    command = [str(cdk_executable(root)), "deploy", *_context_args(context), *(cdk_args or [])]
+    env = dict(os.environ)
+    if region:
+        env["AWS_REGION"] = env["AWS_DEFAULT_REGION"] = region
+    return subprocess.call(command, cwd=root, env=env)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m kie_uploader.deploy [-c NAME=VALUE ...] [--skip-doctor] [-- cdk deploy options]``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m kie_uploader.deploy",
+        description="Check the buckets and the secret with kie-uploader doctor, then `cdk deploy` to AWS.",
+    )
+    parser.add_argument("-c", "--context", action="append", default=[], metavar="NAME=VALUE")
+    parser.add_argument("--skip-doctor", action="store_true", help="deploy even when doctor finds errors")
+    parser.add_argument("--region", help="the stack's region (default: the standard chain)")
+    parser.add_argument("cdk_args", nargs=argparse.REMAINDER, help="after --: passed to cdk deploy")
+    args = parser.parse_args(argv)
+    try:
+        context = {k: v for k, v in settings_file.parse_assignments(args.context).items() if v is not None}
+        return deploy_aws(
+            context,
+            skip_doctor=args.skip_doctor,
+            region=args.region,
+            cdk_args=[a for a in args.cdk_args if a != "--"],
+        )
+    except (DeployError, settings_file.SettingsFileError) as exc:
+        print(f"deploy: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

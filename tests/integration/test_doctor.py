@@ -243,3 +243,51 @@ def test_the_command_prints_one_line_per_finding_and_exits_1_on_errors(
     assert "ERROR prefix: 'My Docs/'" in out
     assert out.strip().splitlines()[-1].startswith("doctor: 1 error")
     assert cli.main(["doctor", "--settings-file", str(settings_path), "-c", "prefix=My+Docs/"]) == cli.EXIT_OK
+
+
+def test_the_local_deploy_path_refuses_on_doctor_errors_before_running_cdk(
+    clients: doctor.Clients, ministack: local.Server, tmp_path: Any
+) -> None:
+    from kie_uploader import deploy
+
+    clients.s3.put_bucket_policy(
+        Bucket=BUCKET, Policy=deny_get({"NotIpAddress": {"aws:SourceIp": "10.0.0.0/8"}})
+    )
+    with pytest.raises(deploy.DoctorRefused, match="aws:SourceIp") as refused:
+        deploy.deploy_local(
+            endpoint_url=ministack.endpoint_url,
+            kie_base_url="http://127.0.0.1:9",
+            context={"bucketNames": BUCKET},
+            outdir=tmp_path / "cdk.out",
+        )
+    assert "--skip-doctor" in str(refused.value)
+    cfn = local.local_client("cloudformation", ministack.endpoint_url)
+    assert not cfn.list_stacks()["StackSummaries"]  # nothing deployed, not even the toolkit stack
+
+
+def test_a_stack_that_creates_its_bucket_passes_the_deploy_paths_doctor(
+    clients: doctor.Clients, ministack: local.Server, tmp_path: Any
+) -> None:
+    from kie_uploader import deploy
+
+    # The demo's and the end-to-end tests' deploy: the bucket does not exist yet, the secret neither.
+    found = deploy.preflight(
+        {"prefix": "incoming/", "stackName": "KieUploader"},
+        region=REGION,
+        clients=clients,
+        settings_path=tmp_path / "settings.json",
+    )
+    assert not doctor.errors(found)
+
+
+def test_the_aws_deploy_path_runs_doctor_first(
+    clients: doctor.Clients, aws_env: dict[str, str], tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import boto3
+
+    from kie_uploader import deploy, settings_file
+
+    monkeypatch.setenv(settings_file.ENV_VAR, str(tmp_path / "kie-uploader.settings.json"))
+    settings_file.save(tmp_path / "kie-uploader.settings.json", {"bucketNames": BUCKET, "prefix": "a b/"})
+    with pytest.raises(deploy.DoctorRefused, match=r"prefix=a\+b/"):
+        deploy.deploy_aws({}, session=boto3.Session(), project_root=tmp_path)
