@@ -1,36 +1,54 @@
 """kie.ai adapter: ``POST {base}/api/file-url-upload`` over one keep-alive HTTP session.
 
 Classification happens here, once. kie.ai may answer HTTP 200 with an error ``code`` in the body: the body
-code is then treated exactly like an HTTP status.
+code is then treated like an HTTP status.
 
-* success: HTTP 200 and body ``success: true``, ``code`` 200 and a ``data.downloadUrl``;
-* configuration (recorded FAILED, delivered again): 401, 402, 403;
-* transient (retried): connection errors, timeouts, 408, 409, 425, 429, 455, 5xx, a body that is not the
-  expected JSON (malformed, truncated, or 200 without a ``downloadUrl``);
-* permanent (recorded FAILED, acknowledged): any other 4xx (400 bad request, 404, 405, 413, 422, …).
+* success: HTTP 200 and body ``success: true``, ``code`` 200 and a ``data.downloadUrl`` that is an absolute
+  http(s) URL with a host;
+* configuration (recorded FAILED, delivered again, alarmed): 401, 402, 403; and a wrong ``KIE_BASE_URL``:
+  HTTP 404 or 405 (not the endpoint), a redirect (3xx, never followed), or an HTML page that is not JSON
+  (unless its status is itself transient: gateways answer their outages with HTML);
+* transient (retried): connection errors, the call's deadline, 408, 409, 425, 429, 455, 5xx, an answer
+  over :data:`MAX_ANSWER_BYTES` to a 200, a body that is not the expected JSON (malformed, truncated, or
+  200 without a valid ``downloadUrl``);
+* permanent (recorded FAILED, acknowledged): any other 4xx (400 bad request, 413, 422, …) and body codes
+  404/405 under HTTP 200.
+
+One call ends within its ``timeout`` whatever the server does: a watchdog shuts the socket down when the
+time is up (a trickling answer cannot stretch it), and at most :data:`MAX_ANSWER_BYTES` are read.
 
 Error messages carry the status, kie.ai's code and its ``msg`` redacted: never the API key nor the
-presigned ``fileUrl``.
+presigned ``fileUrl`` or any of its secret parts.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
+import socket
+import threading
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from uploader.errors import ConfigurationError, PermanentError, TransientError, UploaderError
-from uploader.redact import redact
+from uploader.redact import redact, url_secrets
 from uploader.retry import parse_retry_after
 
 if TYPE_CHECKING:
     import requests
 
 UPLOAD_PATH = "/api/file-url-upload"
+#: kie.ai's answers are small JSON documents: more than this is not read (the status classifies it).
+MAX_ANSWER_BYTES = 1024 * 1024
+_CHUNK_BYTES = 64 * 1024
 _CONFIGURATION_CODES = frozenset({401, 402, 403})
+_WRONG_ENDPOINT_CODES = frozenset({404, 405})
 _TRANSIENT_CODES = frozenset({408, 409, 425, 429, 455})
+_HTML_TYPES = ("text/html", "application/xhtml+xml")
 _CONNECT_TIMEOUT = 5.0
+_WRONG_ENDPOINT_HINT = "not kie.ai's upload endpoint: check KIE_BASE_URL"
 
 
 @dataclass(frozen=True)
@@ -46,19 +64,29 @@ class KieUpload:
 
 
 def classify_code(code: int, summary: str, retry_after: float | None = None) -> UploaderError:
-    """The error class for an HTTP status or a body ``code`` other than 200."""
+    """The error class for a body ``code`` other than 200 (HTTP statuses: :func:`classify_status`)."""
     if code in _CONFIGURATION_CODES:
         return ConfigurationError(summary)
-    if code in _TRANSIENT_CODES or code >= 500:
+    if _is_transient(code):
         return TransientError(summary, retry_after=retry_after)
     if 400 <= code < 500:
         return PermanentError(summary)
-    # 1xx/3xx/other 2xx or a code kie.ai does not document: not the answer we expect; may be a proxy hiccup.
+    # 1xx/other 2xx or a code kie.ai does not document: not the answer we expect; may be a proxy hiccup.
     return TransientError(summary, retry_after=retry_after)
 
 
+def classify_status(status: int, summary: str, retry_after: float | None = None) -> UploaderError:
+    """The error class for an HTTP status, or for HTTP 200 whose answer could not be used (transient)."""
+    if status in _WRONG_ENDPOINT_CODES or 300 <= status < 400:
+        return ConfigurationError(f"{summary} ({_WRONG_ENDPOINT_HINT})")
+    if status == 200:
+        return TransientError(summary, retry_after=retry_after)
+    return classify_code(status, summary, retry_after)
+
+
 class KieClient:
-    """Calls kie.ai's URL upload. ``session`` defaults to a pooled ``requests.Session`` (keep-alive)."""
+    """Calls kie.ai's URL upload. ``session`` defaults to a pooled ``requests.Session`` (keep-alive) whose
+    connections the per-call watchdog can shut down."""
 
     def __init__(
         self, base_url: str, *, session: requests.Session | None = None, pool_size: int = 10
@@ -69,33 +97,61 @@ class KieClient:
     def upload(
         self, *, api_key: str, file_url: str, upload_path: str, file_name: str, timeout: float
     ) -> KieUpload:
-        """One call. ``timeout`` bounds the read (kie.ai downloads the file before it answers)."""
+        """One call, over within ``timeout`` seconds (kie.ai downloads the file before it answers)."""
         import requests
 
-        secrets = (api_key, file_url)
+        too_late = f"kie.ai did not answer within {timeout:g} s"
         try:
-            response = self._session.post(
-                self._url,
-                json={"fileUrl": file_url, "uploadPath": upload_path, "fileName": file_name},
-                headers={"Authorization": f"Bearer {api_key}", "Accept": "application/json"},
-                timeout=(min(_CONNECT_TIMEOUT, timeout), timeout),
-            )
-        except requests.Timeout as exc:
-            raise TransientError(f"kie.ai did not answer within {timeout:.0f} s") from exc
-        except requests.RequestException as exc:
-            # The exception text may hold the request URL; only the class name leaves this module.
-            raise TransientError(f"kie.ai unreachable ({type(exc).__name__})") from exc
+            with _Watchdog(timeout) as watchdog:
+                response = self._session.post(
+                    self._url,
+                    json={"fileUrl": file_url, "uploadPath": upload_path, "fileName": file_name},
+                    headers={
+                        "Authorization": f"Bearer {api_key}",
+                        "Accept": "application/json",
+                        "Accept-Encoding": "identity",  # what is read is what the server sent
+                    },
+                    timeout=(min(_CONNECT_TIMEOUT, timeout), timeout),
+                    stream=True,
+                    allow_redirects=False,  # requests would read a redirect's body whole
+                )
+                try:
+                    raw, complete = _read_at_most(response, MAX_ANSWER_BYTES, watchdog)
+                finally:
+                    response.close()  # an answer not read to its end closes the connection
+        except Exception as exc:
+            if watchdog.expired or isinstance(exc, (requests.Timeout, TimeoutError)):
+                raise TransientError(too_late) from exc
+            if isinstance(exc, (requests.RequestException, http.client.HTTPException, OSError)):
+                # The exception text may hold the request URL; only the class name leaves this module.
+                raise TransientError(f"kie.ai unreachable ({type(exc).__name__})") from exc
+            raise
+        if watchdog.expired:
+            raise TransientError(too_late)
+        retry_after = response.headers.get("Retry-After")
+        if not complete:
+            summary = f"kie.ai HTTP {response.status_code}: answer over {MAX_ANSWER_BYTES} bytes, not read"
+            raise classify_status(response.status_code, summary, parse_retry_after(retry_after, time.time))
         # JSON is UTF-8 (RFC 8259): decode it ourselves rather than let requests guess a charset.
-        text = response.content.decode("utf-8", "replace")
         return interpret_answer(
-            response.status_code, text, response.headers.get("Retry-After"), secrets=secrets
+            response.status_code,
+            raw.decode("utf-8", "replace"),
+            retry_after,
+            secrets=(api_key, file_url),
+            content_type=response.headers.get("Content-Type"),
         )
 
 
 def interpret_answer(
-    status: int, text: str, retry_after_header: str | None = None, *, secrets: tuple[str, ...] = ()
+    status: int,
+    text: str,
+    retry_after_header: str | None = None,
+    *,
+    secrets: tuple[str, ...] = (),
+    content_type: str | None = None,
 ) -> KieUpload:
-    """kie.ai's answer → its upload data, or the classified error (``secrets`` are kept out of it)."""
+    """kie.ai's answer → its upload data, or the classified error. ``secrets`` (and, for a URL among them,
+    its secret query values) are kept out of the error."""
     retry_after = parse_retry_after(retry_after_header, time.time)
     try:
         body: Any = json.loads(text)
@@ -103,25 +159,24 @@ def interpret_answer(
         body = None
     if not isinstance(body, dict):
         summary = f"kie.ai HTTP {status}: answer is not a JSON object"
-        if status == 200:
-            raise TransientError(summary, retry_after=retry_after)
-        raise classify_code(status, summary, retry_after)
+        if _is_html(content_type) and not _is_transient(status):
+            raise ConfigurationError(f"{summary} but an HTML page ({_WRONG_ENDPOINT_HINT})")
+        raise classify_status(status, summary, retry_after)
+    hidden = [*secrets, *(part for secret in secrets for part in url_secrets(secret))]
     code = _int_or_none(body.get("code"))
-    msg = redact(str(body.get("msg", ""))[:500], secrets)
+    msg = redact(str(body.get("msg", ""))[:500], hidden)
     summary = f"kie.ai HTTP {status} code {body.get('code')!r}: {msg}".rstrip(": ")
     if status != 200:
-        raise classify_code(status, summary, retry_after)
+        raise classify_status(status, summary, retry_after)
     if code is None:
         raise TransientError(f"kie.ai HTTP 200 without a numeric code: {msg}", retry_after=retry_after)
     if code != 200:
         raise classify_code(code, summary, retry_after)
     data = body.get("data")
-    if (
-        body.get("success") is not True
-        or not isinstance(data, dict)
-        or not _str_or_none(data.get("downloadUrl"))
-    ):
+    if body.get("success") is not True or not isinstance(data, dict) or "downloadUrl" not in data:
         raise TransientError("kie.ai HTTP 200 code 200 without success and a data.downloadUrl")
+    if not is_download_url(data["downloadUrl"]):
+        raise TransientError("kie.ai HTTP 200 code 200 with a downloadUrl that is not an http(s) URL")
     return KieUpload(
         download_url=data["downloadUrl"],
         file_path=_str_or_none(data.get("filePath")),
@@ -132,16 +187,145 @@ def interpret_answer(
     )
 
 
+def is_download_url(value: Any) -> bool:
+    """Whether ``value`` is an absolute http or https URL with a host (no spaces nor control characters)."""
+    if not isinstance(value, str) or any(ch <= " " or ch == "\x7f" for ch in value):
+        return False
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 (raises ValueError for a port that is not a number in range)
+    except ValueError:
+        return False
+    return parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+
+
+def _read_at_most(response: requests.Response, limit: int, watchdog: _Watchdog) -> tuple[bytes, bool]:
+    """Up to ``limit`` bytes of the body, and whether that was all of it; stops at the deadline."""
+    buffer = bytearray()
+    for chunk in response.iter_content(_CHUNK_BYTES):
+        buffer += chunk
+        if len(buffer) > limit:
+            return bytes(buffer[:limit]), False
+        if watchdog.overdue():
+            raise TimeoutError("the call's deadline passed while the answer was read")
+    return bytes(buffer), True
+
+
+class _Watchdog:
+    """A call's total deadline: when ``seconds`` have passed, the sockets the call uses are shut down, so a
+    blocked connect, write or read (headers or body, however slowly they trickle) ends at once."""
+
+    _current = threading.local()
+
+    def __init__(self, seconds: float) -> None:
+        self.deadline = time.monotonic() + seconds
+        self.expired = False
+        self._sockets: list[socket.socket] = []
+        self._done = False
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(max(seconds, 0.0), self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> _Watchdog:
+        _Watchdog._current.watchdog = self
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._timer.cancel()
+        _Watchdog._current.watchdog = None
+        with self._lock:
+            self._done = True
+            self._sockets.clear()
+
+    def overdue(self) -> bool:
+        return self.expired or time.monotonic() >= self.deadline
+
+    @classmethod
+    def attach(cls, sock: socket.socket | None) -> None:
+        """Watch ``sock`` for the call running on this thread, if any (called by the connections)."""
+        watchdog: _Watchdog | None = getattr(cls._current, "watchdog", None)
+        if watchdog is None or sock is None:
+            return
+        with watchdog._lock:
+            if watchdog._done:
+                return
+            watchdog._sockets.append(sock)
+            if watchdog.expired:
+                _shut_down(sock)
+
+    def _expire(self) -> None:
+        with self._lock:
+            if self._done:
+                return
+            self.expired = True
+            for sock in self._sockets:
+                _shut_down(sock)
+
+
+def _shut_down(sock: socket.socket) -> None:
+    # socket.socket's own shutdown, also for an SSLSocket: wakes a thread blocked on it, without unwrapping.
+    try:
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+    except OSError:
+        pass  # already closed, or not connected yet
+
+
 def _new_session(pool_size: int) -> requests.Session:
     import requests
     from requests.adapters import HTTPAdapter
+    from urllib3.connection import HTTPConnection, HTTPSConnection
+    from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+    class WatchedHTTPConnection(HTTPConnection):
+        def _new_conn(self) -> socket.socket:
+            sock = super()._new_conn()
+            _Watchdog.attach(sock)
+            return sock
+
+        def request(self, *args: Any, **kwargs: Any) -> None:
+            _Watchdog.attach(self.sock)  # a kept-alive connection
+            super().request(*args, **kwargs)
+
+    class WatchedHTTPSConnection(HTTPSConnection):
+        def connect(self) -> None:
+            super().connect()
+            _Watchdog.attach(self.sock)  # the TLS socket (the TCP one was attached while connecting)
+
+        def _new_conn(self) -> socket.socket:
+            sock = super()._new_conn()
+            _Watchdog.attach(sock)
+            return sock
+
+        def request(self, *args: Any, **kwargs: Any) -> None:
+            _Watchdog.attach(self.sock)
+            super().request(*args, **kwargs)
+
+    class WatchedHTTPPool(HTTPConnectionPool):
+        ConnectionCls = WatchedHTTPConnection
+
+    class WatchedHTTPSPool(HTTPSConnectionPool):
+        ConnectionCls = WatchedHTTPSConnection
+
+    class WatchedAdapter(HTTPAdapter):
+        def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+            super().init_poolmanager(*args, **kwargs)
+            self.poolmanager.pool_classes_by_scheme = {"http": WatchedHTTPPool, "https": WatchedHTTPSPool}
 
     session = requests.Session()
     # One pooled connection per worker thread; retries are ours (classified, deadline-aware), not urllib3's.
-    adapter = HTTPAdapter(pool_connections=2, pool_maxsize=max(pool_size, 1), max_retries=0)
+    adapter = WatchedAdapter(pool_connections=2, pool_maxsize=max(pool_size, 1), max_retries=0)
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     return session
+
+
+def _is_transient(status: int) -> bool:
+    return status in _TRANSIENT_CODES or status >= 500
+
+
+def _is_html(content_type: str | None) -> bool:
+    return (content_type or "").split(";", 1)[0].strip().lower() in _HTML_TYPES
 
 
 def _int_or_none(value: Any) -> int | None:

@@ -1,30 +1,53 @@
 """Keep secrets out of log lines, error messages and the table.
 
 Presigned URLs carry their signature, the signing credential and (in Lambda) the session token in the
-query string; kie.ai's error ``msg`` may echo the ``fileUrl``. Before any text leaves an adapter, every
-URL loses its query string, stray credential parameters are dropped, and known secrets are replaced.
+query string; kie.ai's error ``msg`` may echo the ``fileUrl``, or only those values in another shape. Before
+any text leaves an adapter, known secrets are replaced (a URL's secret values too: :func:`url_secrets`),
+every URL loses its query string and stray credential parameters are dropped.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from urllib.parse import quote, unquote, unquote_plus, urlsplit
 
 _URL_QUERY = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s?\"'<>]*)\?[^\s\"'<>]*")
-_SENSITIVE_PARAM = re.compile(
-    r"(?:X-Amz-Signature|X-Amz-Credential|X-Amz-Security-Token|AWSAccessKeyId|Signature)(?:=|%3D)[^&\s\"'<>]*",
-    re.IGNORECASE,
+_SECRET_PARAMS = (
+    "X-Amz-Signature", "X-Amz-Credential", "X-Amz-Security-Token", "AWSAccessKeyId", "Signature"
 )
+_SENSITIVE_PARAM = re.compile(rf"(?:{'|'.join(_SECRET_PARAMS)})(?:=|%3D)[^&\s\"'<>]*", re.IGNORECASE)
+_SECRET_NAMES = frozenset(name.lower() for name in _SECRET_PARAMS)
+#: Shorter values are not replaced: they would match ordinary words.
+MIN_SECRET = 4
 REDACTED = "[redacted]"
 #: Error texts stored in the table stay short.
 MAX_TEXT = 300
 
 
+def url_secrets(url: str) -> list[str]:
+    """The secret query values of a presigned URL (signature, credential and its access key id, session
+    token), as written in the URL and decoded and re-encoded: every shape an answer could echo them in."""
+    try:
+        query = urlsplit(url).query
+    except ValueError:
+        return []
+    found: set[str] = set()
+    for pair in query.split("&"):
+        name, _, raw = pair.partition("=")
+        if unquote(name).lower() not in _SECRET_NAMES or not raw:
+            continue
+        for value in {raw, unquote(raw), unquote_plus(raw)}:
+            found.update({value, quote(value, safe=""), quote(value, safe="/")})
+            if unquote(name).lower() == "x-amz-credential":
+                found.add(value.split("/", 1)[0].split("%2F", 1)[0])  # the access key id alone
+    return sorted((s for s in found if len(s) >= MIN_SECRET), key=len, reverse=True)
+
+
 def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
-    """``text`` without URL query strings, credential parameters nor ``secrets``, cut to :data:`MAX_TEXT`."""
-    for secret in secrets:
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, REDACTED)
+    """``text`` without ``secrets``, URL query strings nor credential parameters, cut to :data:`MAX_TEXT`."""
+    for secret in sorted({s for s in secrets if s and len(s) >= MIN_SECRET}, key=len, reverse=True):
+        text = text.replace(secret, REDACTED)
     text = _URL_QUERY.sub(lambda m: m.group(1) + "?" + REDACTED, text)
     text = _SENSITIVE_PARAM.sub(REDACTED, text)
     return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 1] + "…"

@@ -6,11 +6,14 @@ seed's success body. Stored files are served back at their ``downloadUrl`` until
 have passed.
 
 Fault injection (random rates and a deterministic script) lets tests, benchmarks and soaks exercise the
-client's retry and classification rules. Admin endpoints under ``/_emulator/`` steer a running emulator
-process.
+client's retry and classification rules. Scripted outcomes also cover what a broken network or a wrong base
+URL does: an answer trickled byte by byte (body or headers), a huge answer, an HTML page, 404/405, and an
+error ``msg`` that echoes the fileUrl's secret query values. Admin endpoints under ``/_emulator/`` steer a
+running emulator process.
 
 Secrets never leave it: the Authorization header is never logged, and a URL is only ever named without
-its query string (a presigned URL's signature lives there).
+its query string (a presigned URL's signature lives there). The one exception is the "echo" outcome's answer,
+which exists to prove that the client redacts what kie.ai might echo.
 """
 
 from __future__ import annotations
@@ -37,14 +40,14 @@ import time
 import urllib.error
 import urllib.request
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType, TracebackType
 from typing import Any
-from urllib.parse import quote, unquote, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, unquote, urlsplit, urlunsplit
 
 __all__ = ["Call", "Faults", "KieEmulator", "main"]
 
@@ -76,8 +79,14 @@ _CODE_MESSAGES = {
     505: "Feature disabled",
 }
 _SIMPLE_OUTCOMES = frozenset(
-    {"ok", "500", "429", "455", "body-error", "timeout", "malformed", "400", "401", "402"}
+    {"ok", "500", "429", "455", "body-error", "timeout", "malformed", "400", "401", "402", "404", "405",
+     "html", "huge", "trickle", "trickle-headers", "echo"}
 )
+#: What a wrong base URL (a web site rather than the API) answers.
+_HTML_PAGE = b"<!DOCTYPE html><html><head><title>kie.ai</title></head><body><div id=app></div></body></html>"
+#: Query parameters of a presigned URL that are secret: the "echo" outcome repeats their values.
+_SECRET_QUERY_NAMES = ("x-amz-signature", "x-amz-credential", "x-amz-security-token", "signature",
+                       "awsaccesskeyid")
 # Truncated mid-string: what a proxy cutting a response short would deliver.
 _MALFORMED_BODY = '{"success": true, "code": 200, "msg": "文件上传成功", "data": {"fileName": "'.encode()
 _QUERY_RE = re.compile(r"\?\S*")
@@ -104,6 +113,11 @@ class Faults:
     timeout_seconds: float = 35.0
     malformed_rate: float = 0.0
     seed: int | None = None
+    #: "trickle" / "trickle-headers": seconds between two bytes of the answer.
+    trickle_interval_seconds: float = 0.5
+    #: "huge": the answer's size in bytes and its HTTP status.
+    huge_bytes: int = 256 * 1024 * 1024
+    huge_status: int = 200
 
     def __post_init__(self) -> None:
         for name in ("error_rate", "rate_limit_rate", "maintenance_rate", "body_error_rate", "timeout_rate",
@@ -111,7 +125,8 @@ class Faults:
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be between 0 and 1, got {value!r}")
-        for name in ("latency_seconds", "timeout_seconds", "retry_after_seconds"):
+        for name in ("latency_seconds", "timeout_seconds", "retry_after_seconds", "trickle_interval_seconds",
+                     "huge_bytes"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative")
 
@@ -161,6 +176,12 @@ class _Response:
     content_type: str = "application/json"
     headers: dict[str, str] = field(default_factory=dict)
     fault: str | None = None
+    #: Sent after the headers instead of ``body`` (whose Content-Length is ``length``), ``pause`` s apart.
+    chunks: Iterator[bytes] | None = None
+    length: int | None = None
+    pause: float = 0.0
+    #: Seconds between two bytes of the status line and headers.
+    head_pause: float = 0.0
 
 
 class _BadRequest(Exception):
@@ -179,6 +200,36 @@ def _json_response(status: int, payload: Any, **kwargs: Any) -> _Response:
 def _error(status: int, msg: str, *, code: int | None = None, **kwargs: Any) -> _Response:
     payload = {"success": False, "code": status if code is None else code, "msg": msg}
     return _json_response(status, payload, **kwargs)
+
+
+def _trickled(response: _Response, interval: float) -> _Response:
+    body = response.body
+    chunks = (body[i : i + 1] for i in range(len(body)))
+    return dataclasses.replace(response, body=b"", chunks=chunks, length=len(body), pause=interval)
+
+
+def _huge_body(size: int) -> Iterator[bytes]:
+    """``size`` bytes of an error answer that never closes its ``msg``, without holding them in memory."""
+    head = b'{"success": false, "code": 500, "msg": "'
+    block = b"x" * _CHUNK_BYTES
+    yield head[:size]
+    left = size - len(head[:size])
+    while left > 0:
+        yield block[:left]
+        left -= len(block[:left])
+
+
+def _echo_response(body: dict[str, Any] | None) -> _Response:
+    """HTTP 400 whose msg repeats the fileUrl's secret query values, decoded, outside any URL."""
+    file_url = body.get("fileUrl") if body else None
+    try:
+        query = urlsplit(file_url).query if isinstance(file_url, str) else ""
+    except ValueError:
+        query = ""
+    values = [value for name, value in parse_qsl(query) if name.lower() in _SECRET_QUERY_NAMES]
+    echoed = json.dumps({"sig": values[-1]}) if values else "{}"
+    msg = f"Failed to download file: the origin refused {' and '.join(values)}; details {echoed}"
+    return _error(400, msg, fault="echo")
 
 
 def _parse_outcome(entry: str | int | dict[str, Any]) -> _Outcome:
@@ -321,6 +372,7 @@ class KieEmulator:
         self._files: dict[str, _StoredFile] = {}
         self._calls: list[Call] = []
         self._upload_count = 0
+        self._streamed: list[int] = []
         self._last_purge = 0.0
         self._stopping = threading.Event()
         self._server: _Server | None = None
@@ -402,6 +454,7 @@ class KieEmulator:
             self._calls.clear()
             self._script.clear()
             self._upload_count = 0
+            self._streamed.clear()
             self._faults = Faults()
             self._rng = random.Random()
 
@@ -411,6 +464,16 @@ class KieEmulator:
     def calls(self) -> list[Call]:
         with self._lock:
             return list(self._calls)
+
+    @property
+    def streamed_bytes(self) -> list[int]:
+        """Bytes really written of each trickled (head or body) or huge answer, once its writing has ended."""
+        with self._lock:
+            return list(self._streamed)
+
+    def _note_streamed(self, sent: int) -> None:
+        with self._lock:
+            self._streamed.append(sent)
 
     @property
     def upload_count(self) -> int:
@@ -455,8 +518,15 @@ class KieEmulator:
             # The gateway stalls past the client's timeout, then handles the call anyway.
             self._sleep(faults.timeout_seconds)
             response, file_path = self._process_upload(headers, body)
-        elif outcome.kind == "ok":
+        elif outcome.kind in ("ok", "trickle", "trickle-headers"):
+            # A trickled answer is a real one (the file is stored), sent a byte at a time.
             response, file_path = self._process_upload(headers, body)
+            if outcome.kind == "trickle":
+                response = _trickled(response, faults.trickle_interval_seconds)
+            elif outcome.kind == "trickle-headers":
+                response.head_pause = faults.trickle_interval_seconds
+        elif outcome.kind == "echo":
+            response, file_path = _echo_response(body), None
         else:
             response, file_path = self._fault_response(outcome, faults), None
         response.fault = fault
@@ -488,6 +558,11 @@ class KieEmulator:
         kind = outcome.kind
         if kind == "malformed":
             return _Response(200, _MALFORMED_BODY)
+        if kind == "html":
+            return _Response(200, _HTML_PAGE, content_type="text/html")
+        if kind == "huge":
+            size = faults.huge_bytes
+            return _Response(faults.huge_status, chunks=_huge_body(size), length=size)
         if kind == "body-error":
             code = outcome.body_code if outcome.body_code is not None else faults.body_error_code
             return _error(200, _CODE_MESSAGES.get(code, f"Request failed with code {code}"), code=code)
@@ -684,18 +759,47 @@ class _Handler(BaseHTTPRequestHandler):
         return bytes(body)
 
     def _write(self, response: _Response) -> None:
+        length = len(response.body) if response.length is None else response.length
         try:
-            self.send_response(response.status, _reason(response.status))
-            self.send_header("Content-Type", _with_charset(response.content_type))
-            self.send_header("Content-Length", str(len(response.body)))
-            for name, value in response.headers.items():
-                self.send_header(name, value)
-            self.end_headers()
+            if response.head_pause:
+                self._write_slowly(self._head(response, length), 1, response.head_pause)
+            else:
+                self.send_response(response.status, _reason(response.status))
+                self.send_header("Content-Type", _with_charset(response.content_type))
+                self.send_header("Content-Length", str(length))
+                for name, value in response.headers.items():
+                    self.send_header(name, value)
+                self.end_headers()
             if self.command != "HEAD":
-                self.wfile.write(response.body)
+                if response.chunks is not None:
+                    self._write_chunks(response.chunks, response.pause)
+                else:
+                    self.wfile.write(response.body)
         except (BrokenPipeError, ConnectionResetError):
             # The client gave up (e.g. it timed out on an injected stall): nothing left to answer.
             self.close_connection = True
+
+    def _head(self, response: _Response, length: int) -> bytes:
+        lines = [f"HTTP/1.1 {response.status} {_reason(response.status)}", f"Server: {self.server_version}",
+                 f"Content-Type: {_with_charset(response.content_type)}", f"Content-Length: {length}"]
+        lines += [f"{name}: {value}" for name, value in response.headers.items()]
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+    def _write_slowly(self, data: bytes, step: int, pause: float) -> None:
+        self._write_chunks((data[i : i + step] for i in range(0, len(data), step)), pause)
+
+    def _write_chunks(self, chunks: Iterator[bytes], pause: float) -> None:
+        """Write ``chunks`` ``pause`` s apart; the bytes written are counted even when the client leaves."""
+        sent = 0
+        try:
+            for chunk in chunks:
+                if pause and self.server.emulator._stopping.wait(pause):
+                    self.close_connection = True
+                    return
+                self.wfile.write(chunk)
+                sent += len(chunk)
+        finally:
+            self.server.emulator._note_streamed(sent)
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
         # http.server's own lines quote the raw request line, query string included: keep them out.

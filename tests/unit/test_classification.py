@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from urllib.parse import quote
 
 import pytest
 
 from uploader.errors import ConfigurationError, PermanentError, TransientError
-from uploader.kie import interpret_answer
+from uploader.kie import classify_status, interpret_answer, is_download_url
 
 SUCCESS = {
     "success": True,
@@ -41,6 +42,7 @@ def test_the_seeds_success_answer_is_read() -> None:
     assert upload.uploaded_at == "2025-01-01T12:00:00.000Z"
 
 
+#: Body codes under HTTP 200, and HTTP statuses except 404/405 (see below).
 EXPECTED = {
     400: PermanentError,
     401: ConfigurationError,
@@ -60,7 +62,11 @@ EXPECTED = {
 }
 
 
-@pytest.mark.parametrize(("code", "kind"), sorted(EXPECTED.items()))
+#: HTTP 404/405 say the URL is not kie.ai's upload endpoint: a wrong KIE_BASE_URL (issue 8, item 6).
+EXPECTED_HTTP = {**EXPECTED, 404: ConfigurationError, 405: ConfigurationError}
+
+
+@pytest.mark.parametrize(("code", "kind"), sorted(EXPECTED_HTTP.items()))
 def test_http_status_is_classified(code: int, kind: type[Exception]) -> None:
     with pytest.raises(kind, match=f"HTTP {code}"):
         interpret_answer(code, error_body(code))
@@ -101,6 +107,79 @@ def test_malformed_or_incomplete_success_answers_are_transient(text: str) -> Non
         interpret_answer(200, text)
 
 
+@pytest.mark.parametrize("status", [404, 405])
+def test_http_404_and_405_name_a_wrong_base_url_even_without_json(status: int) -> None:
+    with pytest.raises(ConfigurationError, match="KIE_BASE_URL"):
+        interpret_answer(status, "Cannot POST /v1/api/file-url-upload", content_type="text/plain")
+
+
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+def test_a_redirect_is_a_configuration_error(status: int) -> None:
+    assert isinstance(classify_status(status, f"kie.ai HTTP {status}"), ConfigurationError)
+
+
+@pytest.mark.parametrize("status", [200, 400, 401, 404])
+@pytest.mark.parametrize("content_type", ["text/html; charset=utf-8", "TEXT/HTML", "application/xhtml+xml"])
+def test_an_html_page_is_a_configuration_error(status: int, content_type: str) -> None:
+    with pytest.raises(ConfigurationError, match="HTML"):
+        interpret_answer(status, "<!DOCTYPE html><html><body>kie.ai</body></html>", content_type=content_type)
+
+
+@pytest.mark.parametrize("status", [429, 455, 500, 502, 503])
+def test_an_html_page_with_a_transient_status_stays_transient(status: int) -> None:
+    # Gateways answer their own outages with HTML pages: that is not a wrong base URL.
+    with pytest.raises(TransientError):
+        interpret_answer(status, "<html>Bad Gateway</html>", content_type="text/html")
+
+
+def test_json_served_as_html_is_still_read() -> None:
+    assert interpret_answer(200, json.dumps(SUCCESS), content_type="text/html").download_url
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "javascript:alert(document.cookie)",
+        "file:///etc/passwd",
+        "not a url",
+        "ftp://tempfile.redpandaai.co/x.png",
+        "data:text/html,<script>alert(1)</script>",
+        "//tempfile.redpandaai.co/x.png",  # not absolute
+        "https://",
+        "https:///x.png",  # no host
+        "/files/x.png",
+        "https://tempfile.redpandaai.co/a b.png",
+        "https://tempfile.redpandaai.co/x.png\nSet-Cookie: a=b",
+        "https://tempfile.redpandaai.co:99999/x.png",
+        "http://[::1/x.png",
+        "",
+        42,
+        None,
+        ["https://tempfile.redpandaai.co/x.png"],
+    ],
+)
+def test_a_download_url_that_is_not_an_absolute_http_url_is_a_malformed_answer(url: object) -> None:
+    body = {**SUCCESS, "data": {**SUCCESS["data"], "downloadUrl": url}}  # type: ignore[dict-item]
+
+    assert not is_download_url(url)
+    with pytest.raises(TransientError):
+        interpret_answer(200, json.dumps(body))
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://tempfile.redpandaai.co/xxx/images/a.png",
+        "HTTP://127.0.0.1:8080/files/abc/r%C3%A9sum%C3%A9.txt",
+        "http://[::1]:8080/files/x",
+    ],
+)
+def test_absolute_http_and_https_download_urls_are_accepted(url: str) -> None:
+    body = {**SUCCESS, "data": {**SUCCESS["data"], "downloadUrl": url}}  # type: ignore[dict-item]
+
+    assert interpret_answer(200, json.dumps(body)).download_url == url
+
+
 def test_a_string_code_counts_like_a_number() -> None:
     with pytest.raises(ConfigurationError):
         interpret_answer(200, json.dumps({"success": False, "code": "402", "msg": "Insufficient credits"}))
@@ -123,3 +202,25 @@ def test_error_messages_keep_status_code_and_msg_but_no_url_query_nor_key() -> N
     text = str(caught.value)
     assert "HTTP 400" in text and "code 400" in text and "Failed to download" in text
     assert "X-Amz-Signature" not in text and "a" * 64 not in text and "sk-secret-123" not in text
+
+
+def test_secret_parts_of_the_presigned_url_are_redacted_in_any_shape() -> None:
+    signature = "9c" * 32
+    token = "IQoJb3JpZ2luX2VjEJr//////////wEaCXVzLWVhc3QtMSJHMEUCIQ=="
+    file_url = (
+        "https://b.s3.amazonaws.com/k.png?X-Amz-Algorithm=AWS4-HMAC-SHA256"
+        "&X-Amz-Credential=ASIAEXAMPLEKEY123%2F20250101%2Fus-east-1%2Fs3%2Faws4_request"
+        f"&X-Amz-Security-Token={quote(token, safe='')}&X-Amz-Signature={signature}"
+    )
+    msg = (
+        f'origin refused: {{"sig": "{signature}"}}; the signature {signature} was computed by '
+        f"ASIAEXAMPLEKEY123/20250101/us-east-1/s3/aws4_request with token {token}"
+    )
+
+    with pytest.raises(PermanentError) as caught:
+        interpret_answer(400, error_body(400, msg), secrets=("sk-secret-123", file_url))
+
+    text = str(caught.value)
+    assert "origin refused" in text
+    for part in (signature, "ASIAEXAMPLEKEY123", token, token[:20]):
+        assert part not in text
