@@ -75,7 +75,7 @@ class Plan:
     bucket_names: tuple[str, ...] = ()
     prefix: str = ""
     suffix: str = ""
-    notify: str = "lambda"
+    notify: str = "queue"
     presign_expires_seconds: int = DEFAULT_PRESIGN_SECONDS
     bucket_kms_key_arns: tuple[str, ...] = ()
     api_key_secret_arn: str | None = None
@@ -96,7 +96,7 @@ class Plan:
             bucket_names=names,
             prefix=values.get("prefix") or "",
             suffix=values.get("suffix") or "",
-            notify=values.get("notify") or "lambda",
+            notify=values.get("notify") or "queue",
             presign_expires_seconds=presign,
             bucket_kms_key_arns=_split(values.get("bucketKmsKeyArns")),
             api_key_secret_arn=values.get("apiKeySecretArn") or None,
@@ -131,8 +131,9 @@ def run(plan: Plan, clients: Clients) -> list[Finding]:
                 INFO, "buckets", "no bucketNames: the stack creates its own bucket, nothing to check on S3"
             )
         )
+    own = _own_targets(clients, plan.stack_name) if stack else set()
     for bucket in plan.bucket_names:
-        findings += check_bucket(plan, clients, bucket, stack_id=stack.get("StackId"))
+        findings += check_bucket(plan, clients, bucket, stack_id=stack.get("StackId"), own_targets=own)
     findings += check_secret(plan, clients, stack_secret=stack.get("SecretArn"))
     return findings
 
@@ -150,11 +151,32 @@ def _deployed_stack(clients: Clients, stack_name: str) -> dict[str, str]:
     return found
 
 
+def _own_targets(clients: Clients, stack_name: str) -> set[str]:
+    """Names of the deployed stack's queues and functions: rules that target them are the stack's own."""
+    names: set[str] = set()
+    try:
+        pages = clients.cloudformation.get_paginator("list_stack_resources").paginate(StackName=stack_name)
+        for page in pages:
+            for resource in page.get("StackResourceSummaries", []):
+                if resource.get("ResourceType") in ("AWS::SQS::Queue", "AWS::Lambda::Function"):
+                    names.add(str(resource.get("PhysicalResourceId", "")).rstrip("/").rsplit("/", 1)[-1])
+    except ClientError:
+        pass
+    return names
+
+
 def _error_code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 
 
-def check_bucket(plan: Plan, clients: Clients, bucket: str, *, stack_id: str | None = None) -> list[Finding]:
+def check_bucket(
+    plan: Plan,
+    clients: Clients,
+    bucket: str,
+    *,
+    stack_id: str | None = None,
+    own_targets: set[str] | frozenset[str] = frozenset(),
+) -> list[Finding]:
     subject = f"bucket {bucket}"
     try:
         location = clients.s3.get_bucket_location(Bucket=bucket).get("LocationConstraint")
@@ -176,7 +198,9 @@ def check_bucket(plan: Plan, clients: Clients, bucket: str, *, stack_id: str | N
             )
         )
     findings += _read(
-        subject, "notification configuration", lambda: _notifications(plan, clients, bucket, stack_id)
+        subject,
+        "notification configuration",
+        lambda: _notifications(plan, clients, bucket, stack_id, own_targets),
     )
     findings += _read(subject, "bucket policy", lambda: _policy(plan, clients, bucket))
     findings += _read(subject, "default encryption", lambda: _encryption(plan, clients, bucket))
@@ -195,7 +219,9 @@ def _read(subject: str, what: str, check: Callable[[], list[Finding]]) -> list[F
 # --- notifications ---------------------------------------------------------------------------------
 
 
-def _notifications(plan: Plan, clients: Clients, bucket: str, stack_id: str | None) -> list[Finding]:
+def _notifications(
+    plan: Plan, clients: Clients, bucket: str, stack_id: str | None, own_targets: set[str] | frozenset[str]
+) -> list[Finding]:
     if plan.notify not in _RULE_MODES:
         return []  # EventBridge: the stack adds no rule, nothing can overlap
     config = clients.s3.get_bucket_notification_configuration(Bucket=bucket)
@@ -203,7 +229,7 @@ def _notifications(plan: Plan, clients: Clients, bucket: str, stack_id: str | No
     for kind, arn_key in _NOTIFICATION_TYPES.items():
         for rule in config.get(kind, []):
             target = str(rule.get(arn_key, ""))
-            if _is_own(rule, target, plan.stack_name, stack_id):
+            if _is_own(rule, target, plan.stack_name, stack_id, own_targets):
                 continue
             prefix, suffix = _rule_filter(rule)
             events = [
@@ -229,12 +255,21 @@ def _notifications(plan: Plan, clients: Clients, bucket: str, stack_id: str | No
     return findings
 
 
-def _is_own(rule: Mapping[str, Any], target: str, stack_name: str, stack_id: str | None) -> bool:
-    """A rule this stack put there (CDK's handler ids its rules ``<StackId>-<hash>``; targets are named
-    ``<stack>-...`` by CloudFormation)."""
+def _is_own(
+    rule: Mapping[str, Any],
+    target: str,
+    stack_name: str,
+    stack_id: str | None,
+    own_targets: set[str] | frozenset[str] = frozenset(),
+) -> bool:
+    """A rule this stack put there: its target is one of the stack's queues or functions (CloudFormation
+    names them ``<stack>-...``), or its id is CDK's ``<StackId>-<hash>``. Its own rules are replaced by the
+    deploy, so they cannot overlap."""
     if stack_id and str(rule.get("Id", "")).startswith(f"{stack_id}-"):
         return True
     name = target.rsplit(":", 1)[-1]
+    if name in own_targets:
+        return True
     return bool(stack_name) and name.startswith(f"{stack_name}-")
 
 

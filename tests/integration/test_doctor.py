@@ -291,3 +291,26 @@ def test_the_aws_deploy_path_runs_doctor_first(
     settings_file.save(tmp_path / "kie-uploader.settings.json", {"bucketNames": BUCKET, "prefix": "a b/"})
     with pytest.raises(deploy.DoctorRefused, match=r"prefix=a\+b/"):
         deploy.deploy_aws({}, session=boto3.Session(), project_root=tmp_path)
+
+
+def test_rules_that_target_the_deployed_stacks_own_queue_are_not_overlaps(
+    clients: doctor.Clients, ministack: local.Server
+) -> None:
+    template = {
+        "Resources": {"Queue": {"Type": "AWS::SQS::Queue", "Properties": {"QueueName": "named-queue"}}}
+    }
+    clients.cloudformation.create_stack(StackName="KieUploader", TemplateBody=json.dumps(template))
+    clients.cloudformation.get_waiter("stack_create_complete").wait(
+        StackName="KieUploader", WaiterConfig={"Delay": 1, "MaxAttempts": 30}
+    )
+    sqs = local.local_client("sqs", ministack.endpoint_url)
+    url = sqs.get_queue_url(QueueName="named-queue")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    config = {
+        "QueueConfigurations": [
+            _rule(arn, "s3:ObjectCreated:*", "", rule_id="kie-uploader-0a1b2c-ObjectCreated")
+        ]
+    }
+    clients.s3.put_bucket_notification_configuration(Bucket=BUCKET, NotificationConfiguration=config)
+    assert only_errors(findings_of(clients)) == []  # the deploy replaces its own rule
+    assert only_errors(findings_of(clients, stack_name="OtherStack"))  # for another stack it overlaps
