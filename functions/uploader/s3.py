@@ -1,5 +1,9 @@
 """S3 adapter: the object's metadata (HeadObject) and a presigned GET URL in the bucket's own region.
 
+A bucket's region is learned once from HeadBucket's ``x-amz-bucket-region`` and cached; after an answer
+that does not name it (a throttle, a 5xx, no connection) the default region serves that call only, and the
+next call asks again.
+
 The only module that talks to S3. botocore errors are classified here: 404 → :class:`ObjectNotFoundError`,
 403 → :class:`ConfigurationError` (the role may not read the object), throttling/5xx/connection →
 :class:`TransientError`, anything else → :class:`PermanentError`.
@@ -67,22 +71,31 @@ class S3Objects:
         with self._lock:
             region = self._regions.get(bucket)
             if region is None:
-                region = self._regions[bucket] = self._bucket_region(bucket)
+                learned = self._bucket_region(bucket)
+                if learned is not None:
+                    self._regions[bucket] = learned
+                region = learned or self._default_region
             client = self._clients.get(region)
             if client is None:
                 client = self._clients[region] = _new_client(region)
             return client
 
-    def _bucket_region(self, bucket: str) -> str:
-        # S3 names the bucket's region in x-amz-bucket-region, on success and on most errors (403/301).
+    def _bucket_region(self, bucket: str) -> str | None:
+        """The bucket's region when an answer says it, else None (not known yet: ask again next time).
+
+        S3 names it in x-amz-bucket-region, on success and on most errors (403/301); a successful answer
+        without it comes from an S3 without regions, where the default is right.
+        """
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
-            headers = self._client.head_bucket(Bucket=bucket)["ResponseMetadata"]["HTTPHeaders"]
+            answer = self._client.head_bucket(Bucket=bucket)
+            headers = answer.get("ResponseMetadata", {}).get("HTTPHeaders", {})
         except ClientError as exc:
-            headers = exc.response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+            named = exc.response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("x-amz-bucket-region")
+            return str(named) if named else None
         except BotoCoreError:
-            headers = {}
+            return None
         return str(headers.get("x-amz-bucket-region") or self._default_region)
 
 
