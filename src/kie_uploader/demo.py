@@ -71,6 +71,8 @@ class DemoOptions:
     state_dir: Path | None = None  # default: .local/demo
     timeout: float = 180.0
     max_object_bytes: int = DEMO_MAX_OBJECT_BYTES
+    #: With a real kie.ai: put KIE_API_KEY into the deployed stack's secret, replacing what it holds.
+    overwrite_secret: bool = False
 
 
 @dataclass
@@ -147,6 +149,7 @@ class _Aws:
         self.dynamodb = session.client("dynamodb", endpoint_url=endpoint_url, config=config)
         self.cloudformation = session.client("cloudformation", endpoint_url=endpoint_url, config=config)
         self.lambda_ = session.client("lambda", endpoint_url=endpoint_url, config=config)
+        self.secretsmanager = session.client("secretsmanager", endpoint_url=endpoint_url, config=config)
 
 
 def put_samples(aws: _Aws, bucket: str, queue_url: str, samples: Sequence[Sample], log: Log) -> None:
@@ -280,6 +283,52 @@ def check_real_service(options: DemoOptions, environ: dict[str, str] | None = No
     return key
 
 
+def _secret_key(value: dict[str, Any]) -> str:
+    """The kie.ai key a secret value holds (a raw key or ``{"apiKey": ...}``), "" for none."""
+    text = str(value.get("SecretString") or "").strip()
+    if text.startswith("{"):
+        try:
+            document = json.loads(text)
+        except json.JSONDecodeError:
+            return ""
+        return str(document.get("apiKey", "")).strip() if isinstance(document, dict) else ""
+    return text
+
+
+def ensure_api_key(
+    secrets: Any, secret_arn: str, api_key: str, *, overwrite: bool, stack_name: str, log: Log = _stderr
+) -> bool:
+    """Leave the deployed stack's secret alone unless ``overwrite``; True when the key was put.
+
+    The secret of a stack deployed to AWS is production's: the demo never replaces it with whatever
+    ``KIE_API_KEY`` holds on this machine (a test key would become production's key). Without
+    ``--overwrite-secret`` it runs only when the secret already holds the same key.
+    """
+    if overwrite:
+        deploy.put_api_key(secret_arn, api_key, client=secrets)
+        log(f"Put KIE_API_KEY into stack {stack_name}'s secret (--overwrite-secret)")
+        return True
+    try:
+        current = _secret_key(secrets.get_secret_value(SecretId=secret_arn))
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
+            raise
+        current = ""  # the stack's secret has no value yet
+    if not current:
+        raise DemoError(
+            f"stack {stack_name}'s secret holds no kie.ai key; the demo does not write a deployed stack's "
+            "secret: put the key into it yourself (README, Deploy to AWS), or pass --overwrite-secret to "
+            "let the demo put KIE_API_KEY into it"
+        )
+    if current != api_key:
+        raise DemoError(
+            f"stack {stack_name}'s secret holds another kie.ai key than KIE_API_KEY; the demo will not "
+            "replace it (a test key would become production's key): set KIE_API_KEY to the deployed key, "
+            "or pass --overwrite-secret to replace it"
+        )
+    return False
+
+
 def _deploy_local(
     endpoint_url: str, kie_url: str, options: DemoOptions, state_dir: Path, timings: dict[str, float]
 ) -> dict[str, str]:
@@ -379,7 +428,14 @@ def run_real(options: DemoOptions, log: Log = _stderr) -> DemoResult:
     if env.get("KIE_BASE_URL", "").rstrip("/") != str(options.kie_url).rstrip("/"):
         raise DemoError(f"the deployed function calls {env.get('KIE_BASE_URL')}, not {options.kie_url}")
     limit = int(env.get("MAX_OBJECT_BYTES", DEMO_MAX_OBJECT_BYTES))
-    deploy.put_api_key(outputs["SecretArn"], api_key)  # what KIE_API_KEY is for: the function reads it
+    ensure_api_key(
+        aws.secretsmanager,
+        outputs["SecretArn"],
+        api_key,
+        overwrite=options.overwrite_secret,
+        stack_name=options.stack_name,
+        log=log,
+    )
     root = f"kie-uploader-demo/{int(time.time())}/"
     # Every sample goes through the queue: the stack's notification filter is unknown here.
     samples = [
@@ -451,6 +507,12 @@ def build_parser() -> argparse.ArgumentParser:
         "(--bucket, real AWS credentials, no AWS_ENDPOINT_URL)",
     )
     parser.add_argument("--bucket", help="a real bucket of a stack deployed to AWS (only with --kie-url)")
+    parser.add_argument(
+        "--overwrite-secret",
+        action="store_true",
+        help="with --kie-url: put KIE_API_KEY into the deployed stack's secret, replacing the key it holds "
+        "(without it the demo never writes that secret and runs only if it already holds KIE_API_KEY)",
+    )
     parser.add_argument("--stack", default=DEFAULT_STACK, help=f"stack name (default {DEFAULT_STACK})")
     parser.add_argument(
         "--timeout", type=float, default=180.0, help="seconds to wait for records (default 180)"
@@ -462,7 +524,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the demo; 0 only when every object reached its expected status."""
     args = build_parser().parse_args(argv)
     options = DemoOptions(
-        keep=args.keep, kie_url=args.kie_url, bucket=args.bucket, stack_name=args.stack, timeout=args.timeout
+        keep=args.keep,
+        kie_url=args.kie_url,
+        bucket=args.bucket,
+        stack_name=args.stack,
+        timeout=args.timeout,
+        overwrite_secret=args.overwrite_secret,
     )
     try:
         result = run_demo(options)

@@ -110,3 +110,67 @@ def test_the_demo_table_says_which_object_went_wrong() -> None:
     assert lines[2].split()[-2:] == ["yes", "ok"]
     assert lines[3].split()[-2:] == ["expected", "UPLOADED"]
     assert not result.ok
+
+
+# --- issue 10, defect 6: the real-service demo never writes a deployed stack's secret unasked ------------
+
+DEPLOYED_SECRET = "arn:aws:secretsmanager:us-east-1:123456789012:secret:KieUploader-ApiKey-AbCdEf"
+
+
+class FakeSecrets:
+    """A Secrets Manager client holding one secret; records every write."""
+
+    def __init__(self, value: str | None) -> None:
+        self.value = value
+        self.puts: list[str] = []
+
+    def get_secret_value(self, SecretId: str) -> dict[str, str]:
+        if self.value is None:
+            from botocore.exceptions import ClientError
+
+            error = {"Error": {"Code": "ResourceNotFoundException", "Message": "no AWSCURRENT"}}
+            raise ClientError(error, "GetSecretValue")
+        return {"SecretString": self.value}
+
+    def put_secret_value(self, SecretId: str, SecretString: str) -> None:
+        self.puts.append(SecretString)
+
+
+def ensure(secrets: FakeSecrets, key: str, *, overwrite: bool = False) -> bool:
+    return demo.ensure_api_key(
+        secrets, DEPLOYED_SECRET, key, overwrite=overwrite, stack_name="KieUploader", log=lambda _: None
+    )
+
+
+@pytest.mark.parametrize("stored", ['{"apiKey": "production-key"}', "production-key"])
+def test_the_demo_refuses_to_replace_the_deployed_stacks_key_with_kie_api_key(stored: str) -> None:
+    secrets = FakeSecrets(stored)
+    with pytest.raises(demo.DemoError, match="will not replace it.*--overwrite-secret"):
+        ensure(secrets, "laptop-test-key")
+    assert secrets.puts == []
+
+
+@pytest.mark.parametrize("stored", [None, "", '{"apiKey": ""}'])
+def test_the_demo_does_not_fill_an_empty_deployed_secret_unasked(stored: str | None) -> None:
+    secrets = FakeSecrets(stored)
+    with pytest.raises(demo.DemoError, match="holds no kie.ai key.*--overwrite-secret"):
+        ensure(secrets, "laptop-test-key")
+    assert secrets.puts == []
+
+
+def test_the_demo_runs_on_the_deployed_key_when_it_is_kie_api_key_and_writes_nothing() -> None:
+    secrets = FakeSecrets('{"apiKey": "production-key"}')
+    assert ensure(secrets, "production-key") is False
+    assert secrets.puts == []
+
+
+def test_overwrite_secret_puts_kie_api_key_into_the_deployed_secret() -> None:
+    secrets = FakeSecrets('{"apiKey": "production-key"}')
+    assert ensure(secrets, "new-key", overwrite=True) is True
+    assert secrets.puts == ["new-key"]
+
+
+def test_the_demo_command_has_an_overwrite_secret_flag_off_by_default() -> None:
+    assert demo.build_parser().parse_args(["--kie-url", "https://api.kie.ai"]).overwrite_secret is False
+    args = demo.build_parser().parse_args(["--kie-url", "https://api.kie.ai", "--overwrite-secret"])
+    assert args.overwrite_secret is True
