@@ -3,7 +3,8 @@ write the results.
 
 Sections, in order (each one's failure is recorded and the run goes on with the next):
 ``batch`` batch concurrency, ``overhead`` per-object overhead and profile, ``import`` cold start, ``asset``
-the function's asset, ``memory`` peak RSS, ``e2e`` the stack deployed into ministack.
+the function's asset, ``memory`` peak RSS, ``e2e`` the stack deployed into ministack, ``kie-answer`` memory
+while the kie.ai adapter handles a 256 MiB answer.
 
 A full run writes ``bench/results.json`` (sections run with ``--only`` replace theirs, the others stay) and
 the table in ``bench/README.md``. ``--quick`` uses small counts, for a smoke test, and writes to
@@ -21,7 +22,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench import asset, batch, coldstart, e2e, memory, overhead
+from bench import asset, batch, coldstart, e2e, kie_answer, memory, overhead
 from bench.common import REPO, STATE_DIR, Report, ensure_function_on_path, machine, now_iso, progress
 from bench.context import Context
 
@@ -33,6 +34,7 @@ SECTIONS: dict[str, tuple[str, Section]] = {
     "asset": ("4. The function's asset", asset.run),
     "memory": ("5. Memory (1,000 objects in one process)", memory.run),
     "e2e": ("6. End to end through the deployed stack", e2e.run),
+    "kie-answer": ("7. A 256 MiB answer from kie.ai (memory)", kie_answer.run),
 }
 RESULTS = REPO / "bench" / "results.json"
 QUICK_RESULTS = STATE_DIR / "results-quick.json"
