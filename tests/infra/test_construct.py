@@ -1,0 +1,484 @@
+"""``KieUploader`` used the way a user's own CDK app uses it: a small stack of theirs, imported buckets.
+
+One synth per notify mode (bundling skipped, cdk-nag on), shared by the tests of this module.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kie_uploader.cdk.notifications import eventbridge_key_pattern
+
+ACCOUNT, REGION = "123456789012", "eu-west-1"
+PHOTOS, DOCS = "user-photos", "user-docs"
+PHOTOS_KEY = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/1111aaaa-11aa-11aa-11aa-111111111111"
+SECRET_ARN = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:kie/api-key-AbCdEf"
+SECRET_KEY = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/2222bbbb-22bb-22bb-22bb-222222222222"
+REPO = Path(__file__).resolve().parents[2]
+HANDLER = REPO / "src" / "kie_uploader" / "cdk" / "handlers" / "bucket_notifications" / "index.py"
+
+#: The user's app, as a user would write it (also run as a script by the separate-process test).
+USER_APP = """
+from aws_cdk import App, Environment, Stack, Validations
+from aws_cdk import aws_kms as kms, aws_s3 as s3, aws_secretsmanager as secretsmanager
+from cdk_nag import AwsSolutionsChecks
+from kie_uploader.cdk import KieUploader
+
+
+class PhotosStack(Stack):
+    def __init__(self, scope, construct_id, *, props):
+        super().__init__(scope, construct_id, env=Environment(account=ACCOUNT, region=REGION))
+        photos = s3.Bucket.from_bucket_name(self, "Photos", PHOTOS)
+        docs = s3.Bucket.from_bucket_name(self, "Docs", DOCS)
+        self.uploader = KieUploader(
+            self,
+            "Uploader",
+            buckets=[photos, docs],
+            bucket_kms_keys=[kms.Key.from_key_arn(self, "PhotosKey", PHOTOS_KEY)],
+            existing_secret=secretsmanager.Secret.from_secret_complete_arn(self, "KieKey", SECRET_ARN),
+            existing_secret_kms_key=kms.Key.from_key_arn(self, "KieKeyKey", SECRET_KEY),
+            **props,
+        )
+
+
+def synth(props, outdir=None):
+    app = App(context={"aws:cdk:bundling-stacks": []}, outdir=outdir)
+    stack = PhotosStack(app, "Photos", props=props)
+    Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+    assembly = app.synth()
+    template = assembly.get_stack_artifact(stack.artifact_id).template
+    return stack, template
+"""
+
+
+def s3_arn(name: str) -> dict[str, Any]:
+    return {"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, f":s3:::{name}"]]}
+
+
+def _user_app() -> dict[str, Any]:
+    namespace: dict[str, Any] = {
+        "ACCOUNT": ACCOUNT,
+        "REGION": REGION,
+        "PHOTOS": PHOTOS,
+        "DOCS": DOCS,
+        "PHOTOS_KEY": PHOTOS_KEY,
+        "SECRET_ARN": SECRET_ARN,
+        "SECRET_KEY": SECRET_KEY,
+    }
+    exec(compile(USER_APP, "user_app.py", "exec"), namespace)
+    return namespace
+
+
+@dataclass(frozen=True)
+class UserSynth:
+    stack: Any
+    template: dict[str, Any]
+
+    def resources(self, resource_type: str) -> dict[str, dict[str, Any]]:
+        return {k: v for k, v in self.template["Resources"].items() if v["Type"] == resource_type}
+
+    def props(self, resource_type: str) -> list[dict[str, Any]]:
+        return [resource["Properties"] for resource in self.resources(resource_type).values()]
+
+    def notifications(self) -> dict[str, dict[str, Any]]:
+        """Bucket name → the construct's notification entries on it."""
+        return {
+            props["BucketName"]: props["Configuration"]
+            for props in self.props("Custom::KieUploaderBucketNotifications")
+        }
+
+    def logical_id(self, construct: Any) -> str:
+        return str(self.stack.get_logical_id(construct.node.default_child))
+
+
+MODES: dict[str, dict[str, Any]] = {
+    "queue": {"prefix": "incoming/", "suffix": ".jpg", "max_concurrency": 4},
+    "eventbridge": {"notify": "eventbridge", "prefix": "incoming/"},
+    "lambda": {"notify": "lambda", "max_concurrency": 3},
+}
+
+
+@pytest.fixture(scope="module")
+def user_synths(tmp_path_factory: pytest.TempPathFactory) -> dict[str, UserSynth]:
+    app = _user_app()
+    synths = {}
+    for mode, props in MODES.items():
+        stack, template = app["synth"](props, str(tmp_path_factory.mktemp(f"user-{mode}")))
+        synths[mode] = UserSynth(stack, template)
+    return synths
+
+
+def statements_of(synth: UserSynth, role_prefix: str) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    for policy in synth.props("AWS::IAM::Policy"):
+        if any(role["Ref"].startswith(role_prefix) for role in policy["Roles"]):
+            found += policy["PolicyDocument"]["Statement"]
+    return found
+
+
+def queue_statements(synth: UserSynth) -> list[dict[str, Any]]:
+    queue = synth.logical_id(synth.stack.uploader.queue)
+    (policy,) = [p for p in synth.props("AWS::SQS::QueuePolicy") if p["Queues"] == [{"Ref": queue}]]
+    return list(policy["PolicyDocument"]["Statement"])
+
+
+# --- the three modes' wiring ---------------------------------------------------------------------------
+
+
+def test_queue_mode_puts_fixed_id_entries_on_each_imported_bucket_and_lets_only_s3_of_this_account_send(
+    user_synths: dict[str, UserSynth],
+) -> None:
+    synth = user_synths["queue"]
+    uploader = synth.stack.uploader
+    queue_arn = {"Fn::GetAtt": [synth.logical_id(uploader.queue), "Arn"]}
+    owner = uploader.bucket_notifications.owner
+    assert not synth.resources("AWS::S3::Bucket") and not synth.resources("AWS::Events::Rule")
+    assert set(synth.notifications()) == {PHOTOS, DOCS}
+    for config in synth.notifications().values():
+        assert set(config) == {"QueueConfigurations"}
+        entries = {entry["Id"]: entry for entry in config["QueueConfigurations"]}
+        assert set(entries) == {f"{owner}-ObjectCreated", f"{owner}-ObjectRemoved"}
+        for entry in entries.values():
+            assert entry["QueueArn"] == queue_arn
+            assert entry["Filter"]["Key"]["FilterRules"] == [
+                {"Name": "prefix", "Value": "incoming/"},
+                {"Name": "suffix", "Value": ".jpg"},
+            ]
+    (s3_statement,) = [
+        s for s in queue_statements(synth) if s.get("Principal") == {"Service": "s3.amazonaws.com"}
+    ]
+    assert s3_statement["Condition"] == {
+        "ArnLike": {"aws:SourceArn": [s3_arn(PHOTOS), s3_arn(DOCS)]},
+        "StringEquals": {"aws:SourceAccount": ACCOUNT},
+    }
+    (mapping,) = synth.props("AWS::Lambda::EventSourceMapping")
+    assert mapping["ScalingConfig"] == {"MaximumConcurrency": 4}
+    assert mapping["BatchSize"] == 10 and mapping["MaximumBatchingWindowInSeconds"] == 0
+    assert "ReservedConcurrentExecutions" not in uploader_function(synth)
+
+
+def uploader_function(synth: UserSynth) -> dict[str, Any]:
+    return dict(synth.template["Resources"][synth.logical_id(synth.stack.uploader.function)]["Properties"])
+
+
+def test_eventbridge_mode_switches_s3s_eventbridge_on_and_routes_this_buckets_events_to_the_queue(
+    user_synths: dict[str, UserSynth],
+) -> None:
+    synth = user_synths["eventbridge"]
+    uploader = synth.stack.uploader
+    # The buckets' own notification entries are left alone: only S3's EventBridge switch is turned on.
+    assert synth.notifications() == {PHOTOS: {"EventBridge": "true"}, DOCS: {"EventBridge": "true"}}
+    (rule,) = synth.props("AWS::Events::Rule")
+    assert rule["EventPattern"] == {
+        "source": ["aws.s3"],
+        "detail-type": ["Object Created", "Object Deleted"],
+        "detail": {"bucket": {"name": [PHOTOS, DOCS]}, "object": {"key": [{"prefix": "incoming/"}]}},
+    }
+    (target,) = rule["Targets"]
+    assert target["Arn"] == {"Fn::GetAtt": [synth.logical_id(uploader.queue), "Arn"]}
+    assert target["DeadLetterConfig"] == {
+        "Arn": {"Fn::GetAtt": [synth.logical_id(uploader.dead_letter_queue), "Arn"]}
+    }
+    principals = [s.get("Principal") for s in queue_statements(synth) if s["Effect"] == "Allow"]
+    assert principals == [{"Service": "events.amazonaws.com"}]  # and not S3
+    assert not synth.resources("AWS::Lambda::Permission")
+
+
+def test_lambda_mode_invokes_directly_with_a_concurrency_ceiling_and_scoped_permissions(
+    user_synths: dict[str, UserSynth],
+) -> None:
+    synth = user_synths["lambda"]
+    uploader = synth.stack.uploader
+    function_arn = {"Fn::GetAtt": [synth.logical_id(uploader.function), "Arn"]}
+    for config in synth.notifications().values():
+        assert [entry["LambdaFunctionArn"] for entry in config["LambdaFunctionConfigurations"]] == [
+            function_arn
+        ] * 2
+        assert all("Filter" not in entry for entry in config["LambdaFunctionConfigurations"])
+    permissions = synth.props("AWS::Lambda::Permission")
+    assert sorted(map(str, (p["SourceArn"] for p in permissions))) == sorted(
+        map(str, [s3_arn(PHOTOS), s3_arn(DOCS)])
+    )
+    assert {(p["Principal"], p["SourceAccount"]) for p in permissions} == {("s3.amazonaws.com", ACCOUNT)}
+    # The ceiling: S3 cannot fan out beyond max_concurrency invocations, so kie.ai sees at most 3 x 10.
+    assert uploader_function(synth)["ReservedConcurrentExecutions"] == 3
+    (mapping,) = synth.props("AWS::Lambda::EventSourceMapping")
+    assert mapping["ScalingConfig"] == {"MaximumConcurrency": 3}
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+def test_every_mode_alarms_on_failed_uploads_and_passes_cdk_nag(
+    mode: str, user_synths: dict[str, UserSynth]
+) -> None:
+    synth = user_synths[mode]
+    failed = [a for a in synth.props("AWS::CloudWatch::Alarm") if a.get("MetricName") == "UploadFailed"]
+    assert len(failed) == 1 and failed[0]["Namespace"] == "KieUploader"
+    # app.synth() raised if cdk-nag found anything unacknowledged; every acknowledgment names its finding.
+    assert synth.stack.uploader.acknowledged_findings
+
+
+# --- least privilege -----------------------------------------------------------------------------------
+
+
+def test_kms_decrypt_is_only_via_s3_for_the_bucket_key_and_via_secrets_manager_for_the_secret_key(
+    user_synths: dict[str, UserSynth],
+) -> None:
+    synth = user_synths["queue"]
+    role = synth.logical_id(synth.stack.uploader.uploader.role)
+    decrypts = {
+        s["Resource"]: s.get("Condition")
+        for s in statements_of(synth, role)
+        if "kms:Decrypt" in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])
+    }
+    assert decrypts == {
+        PHOTOS_KEY: {"StringEquals": {"kms:ViaService": f"s3.{REGION}.amazonaws.com"}},
+        SECRET_KEY: {"StringEquals": {"kms:ViaService": f"secretsmanager.{REGION}.amazonaws.com"}},
+    }
+
+
+def test_the_notifications_handler_may_only_get_and_put_the_source_buckets_notifications(
+    user_synths: dict[str, UserSynth],
+) -> None:
+    synth = user_synths["queue"]
+    role = synth.logical_id(synth.stack.uploader.bucket_notifications.role)
+    (s3_statement,) = [s for s in statements_of(synth, role) if str(s["Action"]).startswith("['s3:")]
+    assert s3_statement["Action"] == ["s3:GetBucketNotification", "s3:PutBucketNotification"]
+    assert s3_statement["Resource"] == [s3_arn(PHOTOS), s3_arn(DOCS)]
+
+
+# --- stable ids ----------------------------------------------------------------------------------------
+
+
+def entry_ids(template: dict[str, Any]) -> dict[str, list[str]]:
+    ids: dict[str, list[str]] = {}
+    for resource in template["Resources"].values():
+        if resource["Type"] == "Custom::KieUploaderBucketNotifications":
+            config = resource["Properties"]["Configuration"]
+            ids[resource["Properties"]["BucketName"]] = sorted(
+                entry["Id"] for entries in config.values() if isinstance(entries, list) for entry in entries
+            )
+    return ids
+
+
+def test_notification_ids_depend_on_the_constructs_path_only_not_on_prefix_or_notify(
+    user_synths: dict[str, UserSynth],
+) -> None:
+    queue_ids = entry_ids(user_synths["queue"].template)
+    lambda_ids = entry_ids(user_synths["lambda"].template)  # other notify, no prefix/suffix
+    owner = user_synths["queue"].stack.uploader.bucket_notifications.owner
+    assert (
+        queue_ids
+        == lambda_ids
+        == {bucket: [f"{owner}-ObjectCreated", f"{owner}-ObjectRemoved"] for bucket in (PHOTOS, DOCS)}
+    )
+    # The same custom resources (logical ids) in every mode: switching updates them, never replaces them.
+    logical = {
+        mode: sorted(synth.resources("Custom::KieUploaderBucketNotifications"))
+        for mode, synth in user_synths.items()
+    }
+    assert logical["queue"] == logical["eventbridge"] == logical["lambda"]
+    assert all(str(hash(owner)) not in entry for ids in queue_ids.values() for entry in ids)
+
+
+def test_notification_ids_are_the_same_when_synthesized_in_another_process(
+    user_synths: dict[str, UserSynth], tmp_path: Path
+) -> None:
+    # Python salts hash() per process (aws-cdk issue 31303): ids must not come from it.
+    script = tmp_path / "user_app.py"
+    constants = {k: globals()[k] for k in ("ACCOUNT", "REGION", "PHOTOS", "DOCS", "PHOTOS_KEY", "SECRET_ARN")}
+    constants["SECRET_KEY"] = SECRET_KEY
+    script.write_text(
+        "".join(f"{name} = {value!r}\n" for name, value in constants.items())
+        + USER_APP
+        + f"\nimport json\n_, template = synth({{'prefix': 'other/'}}, outdir={str(tmp_path / 'out')!r})\n"
+        + "print(json.dumps(template['Resources']))\n"
+    )
+    env = {**os.environ, "PYTHONHASHSEED": "12345", "PYTHONPATH": os.pathsep.join([str(REPO / "src")])}
+    result = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=300, check=False
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    resources = json.loads(result.stdout.strip().splitlines()[-1])
+    assert entry_ids({"Resources": resources}) == entry_ids(user_synths["queue"].template)
+
+
+# --- EventBridge key patterns and the custom resource's merge ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("prefix", "suffix", "pattern"),
+    [
+        ("", "", None),
+        ("in/", "", [{"prefix": "in/"}]),
+        ("", ".png", [{"suffix": ".png"}]),
+        ("in/", ".png", [{"wildcard": "in/*.png"}]),
+        ("a*b\\", ".c*", [{"wildcard": "a\\*b\\\\*.c\\*"}]),
+    ],
+)
+def test_eventbridge_key_patterns(prefix: str, suffix: str, pattern: Any) -> None:
+    assert eventbridge_key_pattern(prefix, suffix) == pattern
+
+
+@pytest.fixture(scope="module")
+def handler_module() -> Any:
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    spec = importlib.util.spec_from_file_location("bucket_notifications_handler", HANDLER)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_handler_replaces_only_its_own_entries_and_keeps_the_buckets_others(handler_module: Any) -> None:
+    theirs = {"Id": "their-thumbnails", "LambdaFunctionArn": "arn:thumbs", "Events": ["s3:ObjectCreated:*"]}
+    ours_before = {
+        "Id": "kie-uploader-abc-ObjectCreated",
+        "QueueArn": "arn:q",
+        "Events": ["s3:ObjectCreated:*"],
+    }
+    cdk_legacy = {"Id": "arn:stack/1-8231", "QueueArn": "arn:q", "Events": ["s3:ObjectRemoved:*"]}
+    current = {
+        "LambdaFunctionConfigurations": [theirs],
+        "QueueConfigurations": [ours_before, cdk_legacy],
+    }
+    ours_after = {
+        "Id": "kie-uploader-abc-ObjectCreated",
+        "QueueArn": "arn:q",
+        "Events": ["s3:ObjectCreated:*"],
+    }
+    merged = handler_module.merged(
+        current, "kie-uploader-abc", "arn:stack/1-", {"QueueConfigurations": [ours_after]}
+    )
+    assert merged == {"LambdaFunctionConfigurations": [theirs], "QueueConfigurations": [ours_after]}
+    # Delete: ours go, theirs stay; S3's EventBridge switch, once on, stays on.
+    assert handler_module.merged(
+        {**current, "EventBridgeConfiguration": {}}, "kie-uploader-abc", "x-", {}
+    ) == {
+        "LambdaFunctionConfigurations": [theirs],
+        "QueueConfigurations": [cdk_legacy],
+        "EventBridgeConfiguration": {},
+    }
+    assert handler_module.merged({}, "kie-uploader-abc", "x-", {"EventBridge": "true"}) == {
+        "EventBridgeConfiguration": {}
+    }
+
+
+# --- props validation ----------------------------------------------------------------------------------
+
+
+def _construct(**props: Any) -> Any:
+    from aws_cdk import App, Stack
+    from aws_cdk import aws_s3 as s3
+
+    from kie_uploader.cdk import KieUploader
+
+    stack = Stack(App(), "Props")
+    if "buckets" not in props:
+        props["buckets"] = [s3.Bucket.from_bucket_name(stack, "B", "some-bucket")]
+    return KieUploader(stack, "Uploader", **props)
+
+
+def _bad(name: str) -> Any:
+    from aws_cdk import App, Stack
+    from aws_cdk import aws_s3 as s3
+
+    stack = Stack(App(), "Other")
+    bucket = s3.Bucket.from_bucket_name(stack, "B", "some-bucket")
+    return {
+        "buckets-empty": {"buckets": []},
+        "buckets-str": {"buckets": "some-bucket"},
+        "buckets-names": {"buckets": ["some-bucket"]},
+        "buckets-twice": {"buckets": [bucket, s3.Bucket.from_bucket_name(stack, "C", "some-bucket")]},
+    }[name]
+
+
+@pytest.mark.parametrize(
+    ("props", "prop_name"),
+    [
+        ("buckets-empty", "buckets"),
+        ("buckets-str", "buckets"),
+        ("buckets-names", r"buckets\[0\]"),
+        ("buckets-twice", r"buckets\[1\]"),
+        ({"notify": "sns"}, "notify"),
+        ({"prefix": 5}, "prefix"),
+        ({"max_concurrency": 1}, "max_concurrency"),
+        ({"max_concurrency": 1001}, "max_concurrency"),
+        ({"notify": "lambda", "max_concurrency": 5, "reserved_concurrency": 2}, "reserved_concurrency"),
+        ({"bucket_kms_keys": ["arn:aws:kms:eu-west-1:123456789012:key/x"]}, r"bucket_kms_keys\[0\]"),
+        ({"existing_secret": "arn:aws:secretsmanager:eu-west-1:1:secret:x"}, "existing_secret"),
+        ({"queue_props": {"fifo": True}}, "queue_props.fifo"),
+        ({"queue_props": {"dead_letter_queue": None}}, "queue_props.dead_letter_queue"),
+        ({"table_props": {"partition_key": None}}, "table_props.partition_key"),
+        ({"table_props": {"time_to_live_attribute": "ttl"}}, "table_props.time_to_live_attribute"),
+        ({"alarm_email": "nobody"}, "alarm_email"),
+    ],
+)
+def test_a_bad_prop_fails_with_its_name_in_the_message(props: Any, prop_name: str) -> None:
+    from kie_uploader.cdk import KieUploaderPropsError
+
+    given = _bad(props) if isinstance(props, str) else props
+    with pytest.raises(KieUploaderPropsError, match=f"^{prop_name}"):
+        _construct(**given)
+
+
+@pytest.mark.parametrize(
+    ("options", "prop_name"),
+    [
+        ({"memory_size": 64}, "function_options.memory_size"),
+        ({"architecture": "arm"}, "function_options.architecture"),
+        ({"log_retention_days": 31}, "function_options.log_retention_days"),
+        ({"timeout_seconds": 30, "kie_timeout_seconds": 30}, "function_options.kie_timeout_seconds"),
+        ({"kie_base_url": "ftp://kie.ai"}, "function_options.kie_base_url"),
+    ],
+)
+def test_a_bad_function_option_fails_with_its_name(options: dict[str, Any], prop_name: str) -> None:
+    from kie_uploader.cdk import FunctionOptions, KieUploaderPropsError
+
+    with pytest.raises(KieUploaderPropsError, match=f"^{prop_name}"):
+        _construct(function_options=FunctionOptions(**options))
+
+
+def test_a_secret_key_without_a_secret_and_a_short_visibility_timeout_are_refused() -> None:
+    from aws_cdk import Duration
+
+    from kie_uploader.cdk import KieUploaderPropsError
+
+    with pytest.raises(KieUploaderPropsError, match="^existing_secret_kms_key"):
+        _construct(existing_secret_kms_key=_key())
+    with pytest.raises(KieUploaderPropsError, match="^queue_props.visibility_timeout"):
+        _construct(queue_props={"visibility_timeout": Duration.seconds(60)})
+
+
+def _key() -> Any:
+    from aws_cdk import App, Stack
+    from aws_cdk import aws_kms as kms
+
+    return kms.Key.from_key_arn(Stack(App(), "K"), "K", SECRET_KEY)
+
+
+def test_queue_and_table_props_replace_the_defaults_they_may() -> None:
+    from aws_cdk import Duration, RemovalPolicy
+    from aws_cdk import aws_sqs as sqs
+    from aws_cdk.assertions import Template
+
+    uploader = _construct(
+        queue_props=sqs.QueueProps(retention_period=Duration.days(10), queue_name="kie-work"),
+        table_props={"table_name": "kie-records", "removal_policy": RemovalPolicy.DESTROY},
+    )
+    template = Template.from_stack(uploader.node.scope)
+    template.has_resource_properties(
+        "AWS::SQS::Queue",
+        {"QueueName": "kie-work", "MessageRetentionPeriod": 864000, "SqsManagedSseEnabled": True},
+    )
+    template.has_resource(
+        "AWS::DynamoDB::Table", {"Properties": {"TableName": "kie-records"}, "DeletionPolicy": "Delete"}
+    )
