@@ -141,3 +141,33 @@ def test_the_default_path_is_at_the_repository_top_unless_the_environment_says(
     assert (settings_file.default_path().parent / "cdk.json").is_file()
     monkeypatch.setenv(settings_file.ENV_VAR, str(tmp_path / "x.json"))
     assert settings_file.default_path() == tmp_path / "x.json"
+
+
+def test_the_configure_command_writes_the_file_and_guards_the_buckets(
+    path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from kie_uploader import cli
+
+    assert cli.main(["configure", "--settings-file", str(path), "bucketNames=my-bucket", "notify=queue"]) == 0
+    assert settings_file.load(path) == {"bucketNames": "my-bucket", "notify": "queue"}
+    assert "bucketNames = my-bucket" in capsys.readouterr().out
+    assert cli.main(["configure", "--settings-file", str(path), "bucketNames=new-bucket"]) == cli.EXIT_ERROR
+    err = capsys.readouterr().err
+    assert "bucketNames='new-bucket' differs" in err and "--accept-change" in err and err.count("\n") == 1
+    assert settings_file.load(path)["bucketNames"] == "my-bucket"
+    args = ["configure", "--settings-file", str(path), "--accept-change", "bucketNames=new-bucket"]
+    assert cli.main(args) == 0
+    assert settings_file.load(path)["bucketNames"] == "new-bucket"
+
+
+@pytest.mark.parametrize(
+    ("assignment", "named"), [("bucketName=x-bucket", "bucketName"), ("notify=sns", "notify")]
+)
+def test_the_configure_command_refuses_unknown_names_and_malformed_values(
+    path: Path, capsys: pytest.CaptureFixture[str], assignment: str, named: str
+) -> None:
+    from kie_uploader import cli
+
+    assert cli.main(["configure", "--settings-file", str(path), assignment]) == cli.EXIT_ERROR
+    assert named in capsys.readouterr().err
+    assert not path.exists()
