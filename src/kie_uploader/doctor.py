@@ -10,7 +10,8 @@ For each bucket of the settings (``kie-uploader.settings.json`` with ``-c`` on t
   ``REST-QUERY-STRING``, an ``s3:signatureAge`` shorter than the URL's lifetime; ``aws:SecureTransport``
   is fine: the URL is https);
 - SSE-KMS default encryption with a key that is not in ``bucketKmsKeyArns`` (the function could not
-  decrypt, so the presigned GET fails).
+  decrypt, so the presigned GET fails);
+- Requester Pays (kie.ai's GET carries no ``x-amz-request-payer``).
 
 And once: the prefix and suffix filters (S3 matches them against URL-encoded keys, so a space, a ``+``
 or a non-ASCII character must be written encoded), and whether the secret holds a key.
@@ -204,6 +205,7 @@ def check_bucket(
     )
     findings += _read(subject, "bucket policy", lambda: _policy(plan, clients, bucket))
     findings += _read(subject, "default encryption", lambda: _encryption(plan, clients, bucket))
+    findings += _read(subject, "request payment", lambda: _request_payment(clients, bucket))
     return findings
 
 
@@ -524,6 +526,21 @@ def _encryption(plan: Plan, clients: Clients, bucket: str) -> list[Finding]:
 def _key_listed(key: str, listed: Iterable[str]) -> bool:
     key_id = key.rsplit("/", 1)[-1]
     return any(key == arn or arn.rsplit("/", 1)[-1] == key_id for arn in listed)
+
+
+def _request_payment(clients: Clients, bucket: str) -> list[Finding]:
+    payer = clients.s3.get_bucket_request_payment(Bucket=bucket).get("Payer")
+    if payer != "Requester":
+        return []
+    return [
+        Finding(
+            ERROR,
+            f"bucket {bucket}",
+            "is Requester Pays: kie.ai's GET of the presigned URL sends no x-amz-request-payer, "
+            "so S3 refuses it",
+            "turn Requester Pays off for this bucket, or use another one",
+        )
+    ]
 
 
 # --- filters ---------------------------------------------------------------------------------------
