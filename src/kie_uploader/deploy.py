@@ -85,7 +85,9 @@ def preflight(
     Raises :class:`DoctorRefused` on errors; returns the findings otherwise (warnings, notes).
     """
     values = settings_file.merged(context, settings_path) if settings_path else dict(context)
-    findings = doctor.run(doctor.Plan.from_settings(values, region=region), clients)
+    refused = settings_file.unaccepted_changes(context, settings_path) if settings_path else []
+    findings = [doctor.Finding(doctor.ERROR, "settings", message) for message in refused]
+    findings += doctor.run(doctor.Plan.from_settings(values, region=region), clients)
     for finding in findings:
         if finding.severity != doctor.ERROR:
             logger.info("doctor: %s", finding.line())

@@ -721,7 +721,9 @@ def cmd_doctor(aws: Any, args: argparse.Namespace) -> int:
         raise CliError("no AWS region: pass --region or set AWS_REGION (the stack's region)")
     values.setdefault("stackName", aws.stack_name)
     plan = Plan.from_settings(values, region=region, buckets=args.bucket)
-    findings = run(plan, Clients(aws._client))
+    refused = settings_file.unaccepted_changes({k: v for k, v in context.items() if v is not None}, path)
+    findings = [Finding(ERROR, "settings", message) for message in refused]
+    findings += run(plan, Clients(aws._client))
     if args.json:
         print(json.dumps([asdict(f) for f in findings], indent=2, ensure_ascii=False))
     else:

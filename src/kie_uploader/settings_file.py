@@ -221,6 +221,18 @@ def merged(context: Mapping[str, Any] | None, path: Path) -> dict[str, str]:
     return values
 
 
+def unaccepted_changes(context: Mapping[str, Any], path: Path) -> list[str]:
+    """What the CDK app would refuse: guarded options whose ``context`` value differs from the file's."""
+    layers = LayeredContext(context.get, path)
+    refused = []
+    for key in GUARDED:
+        try:
+            layers(key)
+        except SettingsFileError as exc:
+            refused.append(str(exc))
+    return refused
+
+
 def parse_assignments(items: Iterable[str]) -> dict[str, str | None]:
     """``name=value`` arguments; ``name=`` removes the option."""
     changes: dict[str, str | None] = {}

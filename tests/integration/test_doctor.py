@@ -314,3 +314,15 @@ def test_rules_that_target_the_deployed_stacks_own_queue_are_not_overlaps(
     clients.s3.put_bucket_notification_configuration(Bucket=BUCKET, NotificationConfiguration=config)
     assert only_errors(findings_of(clients)) == []  # the deploy replaces its own rule
     assert only_errors(findings_of(clients, stack_name="OtherStack"))  # for another stack it overlaps
+
+
+def test_doctor_names_a_c_bucket_set_the_deploy_would_refuse(
+    clients: doctor.Clients, aws_env: dict[str, str], tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings_path = tmp_path / "kie-uploader.settings.json"
+    settings_path.write_text(json.dumps({"settings": {"bucketNames": BUCKET}}))
+    code = cli.main(["doctor", "--settings-file", str(settings_path), "-c", "bucketNames=other-bucket"])
+    out = capsys.readouterr().out
+    assert code == cli.EXIT_NO
+    assert "ERROR settings: context bucketNames='other-bucket' differs" in out
+    assert "acceptSettingsChange=true" in out
