@@ -86,7 +86,8 @@ def classify_status(status: int, summary: str, retry_after: float | None = None)
 
 class KieClient:
     """Calls kie.ai's URL upload. ``session`` defaults to a pooled ``requests.Session`` (keep-alive) whose
-    connections the per-call watchdog can shut down."""
+    connections the per-call watchdog can shut down; a session of your own keeps only the deadline checked
+    between reads."""
 
     def __init__(
         self, base_url: str, *, session: requests.Session | None = None, pool_size: int = 10
@@ -307,10 +308,18 @@ def _new_session(pool_size: int) -> requests.Session:
     class WatchedHTTPSPool(HTTPSConnectionPool):
         ConnectionCls = WatchedHTTPSConnection
 
+    watched_pools = {"http": WatchedHTTPPool, "https": WatchedHTTPSPool}
+
     class WatchedAdapter(HTTPAdapter):
         def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
             super().init_poolmanager(*args, **kwargs)
-            self.poolmanager.pool_classes_by_scheme = {"http": WatchedHTTPPool, "https": WatchedHTTPSPool}
+            self.poolmanager.pool_classes_by_scheme = watched_pools
+
+        def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+            manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+            if not proxy.lower().startswith("socks"):  # SOCKS has pools of its own
+                manager.pool_classes_by_scheme = watched_pools
+            return manager
 
     session = requests.Session()
     # One pooled connection per worker thread; retries are ours (classified, deadline-aware), not urllib3's.
