@@ -79,14 +79,36 @@ _CODE_MESSAGES = {
     505: "Feature disabled",
 }
 _SIMPLE_OUTCOMES = frozenset(
-    {"ok", "500", "429", "455", "body-error", "timeout", "malformed", "400", "401", "402", "404", "405",
-     "html", "huge", "trickle", "trickle-headers", "echo"}
+    {
+        "ok",
+        "500",
+        "429",
+        "455",
+        "body-error",
+        "timeout",
+        "malformed",
+        "400",
+        "401",
+        "402",
+        "404",
+        "405",
+        "html",
+        "huge",
+        "trickle",
+        "trickle-headers",
+        "echo",
+    }
 )
 #: What a wrong base URL (a web site rather than the API) answers.
 _HTML_PAGE = b"<!DOCTYPE html><html><head><title>kie.ai</title></head><body><div id=app></div></body></html>"
 #: Query parameters of a presigned URL that are secret: the "echo" outcome repeats their values.
-_SECRET_QUERY_NAMES = ("x-amz-signature", "x-amz-credential", "x-amz-security-token", "signature",
-                       "awsaccesskeyid")
+_SECRET_QUERY_NAMES = (
+    "x-amz-signature",
+    "x-amz-credential",
+    "x-amz-security-token",
+    "signature",
+    "awsaccesskeyid",
+)
 # Truncated mid-string: what a proxy cutting a response short would deliver.
 _MALFORMED_BODY = '{"success": true, "code": 200, "msg": "文件上传成功", "data": {"fileName": "'.encode()
 _QUERY_RE = re.compile(r"\?\S*")
@@ -120,13 +142,24 @@ class Faults:
     huge_status: int = 200
 
     def __post_init__(self) -> None:
-        for name in ("error_rate", "rate_limit_rate", "maintenance_rate", "body_error_rate", "timeout_rate",
-                     "malformed_rate"):
+        for name in (
+            "error_rate",
+            "rate_limit_rate",
+            "maintenance_rate",
+            "body_error_rate",
+            "timeout_rate",
+            "malformed_rate",
+        ):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be between 0 and 1, got {value!r}")
-        for name in ("latency_seconds", "timeout_seconds", "retry_after_seconds", "trickle_interval_seconds",
-                     "huge_bytes"):
+        for name in (
+            "latency_seconds",
+            "timeout_seconds",
+            "retry_after_seconds",
+            "trickle_interval_seconds",
+            "huge_bytes",
+        ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative")
 
@@ -400,7 +433,9 @@ class KieEmulator:
         self._server = server_class((self.host, self.port), self)
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="kie-emulator",
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="kie-emulator",
             daemon=True,
         )
         self._thread.start()
@@ -501,9 +536,9 @@ class KieEmulator:
             if path.startswith(FILES_PREFIX):
                 if method not in ("GET", "HEAD"):
                     return _error(405, "Method not allowed", headers={"Allow": "GET, HEAD"})
-                return self._serve_file(path[len(FILES_PREFIX):])
+                return self._serve_file(path[len(FILES_PREFIX) :])
             if path.startswith(ADMIN_PREFIX):
-                return self._admin(method, path[len(ADMIN_PREFIX):], body)
+                return self._admin(method, path[len(ADMIN_PREFIX) :], body)
             return _error(404, "Not found")
         except Exception:  # a bug here must still answer like a server would
             logger.exception("emulator error on %s %s", method, path)
@@ -780,8 +815,12 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
 
     def _head(self, response: _Response, length: int) -> bytes:
-        lines = [f"HTTP/1.1 {response.status} {_reason(response.status)}", f"Server: {self.server_version}",
-                 f"Content-Type: {_with_charset(response.content_type)}", f"Content-Length: {length}"]
+        lines = [
+            f"HTTP/1.1 {response.status} {_reason(response.status)}",
+            f"Server: {self.server_version}",
+            f"Content-Type: {_with_charset(response.content_type)}",
+            f"Content-Length: {length}",
+        ]
         lines += [f"{name}: {value}" for name, value in response.headers.items()]
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
@@ -872,8 +911,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port (printed on start)")
-    parser.add_argument("--api-key", default=os.environ.get("KIE_EMULATOR_API_KEY"),
-                        help="the accepted Bearer key (default: $KIE_EMULATOR_API_KEY)")
+    parser.add_argument(
+        "--api-key",
+        default=os.environ.get("KIE_EMULATOR_API_KEY"),
+        help="the accepted Bearer key (default: $KIE_EMULATOR_API_KEY)",
+    )
     parser.add_argument("--retention-seconds", type=int, default=DEFAULT_RETENTION_SECONDS)
     parser.add_argument("--download-timeout", type=float, default=DEFAULT_DOWNLOAD_TIMEOUT)
     parser.add_argument("--public-base-url", default=None)
@@ -905,11 +947,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         faults = Faults(**{name: value for name, value in vars(args).items() if name in fault_fields})
     except ValueError as exc:
         parser.error(str(exc))
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
     emulator = KieEmulator(
-        api_key=args.api_key, host=args.host, port=args.port, retention_seconds=args.retention_seconds,
-        download_timeout=args.download_timeout, public_base_url=args.public_base_url, faults=faults,
+        api_key=args.api_key,
+        host=args.host,
+        port=args.port,
+        retention_seconds=args.retention_seconds,
+        download_timeout=args.download_timeout,
+        public_base_url=args.public_base_url,
+        faults=faults,
     )
     stop = threading.Event()
 
