@@ -734,3 +734,88 @@ def test_given_no_api_key_when_started_then_it_refuses(monkeypatch: pytest.Monke
         main(["--port", "0"])
 
     assert exit_info.value.code == 2
+
+
+# -- fault modes of a broken network or a wrong base URL (issue 8, items 6, 7, 8 and 13) --------------------
+
+
+@pytest.mark.parametrize(("outcome", "status"), [("404", 404), ("405", 405)])
+def test_given_a_scripted_404_or_405_when_uploading_then_that_status_with_kies_error_body(
+    emulator: KieEmulator, origin: Origin, http: requests.Session, outcome: str, status: int
+) -> None:
+    emulator.script(outcome)
+
+    response = upload(http, emulator, photo_body(origin))
+
+    assert response.status_code == status
+    assert response.json()["code"] == status
+    assert emulator.upload_count == 0
+
+
+def test_given_a_scripted_html_page_when_uploading_then_http_200_with_an_html_page(
+    emulator: KieEmulator, origin: Origin, http: requests.Session
+) -> None:
+    emulator.script("html")
+
+    response = upload(http, emulator, photo_body(origin))
+
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("text/html")
+    assert response.text.startswith("<!DOCTYPE html>")
+    assert emulator.upload_count == 0
+
+
+def test_given_a_scripted_huge_answer_when_read_whole_then_it_has_the_size_and_status_asked_and_is_counted(
+    emulator: KieEmulator, origin: Origin, http: requests.Session
+) -> None:
+    emulator.set_faults(huge_bytes=3 * 1024 * 1024 + 5, huge_status=502)
+    emulator.script("huge")
+
+    response = upload(http, emulator, photo_body(origin))
+
+    assert response.status_code == 502
+    assert int(response.headers["Content-Length"]) == len(response.content) == 3 * 1024 * 1024 + 5
+    assert response.content.startswith(b'{"success": false, "code": 500, "msg": "xxx')
+    deadline = time.monotonic() + 5
+    while not emulator.streamed_bytes and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert emulator.streamed_bytes == [3 * 1024 * 1024 + 5]
+
+
+@pytest.mark.parametrize("outcome", ["trickle", "trickle-headers"])
+def test_given_a_scripted_trickle_when_waited_for_then_the_whole_real_answer_arrives_slowly(
+    emulator: KieEmulator, origin: Origin, http: requests.Session, outcome: str
+) -> None:
+    emulator.set_faults(trickle_interval_seconds=0.002)
+    emulator.script(outcome)
+
+    started = time.monotonic()
+    response = upload(http, emulator, photo_body(origin, fileName="slow.png"))
+    elapsed = time.monotonic() - started
+
+    assert response.status_code == 200
+    assert response.json()["data"]["filePath"] == "images/user-uploads/slow.png"
+    assert emulator.stored("images/user-uploads/slow.png") == PNG
+    # One byte at a time: at least (answer bytes) × interval, the head alone being over 80 bytes.
+    assert elapsed >= 80 * 0.002
+    assert [call.fault for call in emulator.calls] == [outcome]
+
+
+def test_given_a_scripted_echo_when_uploading_then_400_repeats_the_secret_query_values_outside_the_url(
+    emulator: KieEmulator, origin: Origin, http: requests.Session
+) -> None:
+    emulator.script("echo")
+
+    response = upload(http, emulator, photo_body(origin))
+
+    assert response.status_code == 400
+    msg = response.json()["msg"]
+    assert "deadbeefcafe0123456789" in msg and "AKIDEXAMPLE" in msg  # decoded, not as name=value
+    assert SIGNATURE not in msg and "?" not in msg
+    assert emulator.upload_count == 0
+
+
+@pytest.mark.parametrize("field", ["trickle_interval_seconds", "huge_bytes"])
+def test_given_a_negative_size_or_interval_when_building_faults_then_value_error(field: str) -> None:
+    with pytest.raises(ValueError, match=field):
+        Faults(**{field: -1})
