@@ -100,6 +100,7 @@ class KieClient:
     ) -> KieUpload:
         """One call, over within ``timeout`` seconds (kie.ai downloads the file before it answers)."""
         import requests
+        from urllib3.exceptions import HTTPError
 
         too_late = f"kie.ai did not answer within {timeout:g} s"
         try:
@@ -123,7 +124,7 @@ class KieClient:
         except Exception as exc:
             if watchdog.expired or isinstance(exc, (requests.Timeout, TimeoutError)):
                 raise TransientError(too_late) from exc
-            if isinstance(exc, (requests.RequestException, http.client.HTTPException, OSError)):
+            if isinstance(exc, (requests.RequestException, HTTPError, http.client.HTTPException, OSError)):
                 # The exception text may hold the request URL; only the class name leaves this module.
                 raise TransientError(f"kie.ai unreachable ({type(exc).__name__})") from exc
             raise
