@@ -407,3 +407,15 @@ def test_the_handler_uses_the_bus_of_its_environment(monkeypatch: pytest.MonkeyP
     answer = publisher.handler({"Records": [inserted(uploaded_item())]}, LambdaContext())
 
     assert answer == {"batchItemFailures": []} and client.calls[0][0]["EventBusName"] == "kie-events"
+
+
+def test_a_call_stays_under_put_events_size_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(publisher, "MAX_CALL_BYTES", 2_000)
+    client = FakeEvents()
+    records = uploads(6)  # each entry is a bit under 700 bytes
+
+    assert run(client, *records) == {"batchItemFailures": []}
+
+    sizes = [sum(publisher.entry_size(e) for e in call) for call in client.calls]
+    assert len(client.calls) > 1 and all(size <= 2_000 for size in sizes)
+    assert sum(len(call) for call in client.calls) == 6
