@@ -337,6 +337,8 @@ class Publisher:
                 logger.error(
                     "unreadable stream record", extra={"reason": str(exc), "sequenceNumber": unreadable}
                 )
+                if not unreadable:
+                    raise  # no sequence number to name: the whole batch fails (and is bisected)
                 break
             if change is not None:
                 changes.append(change)

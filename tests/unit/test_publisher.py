@@ -419,3 +419,12 @@ def test_a_call_stays_under_put_events_size_limit(monkeypatch: pytest.MonkeyPatc
     sizes = [sum(publisher.entry_size(e) for e in call) for call in client.calls]
     assert len(client.calls) > 1 and all(size <= 2_000 for size in sizes)
     assert sum(len(call) for call in client.calls) == 6
+
+
+def test_a_record_without_a_sequence_number_fails_the_whole_invocation() -> None:
+    client = FakeEvents()
+    broken = {"eventID": "1", "eventName": "MODIFY", "eventSource": "aws:dynamodb"}
+
+    with pytest.raises(MalformedRecordError):
+        run(client, inserted(uploaded_item()), broken)
+    assert client.calls == []
