@@ -29,6 +29,9 @@ def client(monkeypatch: pytest.MonkeyPatch) -> Any:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDREGIONTEST")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "region-test-secret")
+    # S3Objects makes its per-region clients from boto3's default session, which keeps the credentials it
+    # first found: give this test its own, so that later tests do not inherit these.
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
     config = Config(signature_version="s3v4", retries={"mode": "standard", "max_attempts": 1})
     return boto3.client("s3", region_name="us-east-1", config=config)
 
