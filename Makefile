@@ -13,7 +13,7 @@ export CDK_DISABLE_CLI_TELEMETRY := true
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install demo test lint unit bench soak synth clean
+.PHONY: install demo test lint unit bench soak model synth clean
 
 install: $(VENV)/.installed $(MS_VENV)/.installed node_modules/.installed
 
@@ -51,6 +51,10 @@ bench: install
 
 soak: install
 	SOAK_OBJECTS=1000 $(VENV)/bin/pytest tests/e2e/test_soak.py $(ARGS)
+
+# The record's model-based test with many more generated histories than make test's 12.
+model: install
+	MODEL_EXAMPLES=$${MODEL_EXAMPLES:-300} $(VENV)/bin/pytest tests/integration/test_model.py $(ARGS)
 
 synth: install
 	node_modules/.bin/cdk synth --no-notices --quiet
