@@ -135,3 +135,47 @@ def deployed_stack(local_state: Path, tmp_path_factory: pytest.TempPathFactory) 
     finally:
         emulator.stop()
         server.stop()
+
+
+def deploy_beside(
+    base: DeployedStack, stack_name: str, context: dict[str, str], outdir: Path
+) -> DeployedStack:
+    """Another stack in ``base``'s ministack (its bootstrap reused), calling the same emulator, key put.
+
+    ``outdir`` is its own (cloud assembly and settings file); deploying again with the same ``outdir`` is
+    an update of the same stack.
+    """
+    timings: dict[str, float] = {}
+    outputs = deploy_local(
+        endpoint_url=base.endpoint_url,
+        kie_base_url=base.emulator.base_url,
+        context=context,
+        stack_name=stack_name,
+        outdir=outdir,
+        timings=timings,
+    )
+    put_api_key(outputs["SecretArn"], base.api_key, endpoint_url=base.endpoint_url)
+    return DeployedStack(
+        stack_name=stack_name,
+        outputs=outputs,
+        endpoint_url=base.endpoint_url,
+        emulator=base.emulator,
+        api_key=base.api_key,
+        ministack=base.ministack,
+        outdir=outdir,
+        timings=timings,
+    )
+
+
+@pytest.fixture(scope="session")
+def direct_stack(deployed_stack: DeployedStack, tmp_path_factory: pytest.TempPathFactory) -> DeployedStack:
+    """A second stack with ``notify=lambda`` (S3 invokes the function directly, asynchronously).
+
+    Not destroyed: it goes with the session's ministack (saves a ``cdk destroy``).
+    """
+    return deploy_beside(
+        deployed_stack,
+        "KieUploaderDirect",
+        {"notify": "lambda"},
+        tmp_path_factory.mktemp("e2e-direct-cdk-out"),
+    )

@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from kie_uploader.deploy import deploy_local, destroy_local, put_api_key
-from tests.e2e.conftest import DeployedStack
+from kie_uploader.deploy import deploy_local, destroy_local
+from tests.e2e.conftest import DeployedStack, deploy_beside
 
 pytestmark = pytest.mark.slow
 
@@ -96,26 +96,7 @@ def existing(
     )
     context = {"bucketNames": bucket, "notify": "eventbridge", "prefix": "incoming/"}
     outdir: Path = tmp_path_factory.mktemp("e2e-existing-cdk-out")
-    timings: dict[str, float] = {}
-    outputs = deploy_local(
-        endpoint_url=deployed_stack.endpoint_url,
-        kie_base_url=deployed_stack.emulator.base_url,
-        context=context,
-        stack_name=STACK_NAME,
-        outdir=outdir,
-        timings=timings,
-    )
-    put_api_key(outputs["SecretArn"], deployed_stack.api_key, endpoint_url=deployed_stack.endpoint_url)
-    stack = DeployedStack(
-        stack_name=STACK_NAME,
-        outputs=outputs,
-        endpoint_url=deployed_stack.endpoint_url,
-        emulator=deployed_stack.emulator,
-        api_key=deployed_stack.api_key,
-        ministack=deployed_stack.ministack,
-        outdir=outdir,
-        timings=timings,
-    )
+    stack = deploy_beside(deployed_stack, STACK_NAME, dict(context), outdir)
     yield ExistingBucketStack(stack, bucket, users_queue, context)
     destroy_local(endpoint_url=deployed_stack.endpoint_url, stack_name=STACK_NAME, outdir=outdir)
     # Destroying the stack takes its own entries off the bucket, and leaves the user's.

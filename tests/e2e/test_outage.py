@@ -1,7 +1,8 @@
 """Outage and recovery through the stack deployed into ministack: nothing is lost.
 
 kie.ai is down (connection refused: the emulator is stopped) for the whole first pass. Objects arrive the
-way the stack is deployed by default: S3 notifications invoke the function asynchronously; every
+way the stack is deployed with ``notify=lambda`` (the ``direct_stack`` fixture; the default is ``queue``):
+S3 notifications invoke the function asynchronously; every
 invocation fails (the function raises after recording ``FAILED``), Lambda retries it twice, then parks the
 event in the DLQ as a Lambda destination record. Then kie.ai comes back on the same port, the operator
 runs ``kie-uploader redrive``, the queue's event source mapping hands the destination records to the
@@ -62,9 +63,9 @@ def dlq_bodies(stack: DeployedStack) -> list[dict[str, Any]]:
 
 
 def test_an_outage_parks_every_object_in_the_dlq_and_redrive_uploads_them_all(
-    deployed_stack: DeployedStack, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    direct_stack: DeployedStack, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    stack, emulator = deployed_stack, deployed_stack.emulator
+    stack, emulator = direct_stack, direct_stack.emulator
     s3, bucket = stack.client("s3"), stack.bucket_name
     run = uuid.uuid4().hex[:8]
     objects = {f"outage-{run}/{i}.txt": f"outage {run} object {i}".encode() for i in range(OBJECTS)}

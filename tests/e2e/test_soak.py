@@ -1,8 +1,10 @@
 """Soak: many objects through the stack deployed into ministack while kie.ai misbehaves.
 
 The emulator answers 20 % of upload calls with a transient error (HTTP 500) and stalls 5 % past the
-function's kie.ai timeout. Objects arrive the way the stack is deployed by default: S3 notifications invoke
-the function asynchronously (Lambda retries a failed invocation twice, then parks it in the DLQ).
+function's kie.ai timeout. Objects arrive the way the stack is deployed by default (``notify=queue``): S3
+notifications go to the queue, whose event source hands them to the function in batches; an object that
+fails all of one invocation's attempts is reported as a batch item failure and delivered again once its
+visibility timeout ends (after 5 receives it would go to the DLQ).
 
 Every object must end with exactly one record, ``UPLOADED``, whose downloadUrl serves the object's bytes;
 the DLQ and the queue must be empty.
@@ -13,7 +15,9 @@ invocation in its own subprocess without a concurrency limit, and a 2-core machi
 at once. ``SOAK_SEED`` replays the emulator's fault sequence.
 
 The deployed function's ``KIE_TIMEOUT_SECONDS`` (40 s) is lowered to 2 s for the soak through Lambda's
-UpdateFunctionConfiguration, and restored afterwards: with 40 s, every stalled call would cost 40 s.
+UpdateFunctionConfiguration, and the queue's visibility timeout (6 x the function's 120 s) to
+``SOAK_VISIBILITY_SECONDS`` through SetQueueAttributes; both are restored afterwards: with 40 s, every
+stalled call would cost 40 s, and a redelivery would wait 12 minutes.
 """
 
 from __future__ import annotations
@@ -39,18 +43,28 @@ KIE_TIMEOUT_SECONDS = 2
 #: The emulator stalls longer than the function waits.
 STALL_SECONDS = KIE_TIMEOUT_SECONDS + 1.0
 OBJECT_WAIT_SECONDS = 120.0
+#: Longer than one invocation with KIE_TIMEOUT_SECONDS=2 can take (4 attempts with backoff, ~12 s).
+SOAK_VISIBILITY_SECONDS = 30
 
 
 @pytest.fixture
 def short_kie_timeout(deployed_stack: DeployedStack) -> Iterator[None]:
-    """The deployed function with ``KIE_TIMEOUT_SECONDS=2`` for this test; the original afterwards."""
-    lambda_ = deployed_stack.client("lambda")
-    name = deployed_stack.outputs["FunctionName"]
+    """The deployed function with ``KIE_TIMEOUT_SECONDS=2`` and its queue with a visibility timeout of
+    ``SOAK_VISIBILITY_SECONDS`` for this test; the originals afterwards."""
+    lambda_, sqs = deployed_stack.client("lambda"), deployed_stack.client("sqs")
+    name, queue_url = deployed_stack.outputs["FunctionName"], deployed_stack.outputs["QueueUrl"]
     original = lambda_.get_function_configuration(FunctionName=name)["Environment"]["Variables"]
+    visibility = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["VisibilityTimeout"])[
+        "Attributes"
+    ]
     set_environment(lambda_, name, {**original, "KIE_TIMEOUT_SECONDS": str(KIE_TIMEOUT_SECONDS)})
+    sqs.set_queue_attributes(
+        QueueUrl=queue_url, Attributes={"VisibilityTimeout": str(SOAK_VISIBILITY_SECONDS)}
+    )
     try:
         yield
     finally:
+        sqs.set_queue_attributes(QueueUrl=queue_url, Attributes=visibility)
         set_environment(lambda_, name, original)
         deployed_stack.emulator.set_faults()
 
