@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from kie_uploader import local
-from tests.factories import BUCKET, OTHER, SECRET, TABLE, VERSIONED, World
+from tests.factories import BUCKET, OTHER, SECRET, TABLE, VERSIONED, World, records_table_definition
 from tests.leakcheck import LeakWatch
 
 if TYPE_CHECKING:
@@ -93,12 +93,7 @@ def world(
     for bucket in (BUCKET, VERSIONED, OTHER):
         w.s3.create_bucket(Bucket=bucket)
     w.s3.put_bucket_versioning(Bucket=VERSIONED, VersioningConfiguration={"Status": "Enabled"})
-    w.ddb.create_table(
-        TableName=TABLE,
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    w.ddb.create_table(**records_table_definition(TABLE))
     w.secrets.create_secret(Name=SECRET, SecretString=json.dumps({"apiKey": KIE_TEST_KEY}))
     w.env(
         TABLE_NAME=TABLE,

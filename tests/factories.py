@@ -52,6 +52,31 @@ TABLE = "records"
 SECRET = "kie/api-key"
 
 
+def records_table_definition(name: str) -> dict[str, Any]:
+    """CreateTable arguments of the records table as the stack makes it: ``pk``, and the sparse expiry index
+    (``liveBucket`` + ``expiresAt``, present only on live uploads)."""
+    return {
+        "TableName": name,
+        "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
+        "AttributeDefinitions": [
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "liveBucket", "AttributeType": "S"},
+            {"AttributeName": "expiresAt", "AttributeType": "N"},
+        ],
+        "GlobalSecondaryIndexes": [
+            {
+                "IndexName": "byExpiry",
+                "KeySchema": [
+                    {"AttributeName": "liveBucket", "KeyType": "HASH"},
+                    {"AttributeName": "expiresAt", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "KEYS_ONLY"},
+            }
+        ],
+        "BillingMode": "PAY_PER_REQUEST",
+    }
+
+
 def encode_key(key: str) -> str:
     """A key as S3 writes it in notifications: URL-encoded, ``+`` for a space."""
     return quote_plus(key, safe="/")

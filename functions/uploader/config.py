@@ -30,6 +30,7 @@ VARIABLES = (
     "SECRET_CACHE_SECONDS",
     "KIE_TIMEOUT_SECONDS",
     "KIE_MAX_ATTEMPTS",
+    "RECORD_RETENTION_SECONDS",
 )
 
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
@@ -59,6 +60,8 @@ class Config:
     kie_timeout_seconds: float = 40.0
     #: kie.ai calls per object per delivery, the first included.
     kie_max_attempts: int = 4
+    #: How long a record outlives its file at kie.ai (or its last change) before DynamoDB's TTL removes it.
+    record_retention_seconds: int = 2_592_000
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
@@ -91,6 +94,9 @@ class Config:
             secret_cache_seconds=_int(env, "SECRET_CACHE_SECONDS", cls.secret_cache_seconds, 0, 86_400),
             kie_timeout_seconds=float(_int(env, "KIE_TIMEOUT_SECONDS", 40, 1, 900)),
             kie_max_attempts=_int(env, "KIE_MAX_ATTEMPTS", cls.kie_max_attempts, 1, 20),
+            record_retention_seconds=_int(
+                env, "RECORD_RETENTION_SECONDS", cls.record_retention_seconds, 0, 10 * 365 * 86_400
+            ),
         )
 
 

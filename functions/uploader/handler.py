@@ -3,6 +3,8 @@
 * SQS event → ``{"batchItemFailures": [...]}`` naming exactly the messages to deliver again: a transient
   or configuration failure of one of its objects, or a malformed message (so that it lands in the DLQ
   instead of being lost).
+* ``resolve`` / ``refresh`` request (a synchronous invocation, the keep-alive schedule) → the answer of
+  :mod:`uploader.live`.
 * Direct S3 (or EventBridge) event → raises :class:`RetryNeededError` after every object is done when any
   of them needs another try; Lambda's asynchronous retry then delivers the event again.
 
@@ -20,6 +22,7 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
+from uploader import live
 from uploader.config import VARIABLES, Config
 from uploader.errors import ConfigurationError
 from uploader.events import ParsedEvent, parse_event
@@ -80,7 +83,8 @@ def _get_processor() -> Processor:
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any] | None:
     """Process every object named by the event; see the module docstring for the answer."""
-    parsed = parse_event(event)
+    request = live.is_request(event)
+    parsed = None if request else parse_event(event)
     try:
         processor = _get_processor()
     except ConfigurationError:
@@ -88,13 +92,31 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any] | None:
         logger.exception("invalid configuration")
         raise
     remaining = getattr(context, "get_remaining_time_in_millis", lambda: _DEFAULT_REMAINING_MS)
-    outcomes = processor.process_messages(parsed.messages, Deadline(remaining, SAFETY_MARGIN_SECONDS))
+    deadline = Deadline(remaining, SAFETY_MARGIN_SECONDS)
+    if parsed is None:
+        answer = live.handle(event, processor, deadline)
+        logger.info(
+            "request answered",
+            extra={"request": "resolve" if "resolve" in event else "refresh", "answer": _summary(answer)},
+        )
+        return answer
+    outcomes = processor.process_messages(parsed.messages, deadline)
     retry_ids = _report(parsed, outcomes)
     if parsed.source == "sqs":
         return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in retry_ids]}
     if retry_ids:
         raise RetryNeededError(f"{len(retry_ids)} of {len(parsed.messages)} records need another try")
     return None
+
+
+def _summary(answer: dict[str, Any]) -> dict[str, Any]:
+    """What a request's log line says: counts and statuses, never a download URL."""
+    if "results" in answer:
+        return {
+            "statuses": [r["status"] for r in answer["results"]],
+            "uploaded": sum(1 for r in answer["results"] if r["uploaded"]),
+        }
+    return answer
 
 
 def _report(parsed: ParsedEvent, outcomes: list[Outcome]) -> list[str]:

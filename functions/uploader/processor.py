@@ -66,6 +66,8 @@ log = logging.getLogger(__name__)
 MAX_ROUNDS = 12
 #: A claim outlives its holder's invocation by this much (then it may be taken over).
 LEASE_MARGIN_SECONDS = 5.0
+#: How often a waiting request looks again at a record another delivery holds.
+CLAIM_POLL_SECONDS = 0.2
 #: File names kie.ai (and any file system) refuses.
 _RESERVED_NAMES = frozenset({"", ".", ".."})
 
@@ -114,6 +116,7 @@ class Processor:
     retrier: Retrier
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     monotonic: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
 
     def process_messages(self, messages: Iterable[Message], deadline: Deadline) -> list[Outcome]:
         """Every object of every message, concurrently by lane; outcomes lane by lane, in input order."""
@@ -134,12 +137,18 @@ class Processor:
     def _run_lane(self, lane: list[tuple[str, ObjectRef]], deadline: Deadline) -> list[Outcome]:
         return [self.process(message_id, ref, deadline) for message_id, ref in lane]
 
-    def process(self, message_id: str, ref: ObjectRef, deadline: Deadline) -> Outcome:
-        """One object; never raises (an unexpected error becomes a transient failure to deliver again)."""
+    def process(
+        self, message_id: str, ref: ObjectRef, deadline: Deadline, *, min_valid: int = 0, waits: bool = False
+    ) -> Outcome:
+        """One object; never raises (an unexpected error becomes a transient failure to deliver again).
+
+        ``min_valid``: a live upload with fewer seconds left is uploaded again. ``waits``: the caller waits
+        for the answer (a synchronous request), so another delivery's claim is waited for, not bumped.
+        """
         started = self.monotonic()
         outcome = Outcome(ref=ref, message_id=message_id, status=Status.FAILED)
         try:
-            self._process(ref, outcome, deadline)
+            self._process(ref, outcome, deadline, min_valid=min_valid, waits=waits)
         except UploaderError as exc:  # the table or the secret failed: nothing could be recorded
             outcome.status, outcome.retry = Status.FAILED, exc.retryable
             outcome.error, outcome.error_kind = str(exc), exc.kind
@@ -152,7 +161,9 @@ class Processor:
 
     # --- steps ---
 
-    def _process(self, ref: ObjectRef, outcome: Outcome, deadline: Deadline, min_valid: int = 0) -> None:
+    def _process(
+        self, ref: ObjectRef, outcome: Outcome, deadline: Deadline, *, min_valid: int, waits: bool
+    ) -> None:
         allowed = self.config.allowed_buckets
         if allowed is not None and ref.bucket not in allowed:
             error = PermanentError(f"bucket {ref.bucket!r} is not in ALLOWED_BUCKETS")
@@ -163,23 +174,29 @@ class Processor:
             return
         owner = uuid.uuid4().hex
         cache = _UploadCache()
-        for _ in range(MAX_ROUNDS):
-            if deadline.remaining() <= 0:
-                break
+        rounds = 0
+        while rounds < MAX_ROUNDS and deadline.remaining() > 0:
             record = self.table.get(ref.pk)
-            if not ref.force and covers_sequencer(record, ref.sequencer):
+            if not ref.force and min_valid == 0 and covers_sequencer(record, ref.sequencer):
                 outcome.status = Status.SUPERSEDED
                 return
             now_ms = int(self.now().timestamp() * 1000)
             rev = revision(record)
             if claimed_by_other(record, owner, now_ms):
+                # A waiting caller (or a claim whose holder has no one to deliver it again) waits; a
+                # delivery hands its nudge to the holder, which must read S3 again before it writes.
+                if waits or (record is not None and record.get("claimWaits")):
+                    self.sleep(CLAIM_POLL_SECONDS)
+                    continue
                 if self.table.bump(ref, rev):
                     outcome.status = Status.IN_PROGRESS
                     return
+                rounds += 1
                 continue
+            rounds += 1
             lease_ms = int((max(deadline.remaining(), 0) + LEASE_MARGIN_SECONDS) * 1000)
             now = int(self.now().timestamp())
-            if not self.table.claim(ref, rev, owner=owner, until_ms=now_ms + lease_ms, now=now):
+            if not self.table.claim(ref, rev, owner=owner, until_ms=now_ms + lease_ms, now=now, waits=waits):
                 continue
             try:
                 if self._settle(ref, record, rev + 1, outcome, deadline, cache, min_valid):

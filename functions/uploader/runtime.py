@@ -22,7 +22,7 @@ def build_processor(config: Config) -> Processor:
         config=config,
         s3=S3Objects(),
         kie=KieClient(config.kie_base_url, pool_size=config.max_concurrency),
-        table=RecordTable(config.table_name),
+        table=RecordTable(config.table_name, retention_seconds=config.record_retention_seconds),
         api_key=api_key,
         retrier=Retrier(RetryPolicy(max_attempts=config.kie_max_attempts)),
     )

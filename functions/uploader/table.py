@@ -28,7 +28,7 @@ change), so it costs one read.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -53,7 +53,11 @@ UPLOAD_ATTRIBUTES = (
     "uploadPath",
 )
 ERROR_ATTRIBUTES = ("error", "errorKind", "retryable")
-CLAIM_ATTRIBUTES = ("claimOwner", "claimUntil")
+CLAIM_ATTRIBUTES = ("claimOwner", "claimUntil", "claimWaits")
+#: The sparse index of live uploads by bucket and expiry: what is due for a refresh, without a scan.
+EXPIRY_INDEX = "byExpiry"
+#: Its partition key: the bucket, present only while the record is ``UPLOADED``.
+EXPIRY_INDEX_KEY = "liveBucket"
 _CONFIGURATION_CODES = {
     "ResourceNotFoundException",
     "AccessDeniedException",
@@ -230,9 +234,12 @@ class RecordTable:
         item = answer.get("Item")
         return {k: _from_av(v) for k, v in item.items()} if item else None
 
-    def claim(self, ref: ObjectRef, rev: int, *, owner: str, until_ms: int, now: int) -> bool:
-        """Take the record at ``rev`` for ``owner`` until ``until_ms``; creates it when there is none."""
-        return self._write(self.claim_request(ref, rev, owner=owner, until_ms=until_ms, now=now))
+    def claim(
+        self, ref: ObjectRef, rev: int, *, owner: str, until_ms: int, now: int, waits: bool = False
+    ) -> bool:
+        """Take the record at ``rev`` for ``owner`` until ``until_ms``; creates it when there is none.
+        ``waits``: the holder answers a synchronous request (no redelivery if it dies), so others wait."""
+        return self._write(self.claim_request(ref, rev, owner=owner, until_ms=until_ms, now=now, waits=waits))
 
     def bump(self, ref: ObjectRef, rev: int) -> bool:
         """Move the revision on, so that the holder of the claim reads S3 again before it writes."""
@@ -262,20 +269,54 @@ class RecordTable:
         update.set("errorKind", ErrorKind.PERMANENT.value)
         update.set("retryable", False)
         update.add("rev", 1)
-        update.remove(*UPLOAD_ATTRIBUTES)
+        update.remove(*UPLOAD_ATTRIBUTES, EXPIRY_INDEX_KEY)
         update.add("attempts", 0)
         return self._write(self._request(update, ref, None))
+
+    def due(self, bucket: str, *, until: int, pk_prefix: str) -> Iterator[dict[str, Any]]:
+        """The live uploads of ``bucket`` whose file expires by ``until`` (epoch s) and whose pk starts
+        with ``pk_prefix``: a query of the sparse expiry index, so the cost grows with what is due."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": EXPIRY_INDEX,
+            "KeyConditionExpression": "#b = :b AND #e <= :t",
+            "FilterExpression": "begins_with(#pk, :p)",
+            "ExpressionAttributeNames": {"#b": EXPIRY_INDEX_KEY, "#e": "expiresAt", "#pk": "pk"},
+            "ExpressionAttributeValues": {
+                ":b": {"S": bucket},
+                ":t": {"N": str(until)},
+                ":p": {"S": pk_prefix},
+            },
+        }
+        try:
+            while True:
+                answer = self._client.query(**request)
+                for item in answer.get("Items", []):
+                    yield {k: _from_av(v) for k, v in item.items()}
+                if "LastEvaluatedKey" not in answer:
+                    return
+                request["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+        except ClientError as exc:
+            raise _classify(exc) from exc
+        except BotoCoreError as exc:
+            raise TransientError(f"DynamoDB unreachable ({type(exc).__name__})") from exc
 
     # --- requests (public for the tests that run them against DynamoDB Local) ---
 
     def claim_request(
-        self, ref: ObjectRef, rev: int, *, owner: str, until_ms: int, now: int
+        self, ref: ObjectRef, rev: int, *, owner: str, until_ms: int, now: int, waits: bool = False
     ) -> dict[str, Any]:
         update = _Update()
         update.set("bucket", ref.bucket)
         update.set("key", ref.key)
         update.set("claimOwner", owner)
         update.set("claimUntil", until_ms)
+        if waits:
+            update.set("claimWaits", True)
+        else:
+            update.remove("claimWaits")
         update.set("purgeAt", now + self._retention, if_not_exists=True)
         return self._request(update, ref, update.at_revision(rev))
 
@@ -300,10 +341,11 @@ class RecordTable:
         update.remove(*CLAIM_ATTRIBUTES)
         if state.upload is not None:
             self._upload(update, state.upload, observed_at)
+            update.set(EXPIRY_INDEX_KEY, ref.bucket)
             update.remove(*ERROR_ATTRIBUTES)
         else:
             update.set("purgeAt", now + self._retention)
-            update.remove(*UPLOAD_ATTRIBUTES)
+            update.remove(*UPLOAD_ATTRIBUTES, EXPIRY_INDEX_KEY)
             if state.error is not None and state.error_kind is not None:
                 update.set("error", state.error)
                 update.set("errorKind", state.error_kind.value)

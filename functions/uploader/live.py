@@ -1,0 +1,211 @@
+"""Requests for a live URL: ``resolve`` (a synchronous invocation) and ``refresh`` (the keep-alive schedule).
+
+Both run the same processor, under the same convergence rules, as every event and message; they only ask
+for a URL that stays valid longer (``min_valid``), so a live upload with less time left is uploaded again
+under a new ``uploadPath`` (the file someone may be using is never overwritten).
+
+``{"resolve": ["s3://bucket/key", ...], "minValidSeconds": 3600}`` →
+``{"results": [{"s3Uri", "status", "downloadUrl", "expiresAt", "uploaded", "error"}, ...]}`` in order.
+A bad URI, a refused bucket, a deleted or too large object is a result with its status and a readable
+``error``; only a request that is not a resolve request at all gets ``{"error": ...}`` and no results.
+
+``{"refresh": {"prefixes": ["s3://bucket/prefix", ...], "expiringWithinSeconds": 43200}}`` re-uploads the
+live uploads under those prefixes whose file expires within that time, found through the sparse expiry
+index (no scan), and answers with counts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from uploader.models import ObjectRef, Outcome, Status
+from uploader.processor import Processor
+from uploader.retry import Deadline
+
+MAX_URIS = 10
+DEFAULT_MIN_VALID_SECONDS = 3600
+#: A URL is never promised for the whole retention: kie.ai counts from its own clock.
+RETENTION_MARGIN_SECONDS = 300
+#: A refresh round stops starting new uploads when less than this is left of the invocation.
+REFRESH_RESERVE_SECONDS = 20.0
+
+
+class BadRequestError(ValueError):
+    """The request as a whole cannot be read (the message says why)."""
+
+
+@dataclass(frozen=True)
+class S3Location:
+    bucket: str
+    key: str
+
+    @property
+    def uri(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+
+def parse_s3_uri(text: Any, *, allow_prefix: bool = False) -> S3Location:
+    """``s3://bucket/key`` (or ``s3://bucket/prefix``, possibly empty, with ``allow_prefix``)."""
+    if not isinstance(text, str) or not text.startswith("s3://"):
+        raise ValueError("not an S3 URI (expected s3://bucket/key)")
+    bucket, _, key = text[len("s3://") :].partition("/")
+    if not bucket:
+        raise ValueError("the S3 URI names no bucket")
+    if not key and not allow_prefix:
+        raise ValueError("the S3 URI names no key (expected s3://bucket/key)")
+    if len(key.encode("utf-8", "surrogatepass")) > 1024:
+        raise ValueError("the key is longer than S3 allows (1024 bytes)")
+    return S3Location(bucket, key)
+
+
+def is_request(event: Any) -> bool:
+    """Whether the invocation is a resolve or refresh request (not an S3/SQS/EventBridge event)."""
+    return isinstance(event, Mapping) and ("resolve" in event or "refresh" in event)
+
+
+def handle(event: Mapping[str, Any], processor: Processor, deadline: Deadline) -> dict[str, Any]:
+    """Answer a resolve or refresh request."""
+    try:
+        if "resolve" in event:
+            return resolve(event, processor, deadline)
+        return refresh(event.get("refresh"), processor, deadline)
+    except BadRequestError as exc:
+        return {"error": str(exc)}
+
+
+def _max_valid(processor: Processor) -> int:
+    return processor.config.kie_retention_seconds - RETENTION_MARGIN_SECONDS
+
+
+def _seconds(value: Any, name: str, default: int, high: int) -> int:
+    if value is None:
+        return min(default, high)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= high:
+        raise BadRequestError(f"{name} must be a whole number of seconds from 0 to {high}")
+    return value
+
+
+# --- resolve --------------------------------------------------------------------------------------------
+
+
+def resolve(event: Mapping[str, Any], processor: Processor, deadline: Deadline) -> dict[str, Any]:
+    uris = event.get("resolve")
+    if isinstance(uris, str):
+        uris = [uris]
+    if not isinstance(uris, list) or not 1 <= len(uris) <= MAX_URIS:
+        raise BadRequestError(f"resolve must be a list of 1 to {MAX_URIS} S3 URIs")
+    min_valid = _seconds(
+        event.get("minValidSeconds"), "minValidSeconds", DEFAULT_MIN_VALID_SECONDS, _max_valid(processor)
+    )
+
+    def one(index_uri: tuple[int, Any]) -> dict[str, Any]:
+        index, uri = index_uri
+        try:
+            location = parse_s3_uri(uri)
+        except ValueError as exc:
+            return _result(str(uri)[:1100], "INVALID", error=str(exc))
+        ref = ObjectRef(location.bucket, location.key)
+        outcome = processor.process(f"resolve-{index}", ref, deadline, min_valid=min_valid, waits=True)
+        return _answer(processor, location, outcome, min_valid)
+
+    workers = max(1, min(len(uris), processor.config.max_concurrency))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="resolve") as pool:
+        results = list(pool.map(one, enumerate(uris)))
+    return {"results": results}
+
+
+def _answer(processor: Processor, location: S3Location, outcome: Outcome, min_valid: int) -> dict[str, Any]:
+    record = processor.table.get(location.uri) or {}
+    status = str(record.get("status") or outcome.status.value)
+    now = int(processor.now().timestamp())
+    expires = record.get("expiresAt")
+    live = status == Status.UPLOADED and isinstance(expires, int) and expires > now + min_valid
+    if live:
+        return _result(
+            location.uri,
+            status,
+            download_url=record.get("downloadUrl"),
+            expires_at=expires,
+            uploaded=outcome.status is Status.UPLOADED,
+        )
+    error = outcome.error or record.get("error")
+    if status == Status.DELETED:
+        error = "the object does not exist (deleted)"
+    elif status == Status.UPLOADED:
+        error = error or f"no URL valid for {min_valid} s could be made"
+    return _result(location.uri, status, error=str(error or f"no live URL ({status})"))
+
+
+def _result(
+    uri: str,
+    status: str,
+    *,
+    download_url: Any = None,
+    expires_at: Any = None,
+    uploaded: bool = False,
+    error: str | None = None,
+) -> dict[str, Any]:
+    return {
+        "s3Uri": uri,
+        "status": status,
+        "downloadUrl": download_url,
+        "expiresAt": expires_at,
+        "uploaded": uploaded,
+        "error": error,
+    }
+
+
+# --- refresh --------------------------------------------------------------------------------------------
+
+
+def refresh(request: Any, processor: Processor, deadline: Deadline) -> dict[str, Any]:
+    if not isinstance(request, Mapping):
+        raise BadRequestError("refresh must be an object: {prefixes, expiringWithinSeconds}")
+    prefixes = request.get("prefixes")
+    if not isinstance(prefixes, list) or not prefixes:
+        raise BadRequestError("refresh.prefixes must be a non-empty list of s3://bucket/prefix")
+    try:
+        locations = [parse_s3_uri(p, allow_prefix=True) for p in prefixes]
+    except ValueError as exc:
+        raise BadRequestError(f"refresh.prefixes: {exc}") from exc
+    within = _seconds(
+        request.get("expiringWithinSeconds"),
+        "refresh.expiringWithinSeconds",
+        43_200,
+        _max_valid(processor),
+    )
+    until = int(processor.now().timestamp()) + within
+    due: dict[str, ObjectRef] = {}
+    for location in locations:
+        for item in processor.table.due(location.bucket, until=until, pk_prefix=location.uri):
+            due[item["pk"]] = ObjectRef(location.bucket, item["pk"][len(f"s3://{location.bucket}/") :])
+
+    counts = {"due": len(due), "refreshed": 0, "deleted": 0, "failed": 0, "unchanged": 0, "left": 0}
+    # The refresh's own deadline keeps time for the last uploads to finish.
+    reserve = Deadline(lambda: int(deadline.remaining_ms() - REFRESH_RESERVE_SECONDS * 1000), 0.0)
+
+    def one(ref: ObjectRef) -> Outcome | None:
+        if reserve.remaining() <= 0:
+            return None
+        return processor.process("refresh", ref, deadline, min_valid=within)
+
+    workers = max(1, min(len(due), processor.config.max_concurrency))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="refresh") as pool:
+        for outcome in pool.map(one, due.values()):
+            counts[_count(outcome)] += 1
+    return counts
+
+
+def _count(outcome: Outcome | None) -> str:
+    if outcome is None:
+        return "left"  # due again at the next round
+    if outcome.status is Status.UPLOADED:
+        return "refreshed"
+    if outcome.status is Status.DELETED:
+        return "deleted"
+    if outcome.status is Status.FAILED:
+        return "failed"
+    return "unchanged"
