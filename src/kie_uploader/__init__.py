@@ -1,0 +1,22 @@
+"""kie-s3-uploader: S3 objects handed to kie.ai by an AWS Lambda function, a record per object in DynamoDB.
+
+``from kie_uploader import live_url`` gives a live kie.ai URL of an object (see ``kie_uploader.live``);
+it is imported on first use, so importing the package costs nothing (and never imports the CDK).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from kie_uploader.live import LiveUrlError, RecordState, describe_record, live_url
+
+__all__ = ["LiveUrlError", "RecordState", "describe_record", "live_url"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        from kie_uploader import live
+
+        return getattr(live, name)
+    raise AttributeError(f"module 'kie_uploader' has no attribute {name!r}")

@@ -17,6 +17,7 @@ import os
 import re
 import sys
 import time
+import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -37,9 +38,12 @@ from botocore.exceptions import (
     PartialCredentialsError,
 )
 
+from kie_uploader import live
+
 if TYPE_CHECKING:
     from mypy_boto3_cloudformation import CloudFormationClient
     from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_lambda import LambdaClient
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_sqs import SQSClient
 
@@ -52,6 +56,7 @@ DEFAULT_STACK = "KieUploader"
 STATUSES = ("UPLOADED", "FAILED", "SKIPPED", "DELETED")
 SQS_BATCH = 10  # SendMessageBatch's limit
 DYNAMODB_BATCH_GET = 100  # BatchGetItem's limit
+EXPIRY_INDEX = "byExpiry"  # the table's sparse index of UPLOADED records: liveBucket, expiresAt
 REQUIRED_OUTPUTS = ("BucketNames", "QueueUrl", "DeadLetterQueueUrl", "TableName")
 
 # S3 bucket names: 3-63 characters, lowercase letters, digits, dots and hyphens, starting and ending with
@@ -200,6 +205,18 @@ class Aws:
         return self._client("dynamodb")
 
     @cached_property
+    def lambda_(self) -> LambdaClient:
+        """For synchronous invocations: waits as long as the function may run."""
+        return live.lambda_client(self.session)
+
+    @property
+    def function_name(self) -> str:
+        name = self.stack.outputs.get("FunctionName")
+        if not name:
+            raise CliError(f"stack {self.stack_name} has no output FunctionName: is it a kie-uploader stack?")
+        return name
+
+    @cached_property
     def stack(self) -> StackResources:
         """The stack's resources, from its outputs; ``CliError`` when there is no such stack."""
         from kie_uploader.deploy import DeployError, stack_outputs  # boto3 only; no CDK imports
@@ -269,7 +286,7 @@ def format_epoch(epoch: Any, *, now: float | None = None) -> str:
     stamp = datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%d %H:%M:%SZ")
     left = seconds - (time.time() if now is None else now)
     if left <= 0:
-        return f"{stamp} (expired)"
+        return f"{stamp} (expired {format_duration(-left)} ago)"
     return f"{stamp} (in {format_duration(left)})"
 
 
@@ -301,20 +318,28 @@ def format_size(size: Any) -> str:
 
 
 _RECORD_ORDER = (
-    "pk", "status", "bucket", "key", "versionId", "size", "etag", "sequencer", "downloadUrl", "expiresAt",
-    "uploadedAt", "fileName", "filePath", "fileSize", "mimeType", "uploadPath", "error", "errorKind",
-    "retryable", "attempts", "updatedAt",
+    "pk", "status", "state", "bucket", "key", "versionId", "size", "etag", "sequencer", "downloadUrl",
+    "expiresAt", "uploadedAt", "fileName", "filePath", "fileSize", "mimeType", "uploadPath", "error",
+    "errorKind", "retryable", "attempts", "updatedAt",
 )  # fmt: skip
 
 
 def render_record(record: dict[str, Any], *, now: float | None = None) -> str:
-    """A record as aligned ``name: value`` lines, the important attributes first."""
-    names = [n for n in _RECORD_ORDER if n in record] + sorted(n for n in record if n not in _RECORD_ORDER)
+    """A record as aligned ``name: value`` lines, the important attributes first; ``state`` (what the
+    record means: live with the time left, expired, waiting for a retry, ...) after ``status``. The URL of
+    an upload that is not live is never shown as if it could be used."""
+    now = time.time() if now is None else now
+    state = live.describe_record(record, now)
+    shown = dict(record)
+    shown["state"] = state.sentence
+    names = [n for n in _RECORD_ORDER if n in shown] + sorted(n for n in shown if n not in _RECORD_ORDER)
     width = max(len(n) for n in names)
     lines = []
     for name in names:
-        value = record[name]
-        if name == "expiresAt":
+        value = shown[name]
+        if name == "downloadUrl" and not is_live_upload(record, now=now):
+            text = f"(not served: {state.label})"
+        elif name == "expiresAt":
             text = format_epoch(value, now=now)
         elif name in ("size", "fileSize"):
             text = f"{value} ({format_size(value)})" if isinstance(value, int) else str(value)
@@ -352,9 +377,12 @@ def _cut(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def _record_detail(record: dict[str, Any]) -> str:
+def _record_detail(record: dict[str, Any], now: float) -> str:
     if record.get("status") == "UPLOADED":
-        return str(record.get("downloadUrl", ""))
+        # An expired URL is never shown as if it could be used: the STATE column says it expired.
+        return str(record.get("downloadUrl", "")) if is_live_upload(record, now=now) else ""
+    if record.get("status") in (None, "", "DELETED"):
+        return ""
     error = str(record.get("error", ""))
     kind = record.get("errorKind")
     if kind:
@@ -364,20 +392,29 @@ def _record_detail(record: dict[str, Any]) -> str:
 
 
 def records_table(records: Sequence[dict[str, Any]], *, now: float | None = None) -> str:
-    """The ``list`` command's table."""
+    """The ``list`` command's table: the record's status, and its state (``live, 2 d 3 h left``,
+    ``expired 3 h ago``, ``waiting for a retry``, ``being processed; ...``)."""
+    now = time.time() if now is None else now
     rows = [
         (
             str(r.get("pk", "")),
-            str(r.get("status", "")),
+            str(r.get("status") or "-"),
+            live.describe_record(r, now).label,
             format_size(r.get("size")),
             format_epoch(r["expiresAt"], now=now) if r.get("expiresAt") is not None else "",
             str(r.get("updatedAt", "")),
-            _record_detail(r),
+            _record_detail(r, now),
         )
         for r in records
     ]
-    headers = ("S3 URI", "STATUS", "SIZE", "EXPIRES", "UPDATED", "DOWNLOAD URL / ERROR")
+    headers = ("S3 URI", "STATUS", "STATE", "SIZE", "EXPIRES", "UPDATED", "DOWNLOAD URL / ERROR")
     return render_table(headers, rows, whole=(0,))  # a cut S3 URI would hide which object it is
+
+
+def with_state(record: dict[str, Any], *, now: float | None = None) -> dict[str, Any]:
+    """The record with ``state`` and ``stateDescription`` (``describe_record``) for JSON output."""
+    state = live.describe_record(record, time.time() if now is None else now)
+    return {**record, "state": state.state, "stateDescription": state.sentence}
 
 
 def to_json(value: Any) -> str:
@@ -446,21 +483,34 @@ def send_messages(sqs: SQSClient, queue_url: str, bodies: Sequence[str], *, atte
     return result
 
 
-def _message(bucket: str, key: str) -> str:
-    return json.dumps({"bucket": bucket, "key": key}, ensure_ascii=False)
+def _message(bucket: str, key: str, *, force: bool = False) -> str:
+    """The plain message. ``force``: upload again even over a live upload; its fresh ``requestId`` makes
+    a redelivery of this very message a duplicate (one new upload per ``backfill --force``, not per
+    delivery)."""
+    body: dict[str, Any] = {"bucket": bucket, "key": key}
+    if force:
+        body.update(force=True, requestId=str(uuid.uuid4()))
+    return json.dumps(body, ensure_ascii=False)
 
 
-def _batch_get_records(dynamodb: DynamoDBClient, table: str, pks: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """Records by pk (absent ones are missing), with unprocessed keys retried."""
+def _batch_get_records(
+    dynamodb: DynamoDBClient,
+    table: str,
+    pks: Sequence[str],
+    *,
+    projection: str | None = "pk, #s, expiresAt, etag",
+) -> dict[str, dict[str, Any]]:
+    """Records by pk (absent ones are missing), with unprocessed keys retried; ``projection=None``: whole."""
     found: dict[str, dict[str, Any]] = {}
-    for start in range(0, len(pks), DYNAMODB_BATCH_GET):
-        request: dict[str, Any] = {
-            table: {
-                "Keys": [{"pk": {"S": pk}} for pk in dict.fromkeys(pks[start : start + DYNAMODB_BATCH_GET])],
-                "ProjectionExpression": "pk, #s, expiresAt, etag",
-                "ExpressionAttributeNames": {"#s": "status"},
-            }
+    unique = list(dict.fromkeys(pks))
+    for start in range(0, len(unique), DYNAMODB_BATCH_GET):
+        keys: dict[str, Any] = {
+            "Keys": [{"pk": {"S": pk}} for pk in unique[start : start + DYNAMODB_BATCH_GET]]
         }
+        if projection is not None:
+            keys["ProjectionExpression"] = projection
+            keys["ExpressionAttributeNames"] = {"#s": "status"}
+        request: dict[str, Any] = {table: keys}
         delay = 0.05
         while request:
             response = dynamodb.batch_get_item(RequestItems=request)
@@ -524,7 +574,9 @@ def cmd_backfill(aws: Aws, args: argparse.Namespace) -> int:
             for start in range(0, len(objects), SQS_BATCH):
                 chunk = objects[start : start + SQS_BATCH]
                 sent = send_messages(
-                    aws.sqs, stack.queue_url, [_message(uri.bucket, o["Key"]) for o in chunk]
+                    aws.sqs,
+                    stack.queue_url,
+                    [_message(uri.bucket, o["Key"], force=args.force) for o in chunk],
                 )
                 counts["enqueued"] += sent.sent
                 counts["failed"] += sent.failed
@@ -551,19 +603,20 @@ def cmd_backfill(aws: Aws, args: argparse.Namespace) -> int:
 
 
 def cmd_status(aws: Aws, args: argparse.Namespace) -> int:
-    """Print one object's record; exit 0 only when it is UPLOADED and not expired."""
+    """Print one object's record and what it means; exit 0 only when it is UPLOADED and not expired."""
     uri: S3Uri = args.uri
     response = aws.dynamodb.get_item(
         TableName=aws.stack.table_name, Key={"pk": {"S": str(uri)}}, ConsistentRead=True
     )
     record = deserialize(response["Item"]) if "Item" in response else None
+    now = time.time()
     if args.json:
-        print(to_json(record))
+        print(to_json(None if record is None else with_state(record, now=now)))
     elif record is None:
-        print(f"{uri}: no record (the object was never processed)")
+        print(f"{uri}: {live.describe_record(None, now).sentence}")
     else:
-        print(render_record(record))
-    return EXIT_OK if is_live_upload(record) else EXIT_NO
+        print(render_record(record, now=now))
+    return EXIT_OK if is_live_upload(record, now=now) else EXIT_NO
 
 
 def _scan(aws: Aws, *, status: str | None, prefix: S3Uri | None, retryable: bool = False) -> Iterator[dict]:
@@ -592,15 +645,114 @@ def _scan(aws: Aws, *, status: str | None, prefix: S3Uri | None, retryable: bool
 
 
 def cmd_list(aws: Aws, args: argparse.Namespace) -> int:
-    """A table (or JSON) of records, filtered by status and S3 prefix."""
-    records = sorted(_scan(aws, status=args.status, prefix=args.prefix), key=lambda r: str(r.get("pk", "")))
+    """A table (or JSON) of records, filtered by status and S3 prefix; with ``--expiring-within`` the
+    UPLOADED records whose file expires within that time, from the expiry index (never a scan)."""
+    prefix: S3Uri | None = args.prefix or args.prefix_uri
+    if args.prefix and args.prefix_uri and args.prefix != args.prefix_uri:
+        raise CliError("give the prefix once: s3://bucket/prefix or --prefix s3://bucket/prefix")
+    now = time.time()
+    if args.expiring_within is not None:
+        if args.status not in (None, "UPLOADED"):
+            raise CliError("--expiring-within lists UPLOADED records only: drop --status")
+        records = _expiring(aws, prefix, until=int(now) + args.expiring_within)
+    else:
+        records = sorted(_scan(aws, status=args.status, prefix=prefix), key=lambda r: str(r.get("pk", "")))
     if args.json:
-        print(to_json(records))
+        print(to_json([with_state(r, now=now) for r in records]))
         return EXIT_OK
     if records:
-        print(records_table(records))
+        print(records_table(records, now=now))
     print(f"{len(records)} record{'s' if len(records) != 1 else ''}")
     return EXIT_OK
+
+
+def _expiring(aws: Aws, prefix: S3Uri | None, *, until: int) -> list[dict[str, Any]]:
+    """The UPLOADED records (of the prefix's bucket, or of every bucket of the stack) whose file expires by
+    ``until``, soonest first: a query of the sparse ``byExpiry`` index per bucket, then the records."""
+    stack = aws.stack
+    if prefix is not None and prefix.bucket not in stack.bucket_names:
+        watched = ", ".join(stack.bucket_names) or "none"
+        raise CliError(
+            f"bucket {prefix.bucket} is not watched by stack {stack.stack_name} (its buckets: {watched})"
+        )
+    buckets = [prefix.bucket] if prefix is not None else list(stack.bucket_names)
+    pks: list[str] = []
+    for bucket in buckets:
+        request: dict[str, Any] = {
+            "TableName": stack.table_name,
+            "IndexName": EXPIRY_INDEX,
+            "KeyConditionExpression": "#b = :b AND #e <= :t",
+            "ExpressionAttributeNames": {"#b": "liveBucket", "#e": "expiresAt"},
+            "ExpressionAttributeValues": {":b": {"S": bucket}, ":t": {"N": str(until)}},
+        }
+        if prefix is not None and prefix.key:
+            request["FilterExpression"] = "begins_with(#pk, :p)"
+            request["ExpressionAttributeNames"]["#pk"] = "pk"
+            request["ExpressionAttributeValues"][":p"] = {"S": str(prefix)}
+        try:
+            for page in aws.dynamodb.get_paginator("query").paginate(**request):
+                pks += [item["pk"]["S"] for item in page.get("Items", [])]
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            if (
+                error.get("Code") == "ValidationException"
+                and "index" in str(error.get("Message", "")).lower()
+            ):
+                raise CliError(
+                    f"the stack's table has no {EXPIRY_INDEX} index: deploy this version of the stack first"
+                ) from exc
+            raise
+    records = _batch_get_records(aws.dynamodb, stack.table_name, pks, projection=None)
+    # Read again: a record may have been refreshed (or deleted) between the index and the read.
+    due = [r for pk in dict.fromkeys(pks) if (r := records.get(pk)) and r.get("status") == "UPLOADED"]
+    return sorted(due, key=lambda r: (float(r.get("expiresAt") or 0), str(r.get("pk", ""))))
+
+
+def cmd_url(aws: Aws, args: argparse.Namespace) -> int:
+    """Print a kie.ai URL of the object valid for at least --min-valid, from the stack's function."""
+    uri: S3Uri = args.uri
+    try:
+        [result] = live.resolve(aws.lambda_, aws.function_name, [str(uri)], args.min_valid)
+    except live.LiveUrlError as exc:
+        raise CliError(str(exc)) from exc
+    if args.json:
+        # Not redacted: the URL is the answer (kie.ai's URL carries no AWS secret; errors are redacted).
+        shown = {**result, "error": redact(str(result["error"])) if result.get("error") else None}
+        print(json.dumps(shown, ensure_ascii=False, indent=2, sort_keys=True))
+        return EXIT_OK if result.get("downloadUrl") else EXIT_NO
+    try:
+        url = live.url_of(result)
+    except live.LiveUrlError as exc:
+        raise CliError(str(exc), EXIT_NO) from exc
+    print(url)
+    return EXIT_OK
+
+
+def cmd_refresh(aws: Aws, args: argparse.Namespace) -> int:
+    """Ask the function to upload again the live uploads under the prefixes that expire within the time."""
+    prefixes: list[S3Uri] = args.uris
+    for prefix in prefixes:
+        if prefix.bucket not in aws.stack.bucket_names:
+            watched = ", ".join(aws.stack.bucket_names) or "none"
+            raise CliError(
+                f"bucket {prefix.bucket} is not watched by stack {aws.stack_name} (its buckets: {watched})"
+            )
+    try:
+        counts = live.refresh(
+            aws.lambda_, aws.function_name, [str(p) for p in prefixes], args.expiring_within
+        )
+    except live.LiveUrlError as exc:
+        raise CliError(str(exc)) from exc
+    if args.json:
+        print(to_json(counts))
+    else:
+        where = ", ".join(str(p) for p in prefixes)
+        print(
+            f"{where}: {counts['due']} due within {live.human_duration(args.expiring_within)}, "
+            f"{counts['refreshed']} refreshed, {counts['unchanged']} unchanged, {counts['deleted']} deleted, "
+            f"{counts['failed']} failed, {counts['left']} left for the next round"
+        )
+    return EXIT_NO if counts["failed"] or counts["left"] else EXIT_OK
 
 
 def cmd_redrive(aws: Aws, args: argparse.Namespace) -> int:
@@ -718,7 +870,11 @@ def build_parser() -> argparse.ArgumentParser:
         "backfill", parents=[common], help="enqueue existing objects under a prefix"
     )
     backfill.add_argument("uri", type=_s3_uri_arg(False), metavar="s3://bucket/prefix")
-    backfill.add_argument("--force", action="store_true", help="also enqueue objects already uploaded")
+    backfill.add_argument(
+        "--force",
+        action="store_true",
+        help="also enqueue objects already uploaded: each message asks for a new upload (force, requestId)",
+    )
     backfill.set_defaults(handler=cmd_backfill)
 
     status = commands.add_parser("status", parents=[common], help="show one object's record")
@@ -726,7 +882,19 @@ def build_parser() -> argparse.ArgumentParser:
     status.set_defaults(handler=cmd_status)
 
     list_ = commands.add_parser("list", parents=[common], help="a table of records")
+    list_.add_argument(
+        "prefix_uri", nargs="?", type=_s3_uri_arg(False), metavar="s3://bucket/prefix", default=None,
+        help="only objects under this prefix (same as --prefix)",
+    )  # fmt: skip
     list_.add_argument("--status", type=str.upper, choices=STATUSES, help="only records with this status")
+    list_.add_argument(
+        "--expiring-within",
+        type=_duration_arg,
+        metavar="DURATION",
+        default=None,
+        help="only UPLOADED records whose file expires within this time (90s, 30m, 12h, 2d; expired ones "
+        "too), from the table's expiry index",
+    )
     list_.add_argument(
         "--prefix",
         type=_s3_uri_arg(False),
@@ -734,6 +902,32 @@ def build_parser() -> argparse.ArgumentParser:
         help="only objects under this prefix",
     )
     list_.set_defaults(handler=cmd_list)
+
+    url = commands.add_parser(
+        "url", parents=[common], help="print a kie.ai URL of the object, uploading it when it must"
+    )
+    url.add_argument("uri", type=_s3_uri_arg(True), metavar="s3://bucket/key")
+    url.add_argument(
+        "--min-valid",
+        type=_duration_arg,
+        metavar="DURATION",
+        default=int(live.DEFAULT_MIN_VALID.total_seconds()),
+        help="the URL must stay valid at least this long (90s, 30m, 1h, 2d; default 1h)",
+    )
+    url.set_defaults(handler=cmd_url)
+
+    refresh = commands.add_parser(
+        "refresh", parents=[common], help="upload again the files under a prefix that expire soon"
+    )
+    refresh.add_argument("uris", nargs="+", type=_s3_uri_arg(False), metavar="s3://bucket/prefix")
+    refresh.add_argument(
+        "--expiring-within",
+        type=_duration_arg,
+        metavar="DURATION",
+        default=12 * 3600,
+        help="refresh the files that expire within this time (default 12h)",
+    )
+    refresh.set_defaults(handler=cmd_refresh)
 
     redrive = commands.add_parser(
         "redrive", parents=[common], help="move dead-letter messages back to the queue"
@@ -757,6 +951,16 @@ def build_parser() -> argparse.ArgumentParser:
     settings_file.add_parser(commands, common)
     doctor.add_parser(commands, common)
     return parser
+
+
+def _duration_arg(text: str) -> int:
+    try:
+        return live.parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+_duration_arg.__name__ = "duration"
 
 
 def _positive_int(text: str) -> int:

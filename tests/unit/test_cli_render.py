@@ -62,7 +62,8 @@ def test_dynamodb_numbers_become_plain_ints_and_floats() -> None:
 
 def test_epochs_read_as_utc_with_the_time_left() -> None:
     assert format_epoch(NOW + 2 * 86_400 + 3 * 3600, now=NOW) == "2023-11-17 01:13:20Z (in 2d 3h)"
-    assert format_epoch(NOW - 5, now=NOW).endswith("(expired)")
+    assert format_epoch(NOW - 5, now=NOW).endswith("(expired 5s ago)")
+    assert format_epoch(NOW - 3 * 3600 - 60, now=NOW).endswith("(expired 3h 1m ago)")
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,289 @@
+"""The live URL from the operator's side: ask the deployed function for it, and say what a record means.
+
+``live_url("s3://bucket/key")`` invokes the stack's function synchronously (``RequestResponse``) with a
+resolve request and returns kie.ai's ``downloadUrl``, valid for at least ``min_valid``; the function
+uploads the object again when the URL it has would expire sooner. ``describe_record`` turns a record
+into one of the object's states and a sentence (``live, 2 d 3 h left``, ``expired 3 h ago``, ...).
+
+Only boto3 here (no CDK, no terminal libraries): ``from kie_uploader import live_url`` is cheap.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+DEFAULT_STACK = "KieUploader"
+DEFAULT_MIN_VALID = timedelta(hours=1)
+#: The function's own limit on one resolve request.
+MAX_URIS = 10
+#: Longer than the function may run (its timeout is at most 900 s): a synchronous invoke waits for it.
+INVOKE_READ_TIMEOUT = 910
+
+# --- states -----------------------------------------------------------------------------------------
+
+NEVER_SEEN = "NEVER_SEEN"
+IN_PROGRESS = "IN_PROGRESS"
+RETRY_PENDING = "RETRY_PENDING"
+LIVE = "LIVE"
+EXPIRED = "EXPIRED"
+FAILED = "FAILED"
+SKIPPED = "SKIPPED"
+DELETED = "DELETED"
+UNKNOWN = "UNKNOWN"
+
+
+class LiveUrlError(RuntimeError):
+    """No live URL: the message is the reason (one line)."""
+
+
+@dataclass(frozen=True)
+class RecordState:
+    """What a record says about its object.
+
+    ``state`` is one of ``NEVER_SEEN``, ``IN_PROGRESS``, ``RETRY_PENDING``, ``LIVE``, ``EXPIRED``,
+    ``FAILED``, ``SKIPPED``, ``DELETED`` (``UNKNOWN`` for a status this version does not know);
+    ``label`` is short (a table cell), ``sentence`` is the whole reason.
+    """
+
+    state: str
+    label: str
+    sentence: str
+
+
+def human_duration(seconds: float) -> str:
+    """``2 d 3 h``, ``5 h 10 min``, ``4 min``, ``42 s``: the two largest units, rounded down."""
+    seconds = max(0, int(seconds))
+    days, rest = divmod(seconds, 86_400)
+    hours, rest = divmod(rest, 3_600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days} d {hours} h" if hours else f"{days} d"
+    if hours:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    if minutes:
+        return f"{minutes} min"
+    return f"{secs} s"
+
+
+def describe_record(record: Mapping[str, Any] | None, now: float) -> RecordState:
+    """The object's state from its record (``None``: no record) at ``now`` (epoch seconds)."""
+    if not record:
+        return RecordState(NEVER_SEEN, "never seen", "no record (the object was never processed)")
+    status = record.get("status")
+    claimed = bool(record.get("claimOwner"))
+    claim_live = claimed and _number(record.get("claimUntil"), 0) / 1000 > now
+    if not status:
+        return RecordState(IN_PROGRESS, "in progress", "in progress: its first upload is being processed")
+    settled = _settled(record, str(status), now)
+    if claim_live:
+        return RecordState(
+            IN_PROGRESS,
+            f"being processed; {settled.label}",
+            f"being processed; until then {settled.sentence}",
+        )
+    return settled
+
+
+def _settled(record: Mapping[str, Any], status: str, now: float) -> RecordState:
+    error = _one_line(record.get("error")) or "no reason recorded"
+    kind = record.get("errorKind")
+    if status == "UPLOADED":
+        expires = _number(record.get("expiresAt"), None)
+        if expires is None:
+            return RecordState(EXPIRED, "no expiry", "uploaded, but the record has no expiry: not served")
+        if expires > now:
+            left = human_duration(expires - now)
+            return RecordState(LIVE, f"live, {left} left", f"live, {left} left")
+        ago = human_duration(now - expires)
+        return RecordState(
+            EXPIRED,
+            f"expired {ago} ago",
+            f"expired {ago} ago: kie.ai no longer serves the file (`kie-uploader url` uploads it again)",
+        )
+    if status == "FAILED":
+        tag = f"[{kind}] " if kind else ""
+        if record.get("retryable") is True:
+            return RecordState(
+                RETRY_PENDING,
+                "waiting for a retry",
+                f"failed, waiting for a retry: {tag}{error} (a message is on its way, or in the dead-letter "
+                "queue: `kie-uploader redrive`)",
+            )
+        return RecordState(FAILED, "failed", f"failed: {tag}{error}")
+    if status == "SKIPPED":
+        return RecordState(SKIPPED, "skipped", f"skipped: {error}")
+    if status == "DELETED":
+        return RecordState(
+            DELETED, "deleted", "deleted: the object no longer exists in S3 (its URL is withdrawn)"
+        )
+    return RecordState(UNKNOWN, status.lower(), f"status {status}")
+
+
+def _number(value: Any, default: Any) -> Any:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return default
+
+
+def _one_line(value: Any) -> str:
+    return " ".join(str(value).split()) if value is not None else ""
+
+
+# --- durations --------------------------------------------------------------------------------------
+
+_DURATION_RE = re.compile(r"(\d+)\s*([smhd])", re.IGNORECASE)
+_UNITS = {"s": 1, "m": 60, "h": 3_600, "d": 86_400}
+
+
+def parse_duration(text: str) -> int:
+    """``90s``, ``30m``, ``1h``, ``2d``, ``1h30m`` or plain seconds (``3600``) → seconds."""
+    compact = text.strip().replace(" ", "")
+    if compact.isdigit():
+        return int(compact)
+    parts = _DURATION_RE.findall(compact)
+    if not compact or not parts or "".join(n + u for n, u in parts) != compact:
+        raise ValueError(f"not a duration: {text!r} (expected e.g. 90s, 30m, 1h, 2d, 1h30m)")
+    return sum(int(number) * _UNITS[unit.lower()] for number, unit in parts)
+
+
+def _seconds(value: timedelta | int | float) -> int:
+    seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
+    if seconds < 0:
+        raise ValueError("a duration may not be negative")
+    return int(seconds)
+
+
+# --- invoking the function --------------------------------------------------------------------------
+
+
+def lambda_client(session: Any) -> Any:
+    """A Lambda client that waits as long as the function may run, and never retries an invoke that
+    timed out on the way back (the function would run twice)."""
+    from botocore.config import Config
+
+    return session.client(
+        "lambda",
+        config=Config(
+            connect_timeout=5,
+            read_timeout=INVOKE_READ_TIMEOUT,
+            retries={"mode": "standard", "max_attempts": 3},
+            tcp_keepalive=True,
+        ),
+    )
+
+
+def invoke(lambda_: Any, function_name: str, payload: Mapping[str, Any]) -> dict[str, Any]:
+    """Invoke synchronously; the answer, or ``LiveUrlError`` for a function error or a refused request."""
+    response = lambda_.invoke(
+        FunctionName=function_name,
+        InvocationType="RequestResponse",
+        Payload=json.dumps(payload).encode(),
+    )
+    raw = response["Payload"].read()
+    try:
+        answer = json.loads(raw) if raw else None
+    except ValueError:
+        answer = None
+    if response.get("FunctionError"):
+        if isinstance(answer, Mapping):
+            kind = _one_line(answer.get("errorType")) or "error"
+            message = _one_line(answer.get("errorMessage")) or "no message"
+        else:
+            kind, message = str(response["FunctionError"]), _one_line(raw.decode("utf-8", "replace"))[:300]
+        raise LiveUrlError(f"the function {function_name} failed: {kind}: {message[:500]}")
+    if not isinstance(answer, dict):
+        raise LiveUrlError(f"the function {function_name} gave no answer (is it a kie-uploader function?)")
+    if "error" in answer and "results" not in answer:
+        raise LiveUrlError(f"the function refused the request: {_one_line(answer['error'])}")
+    return answer
+
+
+def resolve(
+    lambda_: Any, function_name: str, uris: Sequence[str], min_valid: timedelta | int = DEFAULT_MIN_VALID
+) -> list[dict[str, Any]]:
+    """The function's results for up to 10 S3 URIs, in order (``s3Uri, status, downloadUrl, expiresAt,
+    uploaded, error``)."""
+    if not 1 <= len(uris) <= MAX_URIS:
+        raise LiveUrlError(f"resolve takes 1 to {MAX_URIS} S3 URIs")
+    answer = invoke(lambda_, function_name, {"resolve": list(uris), "minValidSeconds": _seconds(min_valid)})
+    results = answer.get("results")
+    if not isinstance(results, list) or len(results) != len(uris):
+        raise LiveUrlError(f"the function {function_name} answered without a result per URI")
+    return results
+
+
+def refresh(
+    lambda_: Any, function_name: str, prefixes: Sequence[str], expiring_within: timedelta | int
+) -> dict[str, int]:
+    """Re-upload the live uploads under ``prefixes`` that expire within ``expiring_within``: counts
+    ``due, refreshed, deleted, failed, unchanged, left``."""
+    answer = invoke(
+        lambda_,
+        function_name,
+        {"refresh": {"prefixes": list(prefixes), "expiringWithinSeconds": _seconds(expiring_within)}},
+    )
+    return {
+        name: int(answer.get(name, 0))
+        for name in ("due", "refreshed", "deleted", "failed", "unchanged", "left")
+    }
+
+
+def url_of(result: Mapping[str, Any]) -> str:
+    """The result's URL, or ``LiveUrlError`` with the function's reason."""
+    url = result.get("downloadUrl")
+    if isinstance(url, str) and url:
+        return url
+    reason = _one_line(result.get("error")) or f"no live URL ({result.get('status') or 'no status'})"
+    raise LiveUrlError(f"{result.get('s3Uri', '')}: {reason}")
+
+
+def function_name_of(cloudformation: Any, stack: str) -> str:
+    """The stack's ``FunctionName`` output."""
+    from botocore.exceptions import ClientError
+
+    try:
+        stacks = cloudformation.describe_stacks(StackName=stack)["Stacks"]
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        if error.get("Code") == "ValidationError" and "does not exist" in str(error.get("Message", "")):
+            raise LiveUrlError(f"no such stack: {stack}") from exc
+        raise
+    if not stacks:
+        raise LiveUrlError(f"no such stack: {stack}")
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
+    if not outputs.get("FunctionName"):
+        raise LiveUrlError(f"stack {stack} has no output FunctionName: is it a kie-uploader stack?")
+    return outputs["FunctionName"]
+
+
+def live_url(
+    s3_uri: str,
+    min_valid: timedelta | int = DEFAULT_MIN_VALID,
+    stack: str = DEFAULT_STACK,
+    region: str | None = None,
+) -> str:
+    """A kie.ai ``downloadUrl`` of the object that stays valid at least ``min_valid`` (a timedelta or
+    seconds), from the stack's function (which uploads the object when it must). Raises ``LiveUrlError``
+    whose message is the reason: the object is deleted, refused, too large, kie.ai failed, no such
+    stack, no credentials, ..."""
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        seconds = _seconds(min_valid)
+        session = boto3.Session(region_name=region)
+        name = function_name_of(session.client("cloudformation"), stack)
+        [result] = resolve(lambda_client(session), name, [s3_uri], seconds)
+    except (ClientError, BotoCoreError) as exc:
+        from kie_uploader.cli import describe_aws_error  # boto3 only
+
+        raise LiveUrlError(describe_aws_error(exc)) from exc
+    except ValueError as exc:
+        raise LiveUrlError(str(exc)) from exc
+    return url_of(result)
