@@ -118,14 +118,9 @@ class LocalWorld:
         return self._clients[service]
 
     def create_resources(self) -> None:
-        """The bucket, the table (on-demand, key ``pk``) and the secret holding the key as JSON."""
+        """The bucket, the table (as the stack makes it) and the secret holding the key as JSON."""
         self.client("s3").create_bucket(Bucket=BUCKET)
-        self.client("dynamodb").create_table(
-            TableName=TABLE,
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        self.client("dynamodb").create_table(**factories.records_table_definition(TABLE))
         self.client("secretsmanager").create_secret(Name=SECRET, SecretString=json.dumps({"apiKey": API_KEY}))
 
     def put_objects(self, count: int, prefix: str) -> list[PutObject]:

@@ -190,7 +190,7 @@ def refresh(request: Any, processor: Processor, deadline: Deadline) -> dict[str,
     def one(ref: ObjectRef) -> Outcome | None:
         if reserve.remaining() <= 0:
             return None
-        return processor.process("refresh", ref, deadline, min_valid=within)
+        return processor.process("refresh", ref, deadline, min_valid=within, precheck=False)
 
     workers = max(1, min(len(due), processor.config.max_concurrency))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="refresh") as pool:

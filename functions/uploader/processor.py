@@ -138,17 +138,26 @@ class Processor:
         return [self.process(message_id, ref, deadline) for message_id, ref in lane]
 
     def process(
-        self, message_id: str, ref: ObjectRef, deadline: Deadline, *, min_valid: int = 0, waits: bool = False
+        self,
+        message_id: str,
+        ref: ObjectRef,
+        deadline: Deadline,
+        *,
+        min_valid: int = 0,
+        waits: bool = False,
+        precheck: bool = True,
     ) -> Outcome:
         """One object; never raises (an unexpected error becomes a transient failure to deliver again).
 
         ``min_valid``: a live upload with fewer seconds left is uploaded again. ``waits``: the caller waits
         for the answer (a synchronous request), so another delivery's claim is waited for, not bumped.
+        ``precheck``: a message (no sequencer) first checks, without writing, whether the record is
+        already true (off for refresh rounds, whose records are due by construction).
         """
         started = self.monotonic()
         outcome = Outcome(ref=ref, message_id=message_id, status=Status.FAILED)
         try:
-            self._process(ref, outcome, deadline, min_valid=min_valid, waits=waits)
+            self._process(ref, outcome, deadline, min_valid=min_valid, waits=waits, precheck=precheck)
         except UploaderError as exc:  # the table or the secret failed: nothing could be recorded
             outcome.status, outcome.retry = Status.FAILED, exc.retryable
             outcome.error, outcome.error_kind = str(exc), exc.kind
@@ -162,7 +171,14 @@ class Processor:
     # --- steps ---
 
     def _process(
-        self, ref: ObjectRef, outcome: Outcome, deadline: Deadline, *, min_valid: int, waits: bool
+        self,
+        ref: ObjectRef,
+        outcome: Outcome,
+        deadline: Deadline,
+        *,
+        min_valid: int,
+        waits: bool,
+        precheck: bool,
     ) -> None:
         allowed = self.config.allowed_buckets
         if allowed is not None and ref.bucket not in allowed:
@@ -171,6 +187,9 @@ class Processor:
             self.table.put_refused(ref, str(error), observed_at=iso_ms(moment), now=int(moment.timestamp()))
             outcome.status, outcome.retry = Status.FAILED, False
             outcome.error, outcome.error_kind = str(error), error.kind
+            return
+        if ref.sequencer is None and not ref.force and precheck and self._already_true(ref, min_valid):
+            outcome.status = Status.DUPLICATE
             return
         owner = uuid.uuid4().hex
         cache = _UploadCache()
@@ -207,6 +226,24 @@ class Processor:
         raise TransientError(
             f"the record kept changing while this delivery ran (at most {MAX_ROUNDS} rounds)"
         )
+
+    def _already_true(self, ref: ObjectRef, min_valid: int) -> bool:
+        """Without a claim: S3 is read first, then the record; when the record, unclaimed, already
+        describes that reading, nothing needs writing (a writer after us claims after our read of the
+        record, so it reads S3 after our reading: see docs/architecture.md)."""
+        try:
+            head: ObjectHead | None = self.s3.head(ref.bucket, ref.key, None)
+        except ObjectNotFoundError:
+            head = None
+        except UploaderError:
+            return False  # the claimed path records the failure
+        record = self.table.get(ref.pk)
+        now = self.now()
+        if record is None or claimed_by_other(record, "", int(now.timestamp() * 1000)):
+            return False
+        if head is None:
+            return record.get("status") == Status.DELETED
+        return is_live_upload(record, head, int(now.timestamp()), min_valid)
 
     def _settle(
         self,

@@ -47,7 +47,7 @@ UPLOADED_ONLY = {
     "uploadPath",
 }
 FAILED_ONLY = {"error", "errorKind", "retryable"}
-CLAIM = {"claimOwner", "claimUntil"}
+CLAIM = {"claimOwner", "claimUntil", "claimWaits"}
 
 
 def table() -> RecordTable:
@@ -74,7 +74,7 @@ def test_an_uploaded_record_sets_exactly_the_documented_attributes() -> None:
     names, values = request["ExpressionAttributeNames"], request["ExpressionAttributeValues"]
     expression = request["UpdateExpression"]
     assert request["Key"] == {"pk": {"S": "s3://photos/dir/a b.png"}}
-    assert attributes(expression, "SET", names) == IDENTITY | UPLOADED_ONLY | {"sequencer"}
+    assert attributes(expression, "SET", names) == IDENTITY | UPLOADED_ONLY | {"sequencer", "liveBucket"}
     assert attributes(expression, "REMOVE", names) == FAILED_ONLY | CLAIM
     assert attributes(expression, "ADD", names) == {"attempts"}
     assert {"S": "UPLOADED"} in values.values() and {"N": "1736000000"} in values.values()
@@ -88,7 +88,7 @@ def test_a_failed_record_sets_the_reason_and_drops_upload_attributes() -> None:
 
     names, values = request["ExpressionAttributeNames"], request["ExpressionAttributeValues"]
     assert attributes(request["UpdateExpression"], "SET", names) >= FAILED_ONLY | {"status", "updatedAt"}
-    assert attributes(request["UpdateExpression"], "REMOVE", names) == UPLOADED_ONLY | CLAIM
+    assert attributes(request["UpdateExpression"], "REMOVE", names) == UPLOADED_ONLY | CLAIM | {"liveBucket"}
     assert {"BOOL": False} in values.values() and {"S": "permanent"} in values.values()
 
 
@@ -96,7 +96,9 @@ def test_a_deleted_record_has_no_download_url_nor_error() -> None:
     request = settle(Settle(Status.DELETED, sequencer="0B"))
 
     names = request["ExpressionAttributeNames"]
-    assert attributes(request["UpdateExpression"], "REMOVE", names) == UPLOADED_ONLY | FAILED_ONLY | CLAIM
+    assert attributes(request["UpdateExpression"], "REMOVE", names) == UPLOADED_ONLY | FAILED_ONLY | CLAIM | {
+        "liveBucket"
+    }
     assert {"S": "DELETED"} in request["ExpressionAttributeValues"].values()
 
 
@@ -114,9 +116,14 @@ def test_the_first_claim_creates_the_record_or_takes_one_without_revision() -> N
 
     assert request["ConditionExpression"] == "attribute_not_exists(#rev)"
     names = request["ExpressionAttributeNames"]
-    assert (
-        attributes(request["UpdateExpression"], "SET", names) == {"bucket", "key", "rev", "purgeAt"} | CLAIM
-    )
+    assert attributes(request["UpdateExpression"], "SET", names) == {
+        "bucket",
+        "key",
+        "rev",
+        "purgeAt",
+        "claimOwner",
+        "claimUntil",
+    }
     assert "status" not in names.values()  # a claim never changes what the record says
 
 
