@@ -119,7 +119,8 @@ def _measure(ctx: Context, report: Report, endpoint_url: str, outputs: dict[str,
             key = wanted.get(item["pk"]["S"])
             if key is None:
                 continue
-            statuses[key] = item["status"]["S"]
+            # A record is claimed (no status yet) before it is settled: not done, not failed either.
+            statuses[key] = item["status"]["S"] if "status" in item else "CLAIMED"
             if key not in seen and statuses[key] == "UPLOADED":
                 seen[key] = (polled, _epoch(item["uploadedAt"]["S"]))
                 last_progress = polled
