@@ -191,7 +191,8 @@ def test_backfill_enqueues_the_objects_without_a_live_upload_and_force_enqueues_
             json.dumps({"bucket": bucket, "key": k}, sort_keys=True) for k in keys[3:]
         }
 
-        # And with --force every object is enqueued
+        # And with --force every object is enqueued, each message asking for a new upload under its own
+        # requestId (a redelivery of the message is then a duplicate, not another upload)
         run = cli("--json", "backfill", uri, "--force")
         assert run.code == EXIT_OK, run.err
         summary = json.loads(run.out)
@@ -201,7 +202,10 @@ def test_backfill_enqueues_the_objects_without_a_live_upload_and_force_enqueues_
             25,
             0,
         )
-        assert keys_under(drain(aws.sqs, outputs["QueueUrl"]), bucket, prefix) == keys
+        forced = drain(aws.sqs, outputs["QueueUrl"])
+        assert keys_under(forced, bucket, prefix) == keys
+        assert all(b["force"] is True for b in forced)
+        assert len({uuid.UUID(b["requestId"]) for b in forced}) == len(forced)
 
 
 def test_backfilled_objects_are_uploaded_by_the_deployed_function(
@@ -238,6 +242,7 @@ def test_status_of_an_uploaded_object_shows_its_record_and_exits_0(
     lines = dict(line.split(None, 1) for line in run.out.splitlines())
     assert lines["pk"] == uploaded
     assert lines["status"] == "UPLOADED"
+    assert lines["state"].startswith("live, 2 d 23 h left")
     assert lines["downloadUrl"].startswith("http://127.0.0.1:")
     assert "(in " in lines["expiresAt"]
 
@@ -257,7 +262,12 @@ def test_status_exits_1_when_the_upload_has_expired(
     )
     run = cli("status", uploaded)
     assert run.code == EXIT_NO
-    assert "(expired)" in run.out
+    lines = dict(line.split(None, 1) for line in run.out.splitlines())
+    assert lines["state"].startswith("expired 1 min ago")
+    assert "(expired 1m " in lines["expiresAt"]
+    # The URL is not shown as if it could still be used
+    assert lines["downloadUrl"] == "(not served: expired 1 min ago)"
+    assert json.loads(cli("--json", "status", uploaded).out)["state"] == "EXPIRED"
 
 
 def test_status_exits_1_for_an_object_without_a_record(
@@ -313,9 +323,9 @@ def test_list_filters_by_prefix_and_status(
     run = cli("list", "--status", "failed", "--prefix", uri)
     assert run.code == EXIT_OK, run.err
     lines = run.out.splitlines()
-    assert lines[0].split()[:3] == ["S3", "URI", "STATUS"]
+    assert lines[0].split()[:4] == ["S3", "URI", "STATUS", "STATE"]
     assert len(lines) == 4 and lines[-1] == "1 record"
-    assert lines[2].startswith(f"s3://{bucket}/{keys[2]}  FAILED")
+    assert lines[2].startswith(f"s3://{bucket}/{keys[2]}  FAILED  waiting for a retry")
     assert "[transient, retryable] kie.ai answered 500" in lines[2]
 
 
