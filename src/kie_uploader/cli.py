@@ -278,7 +278,7 @@ def is_live_upload(
 
 
 def format_epoch(epoch: Any, *, now: float | None = None) -> str:
-    """``2025-01-04 12:00:00Z (in 2d 23h)`` or ``... (expired)``."""
+    """``2025-01-04 12:00:00Z (in 2d 23h)`` or ``... (expired 3h 0m ago)``."""
     try:
         seconds = float(epoch)
     except (TypeError, ValueError):
