@@ -149,7 +149,7 @@ def wait_for_status(
             item = aws.dynamodb.get_item(TableName=table, Key={"pk": {"S": pk}}, ConsistentRead=True).get(
                 "Item"
             )
-            if item and item["status"]["S"] == status:
+            if item and item.get("status", {}).get("S") == status:  # a first claim has no status yet
                 found[pk] = item
         missing = [pk for pk in pks if pk not in found]
         if not missing:
