@@ -7,20 +7,31 @@ one new, locked-down bucket), KMS keys and the secret imported by ARN; and it wr
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
-from aws_cdk import CfnOutput, Stack
-from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import CfnOutput, CfnResource, Stack
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_secretsmanager as secretsmanager
-from constructs import Construct
+from constructs import Construct, IConstruct
 
 from infra.settings import StackSettings
 from kie_uploader.cdk import FunctionOptions, KieUploader, SourceBuckets
 
-#: The records table's logical id before the construct existed (the table is retained: a new logical id
-#: would create a second, empty table and leave the first one orphaned).
-RECORDS_TABLE_LOGICAL_ID = "RecordsTableC9B7A30B"
+#: Logical ids the stack's stateful resources had before the construct existed (0.1). Kept, so that an
+#: upgrade updates them in place: a new logical id would create a second, empty table (the first one is
+#: retained, orphaned), a new empty secret (the key gone), new queues (the waiting and dead-letter messages
+#: gone), a new alarm topic (the e-mail subscription to confirm again); and a QueuePolicy or TopicPolicy
+#: under a new id is created before the old one is deleted, which then clears the policy.
+LEGACY_LOGICAL_IDS = {
+    "table": "RecordsTableC9B7A30B",
+    "secret": "ApiKeySecret5E0E1F3C",
+    "queue": "QueuesQueueD811C857",
+    "queue_policy": "QueuesQueuePolicyA91E61E7",
+    "dead_letter_queue": "QueuesDeadLetterQueue82AA3FB7",
+    "dead_letter_queue_policy": "QueuesDeadLetterQueuePolicyCCAD37A7",
+    "alarm_topic": "MonitoringAlarmTopicAF62D4F1",
+    "alarm_topic_policy": "MonitoringAlarmTopicPolicyCB9CCFB0",
+}
 
 
 def function_options(settings: StackSettings) -> FunctionOptions:
@@ -36,6 +47,26 @@ def function_options(settings: StackSettings) -> FunctionOptions:
         timeout_seconds=settings.function_timeout_seconds,
         kie_timeout_seconds=settings.kie_timeout_seconds,
     )
+
+
+def keep_legacy_logical_ids(uploader: KieUploader) -> None:
+    def keep(construct: IConstruct | None, name: str) -> None:
+        resource = construct.node.default_child if construct is not None else None
+        if resource is None and construct is not None and isinstance(construct, CfnResource):
+            resource = construct
+        if not isinstance(resource, CfnResource):
+            raise RuntimeError(f"no CloudFormation resource for {name}")
+        resource.override_logical_id(LEGACY_LOGICAL_IDS[name])
+
+    keep(uploader.table, "table")
+    if uploader.secret_created:
+        keep(uploader.secret, "secret")
+    keep(uploader.queue, "queue")
+    keep(uploader.queue.node.try_find_child("Policy"), "queue_policy")
+    keep(uploader.dead_letter_queue, "dead_letter_queue")
+    keep(uploader.dead_letter_queue.node.try_find_child("Policy"), "dead_letter_queue_policy")
+    keep(uploader.alarm_topic, "alarm_topic")
+    keep(uploader.alarm_topic.node.try_find_child("Policy"), "alarm_topic_policy")
 
 
 class KieUploaderStack(Stack):
@@ -78,9 +109,7 @@ class KieUploaderStack(Stack):
             function_options=function_options(settings),
             alarm_email=settings.alarm_email,
         )
-        cast(dynamodb.CfnTable, self.uploader.table.node.default_child).override_logical_id(
-            RECORDS_TABLE_LOGICAL_ID
-        )
+        keep_legacy_logical_ids(self.uploader)
         uploader = self.uploader
         outputs = {
             "BucketNames": (uploader.bucket_names_joined, "Source buckets (comma-separated)"),

@@ -538,3 +538,24 @@ def test_outputs_are_exactly_what_the_cli_reads(synth_name: str, request: pytest
 
 def test_custom_stack_name_comes_from_context(custom_synth: Synth) -> None:
     assert custom_synth.template_path.name == "KieUploaderCustom.template.json"
+
+
+def test_stateful_resources_keep_the_logical_ids_they_had_before_the_construct(default_synth: Synth) -> None:
+    # An upgrade updates them in place: no second table, no empty secret, no lost messages or subscription.
+    from infra.stack import LEGACY_LOGICAL_IDS
+
+    types = {
+        "table": "AWS::DynamoDB::Table",
+        "secret": "AWS::SecretsManager::Secret",
+        "queue": "AWS::SQS::Queue",
+        "queue_policy": "AWS::SQS::QueuePolicy",
+        "dead_letter_queue": "AWS::SQS::Queue",
+        "dead_letter_queue_policy": "AWS::SQS::QueuePolicy",
+        "alarm_topic": "AWS::SNS::Topic",
+        "alarm_topic_policy": "AWS::SNS::TopicPolicy",
+    }
+    resources = default_synth.template["Resources"]
+    assert {name: resources[logical_id]["Type"] for name, logical_id in LEGACY_LOGICAL_IDS.items()} == types
+    queue, dead = queue_ids(default_synth)
+    assert (queue, dead) == (LEGACY_LOGICAL_IDS["queue"], LEGACY_LOGICAL_IDS["dead_letter_queue"])
+    assert resources[LEGACY_LOGICAL_IDS["queue_policy"]]["Properties"]["Queues"] == [{"Ref": queue}]
