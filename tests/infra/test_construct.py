@@ -482,3 +482,23 @@ def test_queue_and_table_props_replace_the_defaults_they_may() -> None:
     template.has_resource(
         "AWS::DynamoDB::Table", {"Properties": {"TableName": "kie-records"}, "DeletionPolicy": "Delete"}
     )
+
+
+def test_a_bucket_of_the_users_own_stack_gets_cdks_own_notifications_with_eventbridge_on() -> None:
+    from aws_cdk import App, Stack
+    from aws_cdk import aws_s3 as s3
+    from aws_cdk.assertions import Template
+
+    from kie_uploader.cdk import KieUploader
+
+    stack = Stack(App(context={"aws:cdk:bundling-stacks": []}), "Owned")
+    bucket = s3.Bucket(stack, "Photos")
+    uploader = KieUploader(stack, "Uploader", buckets=[bucket], notify="eventbridge", suffix=".png")
+    template = Template.from_stack(stack).to_json()
+    assert uploader.bucket_notifications is None  # no custom resource: CDK manages an owned bucket's config
+    (notifications,) = [
+        r for r in template["Resources"].values() if r["Type"] == "Custom::S3BucketNotifications"
+    ]
+    assert notifications["Properties"]["NotificationConfiguration"] == {"EventBridgeConfiguration": {}}
+    (rule,) = [r for r in template["Resources"].values() if r["Type"] == "AWS::Events::Rule"]
+    assert rule["Properties"]["EventPattern"]["detail"]["object"] == {"key": [{"suffix": ".png"}]}
