@@ -53,6 +53,8 @@ _BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _SECRET_ARN = re.compile(r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[\w/+=.@-]+$")
 _KMS_KEY_ARN = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[\w-]+$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_S3_PREFIX_URI = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/\S*)?$")
+_EVENT_BUS = re.compile(r"^(arn:aws[a-z-]*:events:[a-z0-9-]+:\d{12}:event-bus/)?[\w.\-/]{1,256}$")
 
 
 class SettingsError(ValueError):
@@ -84,6 +86,16 @@ class StackSettings:
     memory_size: int = 256
     architecture: str = "arm64"
     log_retention_days: int = 30
+
+    #: Keep-alive: ``s3://bucket/prefix`` URIs whose live URLs are refreshed before kie.ai deletes them.
+    keep_alive: tuple[str, ...] = ()
+    refresh_ahead_seconds: int = 43_200
+    keep_alive_schedule_minutes: int = 60
+    #: Days a record is kept after its file expired at kie.ai (the table's TTL).
+    record_retention_days: int = 30
+    #: Publish record changes on EventBridge (the default bus, or ``event_bus_name``).
+    events: bool = True
+    event_bus_name: str | None = None
 
     function_timeout_seconds: int = FUNCTION_TIMEOUT_SECONDS
     #: The function's ``KIE_TIMEOUT_SECONDS``: how long one kie.ai call may take (< the function's timeout).
@@ -150,6 +162,18 @@ class StackSettings:
             log_retention_days=reader.choice_int(
                 "logRetentionDays", defaults.log_retention_days, LOG_RETENTION_DAYS
             ),
+            keep_alive=reader.names("keepAlive", _S3_PREFIX_URI, "an s3://bucket/prefix URI"),
+            refresh_ahead_seconds=reader.integer(
+                "refreshAheadSeconds", defaults.refresh_ahead_seconds, low=60, high=31_536_000
+            ),
+            keep_alive_schedule_minutes=reader.integer(
+                "keepAliveScheduleMinutes", defaults.keep_alive_schedule_minutes, low=1, high=1440
+            ),
+            record_retention_days=reader.integer(
+                "recordRetentionDays", defaults.record_retention_days, low=0, high=3650
+            ),
+            events=reader.choice("events", "true", ("true", "false")) == "true",
+            event_bus_name=reader.optional("eventBusName", _EVENT_BUS, "an EventBridge bus name or ARN"),
             function_timeout_seconds=function_timeout,
             kie_timeout_seconds=kie_timeout,
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from aws_cdk import CfnOutput, CfnResource, Stack
+from aws_cdk import aws_events as events
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct, IConstruct
@@ -46,6 +47,7 @@ def function_options(settings: StackSettings) -> FunctionOptions:
         log_retention_days=settings.log_retention_days,
         timeout_seconds=settings.function_timeout_seconds,
         kie_timeout_seconds=settings.kie_timeout_seconds,
+        record_retention_days=settings.record_retention_days,
     )
 
 
@@ -67,6 +69,14 @@ def keep_legacy_logical_ids(uploader: KieUploader) -> None:
     keep(uploader.dead_letter_queue.node.try_find_child("Policy"), "dead_letter_queue_policy")
     keep(uploader.alarm_topic, "alarm_topic")
     keep(uploader.alarm_topic.node.try_find_child("Policy"), "alarm_topic_policy")
+
+
+def _event_bus(scope: Construct, name: str | None) -> events.IEventBus | None:
+    if name is None:
+        return None
+    if name.startswith("arn:"):
+        return events.EventBus.from_event_bus_arn(scope, "EventBus", name)
+    return events.EventBus.from_event_bus_name(scope, "EventBus", name)
 
 
 class KieUploaderStack(Stack):
@@ -108,6 +118,11 @@ class KieUploaderStack(Stack):
             existing_secret_kms_key=secret_key,
             function_options=function_options(settings),
             alarm_email=settings.alarm_email,
+            keep_alive=settings.keep_alive,
+            refresh_ahead_seconds=settings.refresh_ahead_seconds,
+            keep_alive_schedule_minutes=settings.keep_alive_schedule_minutes,
+            events_enabled=settings.events,
+            event_bus=_event_bus(self, settings.event_bus_name),
         )
         keep_legacy_logical_ids(self.uploader)
         uploader = self.uploader
@@ -120,6 +135,12 @@ class KieUploaderStack(Stack):
             "FunctionName": (uploader.function.function_name, "The uploader function"),
             "AlarmTopicArn": (uploader.alarm_topic.topic_arn, "Alarms are published here"),
         }
+        if uploader.publisher is not None:
+            outputs["EventBusName"] = (uploader.publisher.bus_name, "Record changes are published here")
+            outputs["EventPattern"] = (
+                uploader.publisher.event_pattern_json,
+                "An EventBridge rule pattern matching every record change",
+            )
         for key, (value, description) in outputs.items():
             CfnOutput(self, key, value=value, description=description)
         self.acknowledged_findings = uploader.acknowledged_findings

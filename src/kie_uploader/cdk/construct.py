@@ -17,6 +17,7 @@ from typing import Any
 from aws_cdk import Arn, ArnFormat, Duration, Fn, Token
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
@@ -39,9 +40,10 @@ from kie_uploader.cdk.options import (
     KieUploaderPropsError,
     NotifyMode,
 )
+from kie_uploader.cdk.publisher import EventPublisher
 from kie_uploader.cdk.queues import UploaderQueues
 from kie_uploader.cdk.secret import ApiKeySecret
-from kie_uploader.cdk.table import PARTITION_KEY, TTL_ATTRIBUTE, RecordsTable
+from kie_uploader.cdk.table import EXPIRY_INDEX, PARTITION_KEY, TTL_ATTRIBUTE, RecordsTable
 
 # Messages older than this mean the function is failing or cannot keep up.
 OLDEST_MESSAGE_AGE_ALARM = Duration.minutes(15)
@@ -51,7 +53,13 @@ OBJECT_READ_ACTIONS = ["s3:GetObject", "s3:GetObjectVersion"]
 # missing key, which the function records as SKIPPED rather than as a permission problem.
 BUCKET_READ_ACTIONS = ["s3:ListBucket"]
 # The function's record store reads one item and writes it with conditional updates (which also create it).
-TABLE_ACTIONS = ["dynamodb:GetItem", "dynamodb:UpdateItem"]
+TABLE_ITEM_ACTIONS = ["dynamodb:GetItem", "dynamodb:UpdateItem"]
+# A refresh round queries the sparse expiry index.
+TABLE_INDEX_ACTIONS = ["dynamodb:Query"]
+TABLE_ACTIONS = TABLE_ITEM_ACTIONS + TABLE_INDEX_ACTIONS
+#: How often the keep-alive schedule runs a refresh round, by default.
+KEEP_ALIVE_SCHEDULE_MINUTES = 60
+REFRESH_AHEAD_SECONDS = 43_200
 #: Queue props the construct owns: S3 and the function rely on them.
 QUEUE_PROPS_REFUSED = {
     "dead_letter_queue": "the construct wires its own dead-letter queue",
@@ -65,7 +73,8 @@ QUEUE_PROPS_REFUSED = {
 TABLE_PROPS_REFUSED = {
     "partition_key": f"the function's records are keyed by {PARTITION_KEY!r}",
     "sort_key": f"the function's records are keyed by {PARTITION_KEY!r} alone",
-    "time_to_live_attribute": f"the function writes the expiry to {TTL_ATTRIBUTE!r}",
+    "time_to_live_attribute": f"the function writes the record's TTL to {TTL_ATTRIBUTE!r}",
+    "stream": "the event publisher reads the table's stream (turn events off with events=False)",
 }
 MAX_FILTER_LENGTH = 1024
 
@@ -161,6 +170,11 @@ class KieUploader(Construct):
       replace the defaults (not the ones the function relies on).
     * ``function_options``: :class:`FunctionOptions` (kie.ai URL, memory, architecture, timeouts, ...).
     * ``alarm_email``: subscribed to the alarm topic.
+    * ``keep_alive``: ``s3://bucket/prefix`` URIs whose live URLs are kept alive: every
+      ``keep_alive_schedule_minutes`` (60) a refresh round re-uploads those expiring within
+      ``refresh_ahead_seconds`` (43,200), found through the table's sparse expiry index.
+    * ``events`` / ``event_bus``: publish every change of a record's status or URL on EventBridge (the
+      default bus, or ``event_bus``) from the table's stream (docs/events.md). On by default.
     """
 
     def __init__(
@@ -181,6 +195,11 @@ class KieUploader(Construct):
         table_props: Mapping[str, Any] | None = None,
         function_options: FunctionOptions | None = None,
         alarm_email: str | None = None,
+        keep_alive: Sequence[str] = (),
+        refresh_ahead_seconds: int = REFRESH_AHEAD_SECONDS,
+        keep_alive_schedule_minutes: int = KEEP_ALIVE_SCHEDULE_MINUTES,
+        events_enabled: bool = True,
+        event_bus: events.IEventBus | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         options = function_options if function_options is not None else FunctionOptions()
@@ -224,7 +243,9 @@ class KieUploader(Construct):
             queue_overrides=queue_overrides,
         )
         self.queue, self.dead_letter_queue = queues.queue, queues.dead_letter_queue
-        self.table: dynamodb.ITable = RecordsTable(self, "Records", table_overrides=table_overrides).table
+        self.table: dynamodb.ITable = RecordsTable(
+            self, "Records", table_overrides=table_overrides, stream=events_enabled
+        ).table
         api_key = ApiKeySecret(self, "ApiKey", existing_secret=existing_secret)
         self.secret: secretsmanager.ISecret = api_key.secret
         self.secret_created = api_key.created
@@ -278,9 +299,54 @@ class KieUploader(Construct):
             oldest_message_age=OLDEST_MESSAGE_AGE_ALARM,
         )
         self.alarm_topic = self.monitoring.topic
+        self.keep_alive_rule = self._keep_alive(
+            keep_alive, refresh_ahead_seconds, keep_alive_schedule_minutes
+        )
+        self.publisher: EventPublisher | None = None
+        if events_enabled:
+            self.publisher = EventPublisher(
+                self,
+                "Events",
+                table=self.table,
+                bus=event_bus,
+                code=self.uploader.code,
+                architecture=self.function.architecture,
+                alarm_topic=self.alarm_topic,
+            )
         self.bucket_names_joined = Fn.join(",", bucket_names)
         #: The cdk-nag findings acknowledged on this construct's children (each with its reason).
         self.acknowledged_findings = acknowledge_findings(self)
+
+    def _keep_alive(self, uris: Sequence[str], ahead: int, minutes: int) -> events.Rule | None:
+        """The schedule of refresh rounds for ``uris`` (none without them)."""
+        if isinstance(uris, str):
+            raise KieUploaderPropsError("keep_alive: expected a list of s3://bucket/prefix URIs")
+        names = {b.bucket_name for b in self.buckets if not Token.is_unresolved(b.bucket_name)}
+        for index, uri in enumerate(uris):
+            if not isinstance(uri, str) or not uri.startswith("s3://") or not uri[5:].split("/", 1)[0]:
+                raise KieUploaderPropsError(f"keep_alive[{index}]={uri!r} is not an s3://bucket/prefix URI")
+            bucket = uri[5:].split("/", 1)[0]
+            if names and len(names) == len(self.buckets) and bucket not in names:
+                raise KieUploaderPropsError(f"keep_alive[{index}]: bucket {bucket!r} is not one of buckets")
+        if not uris:
+            return None
+        retention = self.options.retention_seconds
+        _check_int("refresh_ahead_seconds", ahead, 60, max(60, retention - 300))
+        _check_int("keep_alive_schedule_minutes", minutes, 1, 1440)
+        rule = events.Rule(
+            self,
+            "KeepAlive",
+            description="Refresh rounds: re-upload the live URLs under keep_alive before kie.ai deletes them",
+            schedule=events.Schedule.rate(Duration.minutes(minutes)),
+        )
+        request = {"refresh": {"prefixes": list(uris), "expiringWithinSeconds": ahead}}
+        # A missed round is made up by the next one (the records stay due): no retries, no dead letters.
+        rule.add_target(
+            targets.LambdaFunction(
+                self.function, event=events.RuleTargetInput.from_object(request), retry_attempts=0
+            )
+        )
+        return rule
 
     # --- validation ------------------------------------------------------------------------------------
 
@@ -348,7 +414,17 @@ class KieUploader(Construct):
                     "StringEquals": {"kms:ViaService": f"s3.{_region_of(key.key_arn)}.amazonaws.com"}
                 },
             )
-        self.table.grant(function, *TABLE_ACTIONS)
+        # Exact resources: the table for its items, the expiry index for Query (no index/* wildcard).
+        iam.Grant.add_to_principal(
+            grantee=function, actions=TABLE_ITEM_ACTIONS, resource_arns=[self.table.table_arn]
+        )
+        iam.Grant.add_to_principal(
+            grantee=function,
+            actions=TABLE_INDEX_ACTIONS,
+            resource_arns=[f"{self.table.table_arn}/index/{EXPIRY_INDEX}"],
+        )
+        if self.table.encryption_key is not None:
+            self.table.encryption_key.grant_encrypt_decrypt(function)
         self.secret.grant_read(function)
         if secret_kms_key is not None:
             iam.Grant.add_to_principal(

@@ -47,6 +47,7 @@ def function_environment(
         "SECRET_CACHE_SECONDS": str(SECRET_CACHE_SECONDS),
         "KIE_TIMEOUT_SECONDS": str(settings.effective_kie_timeout_seconds),
         "KIE_MAX_ATTEMPTS": str(KIE_MAX_ATTEMPTS),
+        "RECORD_RETENTION_SECONDS": str(settings.record_retention_days * 86_400),
         "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
         "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
         "POWERTOOLS_LOG_LEVEL": "INFO",
@@ -87,6 +88,14 @@ class UploaderFunction(Construct):
         architecture = (
             lambda_.Architecture.ARM_64 if settings.architecture == "arm64" else lambda_.Architecture.X86_64
         )
+        #: The function's code, also run by the event publisher (one asset for both).
+        self.code = lambda_.Code.from_asset(
+            str(source_root),
+            # Hash the sources, so that an unchanged function is not bundled (pip) again.
+            asset_hash_type=AssetHashType.SOURCE,
+            exclude=["**/__pycache__", "**/*.pyc", "**/.pytest_cache"],
+            bundling=bundling.bundling_options(source_root, architecture=settings.architecture),
+        )
         self.function = lambda_.Function(
             self,
             "Function",
@@ -94,13 +103,7 @@ class UploaderFunction(Construct):
             runtime=bundling.RUNTIME,
             architecture=architecture,
             handler=HANDLER,
-            code=lambda_.Code.from_asset(
-                str(source_root),
-                # Hash the sources, so that an unchanged function is not bundled (pip) again.
-                asset_hash_type=AssetHashType.SOURCE,
-                exclude=["**/__pycache__", "**/*.pyc", "**/.pytest_cache"],
-                bundling=bundling.bundling_options(source_root, architecture=settings.architecture),
-            ),
+            code=self.code,
             memory_size=settings.memory_size,
             timeout=Duration.seconds(settings.timeout_seconds),
             # The ceiling on concurrent invocations (notify=lambda): S3 cannot fan out beyond it.

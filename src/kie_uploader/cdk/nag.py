@@ -97,6 +97,9 @@ def acknowledge_findings(uploader: KieUploader) -> list[str]:
                 REASONS["IAM4-notifications"],
             ),
         )
+    if uploader.publisher is not None:
+        for scope, findings in uploader.publisher.acknowledgments().items():
+            acknowledge(scope, *(_ack(rule, why) for rule, why in findings))
     if uploader.bucket_notifications is not None:
         acknowledge(uploader.bucket_notifications.function, _ack("AwsSolutions-L1", REASONS["L1"]))
     return acknowledged

@@ -63,6 +63,8 @@ class FunctionOptions:
     timeout_seconds: int = FUNCTION_TIMEOUT_SECONDS
     #: One kie.ai call's timeout; None: 40 s, or 1 s less than a shorter ``timeout_seconds``.
     kie_timeout_seconds: int | None = None
+    #: Days a record is kept after its file expired at kie.ai (or after its last change): the TTL.
+    record_retention_days: int = 30
 
     @property
     def effective_kie_timeout_seconds(self) -> int:
@@ -96,6 +98,7 @@ class FunctionOptions:
                 f"{name}.architecture={self.architecture!r} must be one of {', '.join(ARCHITECTURES)}"
             )
         integer("retention_seconds", 60)
+        integer("record_retention_days", 0, 3650)
         integer("max_object_bytes", 1)
         integer("presign_expires_seconds", 60, 604_800)
         integer("memory_size", 128, 10_240)
