@@ -36,7 +36,12 @@ OUTPUT_KEYS = {
     "SecretArn",
     "FunctionName",
     "AlarmTopicArn",
+    # Only when events are on (the default): the bus record changes go to, and a rule pattern for them.
+    "EventBusName",
+    "EventPattern",
 }
+#: The outputs a stack deployed with ``-c events=false`` does not have.
+EVENT_OUTPUT_KEYS = {"EventBusName", "EventPattern"}
 
 ACCOUNT = "123456789012"
 REGION = "us-east-1"

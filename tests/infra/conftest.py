@@ -43,6 +43,15 @@ CUSTOM_CONTEXT = {
     "logRetentionDays": "14",
     "functionTimeoutSeconds": "60",
     "kieTimeoutSeconds": "25",
+    # A refresh round every 15 minutes for two prefixes, each of an imported bucket (refreshAheadSeconds
+    # must stay below retentionSeconds=3600 by the construct's 300 s margin).
+    "keepAlive": "s3://existing-bucket-one/incoming/,s3://existing-bucket-two/reports/",
+    "refreshAheadSeconds": "1800",
+    "keepAliveScheduleMinutes": "15",
+    "recordRetentionDays": "7",
+    # No table stream, no publisher, no event outputs. (eventBusName only matters with events on: the
+    # publisher's own bus is covered by tests/infra/test_publisher.py.)
+    "events": "false",
 }
 
 
@@ -56,6 +65,9 @@ class Synth:
     template_path: Path
     seconds: float
     acknowledged: tuple[str, ...]
+    #: Logical ids of the constructs the tests pick by construct (see ``construct_ids``), e.g.
+    #: ``"queue"`` (the uploader's work queue) or ``"publisher.dead_letter_queue"``.
+    ids: dict[str, str]
 
     def resources(self, resource_type: str) -> dict[str, dict[str, Any]]:
         return {
@@ -68,6 +80,35 @@ class Synth:
         found = self.resources(resource_type)
         assert len(found) == 1, f"expected one {resource_type}, found {sorted(found)}"
         return next(iter(found.items()))
+
+
+def construct_ids(stack: Any) -> dict[str, str]:
+    """The logical ids (with the legacy overrides) of the uploader's and the publisher's own resources, found
+    through the construct tree rather than by counting resources of a type."""
+    uploader = stack.uploader
+    constructs: dict[str, Any] = {
+        "queue": uploader.queue,
+        "dead_letter_queue": uploader.dead_letter_queue,
+        "table": uploader.table,
+        "function": uploader.function,
+        "role": uploader.uploader.role,
+        "log_group": uploader.uploader.log_group,
+        "alarm_topic": uploader.alarm_topic,
+    }
+    if uploader.keep_alive_rule is not None:
+        constructs["keep_alive_rule"] = uploader.keep_alive_rule
+    if uploader.publisher is not None:
+        publisher = uploader.publisher
+        constructs |= {
+            "publisher.function": publisher.function,
+            "publisher.role": publisher.role,
+            "publisher.log_group": publisher.log_group,
+            "publisher.dead_letter_queue": publisher.dead_letter_queue,
+        }
+    return {
+        name: str(stack.resolve(construct.node.default_child.logical_id))
+        for name, construct in constructs.items()
+    }
 
 
 def synthesize(context: dict[str, str], outdir: Path) -> Synth:
@@ -90,6 +131,7 @@ def synthesize(context: dict[str, str], outdir: Path) -> Synth:
         template_path,
         seconds,
         tuple(stack.acknowledged_findings),
+        construct_ids(stack),
     )
 
 

@@ -12,9 +12,18 @@ from typing import Any
 import pytest
 
 from tests.infra.conftest import Synth
-from tests.infra.test_stack import as_list, function_statements
+from tests.infra.test_stack import (
+    as_list,
+    expiry_index_arn,
+    function_statements,
+    resources_for,
+    role_statements,
+)
 
 FUNCTION_PACKAGE = Path(__file__).resolve().parents[2] / "functions" / "uploader"
+#: The event publisher's handler module: it runs as the publisher's own function, under the publisher's own
+#: role (with the modules of the package it imports), never under the uploader's.
+PUBLISHER_MODULE = FUNCTION_PACKAGE / "publisher.py"
 
 # cfn-lint rules ignored on CDK's output, each with its reason:
 # - W3005: CDK adds an explicit DependsOn on a function's role (and its default policy) beside the GetAtt
@@ -38,6 +47,7 @@ BOTO_ACTIONS = {
     "get_secret_value": ["secretsmanager:GetSecretValue"],
     "describe_secret": ["secretsmanager:DescribeSecret"],
     "send_message": ["sqs:SendMessage"],
+    "put_events": ["events:PutEvents"],
 }
 
 
@@ -76,10 +86,10 @@ def test_cfn_lint_passes_on_the_synthesized_template(synth_name: str, request: p
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def aws_calls_in_function() -> set[str]:
-    """Names of boto3 client methods the function's code calls (``<something>.<method>(...)``)."""
+def aws_calls_in(paths: list[Path]) -> set[str]:
+    """Names of boto3 client methods the modules call (``<something>.<method>(...)``)."""
     calls: set[str] = set()
-    for path in FUNCTION_PACKAGE.glob("*.py"):
+    for path in paths:
         for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
             if (
                 isinstance(node, ast.Call)
@@ -90,12 +100,47 @@ def aws_calls_in_function() -> set[str]:
     return calls
 
 
+def publisher_modules() -> list[Path]:
+    """The publisher's module and the package's modules it imports (``from uploader.x import ...``)."""
+    modules = [PUBLISHER_MODULE]
+    for node in ast.walk(ast.parse(PUBLISHER_MODULE.read_text(), filename=str(PUBLISHER_MODULE))):
+        module = node.module if isinstance(node, ast.ImportFrom) else None
+        if module is not None and module.startswith("uploader."):
+            modules.append(FUNCTION_PACKAGE / f"{module.split('.', 1)[1].replace('.', '/')}.py")
+    return modules
+
+
+def uploader_modules() -> list[Path]:
+    return [path for path in FUNCTION_PACKAGE.glob("*.py") if path != PUBLISHER_MODULE]
+
+
+def granted_actions(statements: list[dict[str, Any]]) -> set[str]:
+    return {action for statement in statements for action in as_list(statement["Action"])}
+
+
 def test_every_aws_call_in_the_function_is_allowed_by_its_role(default_synth: Synth) -> None:
     # ministack does not enforce IAM, so the end-to-end test cannot catch a missing permission: this can.
-    calls = aws_calls_in_function()
-    assert {"get_secret_value", "head_object"} <= calls, "the function's adapters were not found"
-    granted = {
-        action for statement in function_statements(default_synth) for action in as_list(statement["Action"])
-    }
+    calls = aws_calls_in(uploader_modules())
+    assert {"get_secret_value", "head_object", "query"} <= calls, "the function's adapters were not found"
+    # Events are put by the publisher only (the outbox): the uploader just writes its record.
+    assert "put_events" not in calls
+    statements = function_statements(default_synth)
+    granted = granted_actions(statements)
     missing = {call: BOTO_ACTIONS[call] for call in calls if not set(BOTO_ACTIONS[call]) <= granted}
     assert not missing
+    # The refresh round's query reads the sparse expiry index, which is the only thing it may query.
+    table = default_synth.ids["table"]
+    assert resources_for(statements, "dynamodb:Query") == [expiry_index_arn(table)]
+
+
+def test_every_aws_call_of_the_event_publisher_is_allowed_by_its_own_role(default_synth: Synth) -> None:
+    calls = aws_calls_in(publisher_modules())
+    assert calls == {"put_events"}, "the publisher's event bus client was not found"
+    statements = role_statements(default_synth, default_synth.ids["publisher.role"])
+    missing = {
+        call: BOTO_ACTIONS[call]
+        for call in calls
+        if not set(BOTO_ACTIONS[call]) <= granted_actions(statements)
+    }
+    assert not missing
+    assert "events:PutEvents" not in granted_actions(function_statements(default_synth))

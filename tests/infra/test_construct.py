@@ -125,6 +125,16 @@ def statements_of(synth: UserSynth, role_prefix: str) -> list[dict[str, Any]]:
     return found
 
 
+def queue_mapping(synth: UserSynth) -> dict[str, Any]:
+    """The event source mapping of the uploader's queue (the publisher has one on the table's stream)."""
+    queue_arn = {"Fn::GetAtt": [synth.logical_id(synth.stack.uploader.queue), "Arn"]}
+    (mapping,) = [
+        m for m in synth.props("AWS::Lambda::EventSourceMapping") if m["EventSourceArn"] == queue_arn
+    ]
+    assert mapping["FunctionName"] == {"Ref": synth.logical_id(synth.stack.uploader.function)}
+    return mapping
+
+
 def queue_statements(synth: UserSynth) -> list[dict[str, Any]]:
     queue = synth.logical_id(synth.stack.uploader.queue)
     (policy,) = [p for p in synth.props("AWS::SQS::QueuePolicy") if p["Queues"] == [{"Ref": queue}]]
@@ -160,7 +170,7 @@ def test_queue_mode_puts_fixed_id_entries_on_each_imported_bucket_and_lets_only_
         "ArnLike": {"aws:SourceArn": [s3_arn(PHOTOS), s3_arn(DOCS)]},
         "StringEquals": {"aws:SourceAccount": ACCOUNT},
     }
-    (mapping,) = synth.props("AWS::Lambda::EventSourceMapping")
+    mapping = queue_mapping(synth)
     assert mapping["ScalingConfig"] == {"MaximumConcurrency": 4}
     assert mapping["BatchSize"] == 10 and mapping["MaximumBatchingWindowInSeconds"] == 0
     assert "ReservedConcurrentExecutions" not in uploader_function(synth)
@@ -211,7 +221,7 @@ def test_lambda_mode_invokes_directly_with_a_concurrency_ceiling_and_scoped_perm
     assert {(p["Principal"], p["SourceAccount"]) for p in permissions} == {("s3.amazonaws.com", ACCOUNT)}
     # The ceiling: S3 cannot fan out beyond max_concurrency invocations, so kie.ai sees at most 3 x 10.
     assert uploader_function(synth)["ReservedConcurrentExecutions"] == 3
-    (mapping,) = synth.props("AWS::Lambda::EventSourceMapping")
+    mapping = queue_mapping(synth)
     assert mapping["ScalingConfig"] == {"MaximumConcurrency": 3}
 
 
@@ -381,7 +391,7 @@ def _construct(**props: Any) -> Any:
 
     from kie_uploader.cdk import KieUploader
 
-    stack = Stack(App(), "Props")
+    stack = Stack(App(context={"aws:cdk:bundling-stacks": []}), "Props")
     if "buckets" not in props:
         props["buckets"] = [s3.Bucket.from_bucket_name(stack, "B", "some-bucket")]
     return KieUploader(stack, "Uploader", **props)
@@ -502,3 +512,100 @@ def test_a_bucket_of_the_users_own_stack_gets_cdks_own_notifications_with_eventb
     assert notifications["Properties"]["NotificationConfiguration"] == {"EventBridgeConfiguration": {}}
     (rule,) = [r for r in template["Resources"].values() if r["Type"] == "AWS::Events::Rule"]
     assert rule["Properties"]["EventPattern"]["detail"]["object"] == {"key": [{"suffix": ".png"}]}
+
+
+# --- keep-alive props ----------------------------------------------------------------------------------
+
+KEEP = "s3://some-bucket/incoming/"
+
+
+@pytest.mark.parametrize(
+    ("props", "message"),
+    [
+        (
+            {"keep_alive": ["s3://other-bucket/incoming/"]},
+            r"^keep_alive\[0\]: bucket 'other-bucket' is not one of",
+        ),
+        ({"keep_alive": [KEEP, "s3://other-bucket/"]}, r"^keep_alive\[1\]: bucket 'other-bucket'"),
+        (
+            {"keep_alive": ["https://some-bucket/incoming/"]},
+            r"^keep_alive\[0\]=.* is not an s3://bucket/prefix",
+        ),
+        ({"keep_alive": ["s3:///incoming/"]}, r"^keep_alive\[0\]=.* is not an s3://bucket/prefix"),
+        ({"keep_alive": [KEEP, 5]}, r"^keep_alive\[1\]=5 is not an s3://bucket/prefix"),
+        ({"keep_alive": KEEP}, r"^keep_alive: expected a list"),
+        (
+            {"keep_alive": [KEEP], "refresh_ahead_seconds": 59},
+            r"^refresh_ahead_seconds=59 must be between 60",
+        ),
+        # kie.ai keeps a file retention_seconds (259,200 by default): a round must come 300 s before that.
+        (
+            {"keep_alive": [KEEP], "refresh_ahead_seconds": 258_901},
+            r"^refresh_ahead_seconds=258901 .* 258900",
+        ),
+        ({"keep_alive": [KEEP], "refresh_ahead_seconds": "3600"}, r"^refresh_ahead_seconds: expected an int"),
+        ({"keep_alive": [KEEP], "keep_alive_schedule_minutes": 0}, r"^keep_alive_schedule_minutes=0"),
+        ({"keep_alive": [KEEP], "keep_alive_schedule_minutes": 1441}, r"^keep_alive_schedule_minutes=1441"),
+    ],
+)
+def test_a_bad_keep_alive_prop_fails_with_its_name_in_the_message(
+    props: dict[str, Any], message: str
+) -> None:
+    from kie_uploader.cdk import KieUploaderPropsError
+
+    with pytest.raises(KieUploaderPropsError, match=message):
+        _construct(**props)
+
+
+def test_refresh_ahead_seconds_is_bounded_by_a_shorter_retention() -> None:
+    from kie_uploader.cdk import FunctionOptions, KieUploaderPropsError
+
+    with pytest.raises(
+        KieUploaderPropsError, match=r"^refresh_ahead_seconds=3301 must be between 60 and 3300"
+    ):
+        _construct(
+            keep_alive=[KEEP],
+            refresh_ahead_seconds=3301,
+            function_options=FunctionOptions(retention_seconds=3600),
+        )
+
+
+def test_keep_alive_defaults_to_an_hourly_round_of_what_expires_within_twelve_hours() -> None:
+    from aws_cdk.assertions import Template
+
+    uploader = _construct(keep_alive=[KEEP, "s3://some-bucket/reports/2025/"])
+    template = Template.from_stack(uploader.node.scope).to_json()
+    rules = {k: r["Properties"] for k, r in template["Resources"].items() if r["Type"] == "AWS::Events::Rule"}
+    (rule_id,) = rules
+    assert rule_id == uploader.node.scope.get_logical_id(uploader.keep_alive_rule.node.default_child)
+    assert rules[rule_id]["ScheduleExpression"] == "rate(1 hour)"
+    (target,) = rules[rule_id]["Targets"]
+    function_id = uploader.node.scope.get_logical_id(uploader.function.node.default_child)
+    assert target["Arn"] == {"Fn::GetAtt": [function_id, "Arn"]}
+    assert json.loads(target["Input"]) == {
+        "refresh": {"prefixes": [KEEP, "s3://some-bucket/reports/2025/"], "expiringWithinSeconds": 43_200}
+    }
+
+
+def test_without_keep_alive_there_is_no_rule_and_with_events_off_no_stream_nor_publisher() -> None:
+    from aws_cdk.assertions import Template
+
+    uploader = _construct(events_enabled=False)
+    assert uploader.keep_alive_rule is None and uploader.publisher is None
+    template = Template.from_stack(uploader.node.scope)
+    template.resource_count_is("AWS::Events::Rule", 0)
+    (table,) = [
+        r["Properties"]
+        for r in template.to_json()["Resources"].values()
+        if r["Type"] == "AWS::DynamoDB::Table"
+    ]
+    assert "StreamSpecification" not in table
+
+
+def test_the_table_stream_may_not_be_overridden() -> None:
+    from aws_cdk import aws_dynamodb as dynamodb
+
+    from kie_uploader.cdk import KieUploaderPropsError
+
+    with pytest.raises(KieUploaderPropsError, match="^table_props.stream"):
+        _construct(table_props={"stream": dynamodb.StreamViewType.KEYS_ONLY})
