@@ -191,6 +191,8 @@ class _ContextReader:
             return None
         if isinstance(value, list | tuple):
             return ",".join(str(item) for item in value)
+        if isinstance(value, bool):  # cdk.json's true/false
+            return "true" if value else "false"
         text = str(value).strip()
         return text or None
 

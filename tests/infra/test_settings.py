@@ -126,11 +126,6 @@ def test_values_from_cdk_json_may_be_json_types() -> None:
     assert parsed.record_retention_days == 7
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="production bug: a JSON boolean from cdk.json (\"events\": false) is read as 'False' and refused; "
-    "_ContextReader._raw should map bool to 'true'/'false'",
-)
 @pytest.mark.parametrize("given", [False, True])
 def test_events_from_cdk_json_may_be_a_json_boolean(given: bool) -> None:
     assert settings(events=given).events is given
