@@ -29,7 +29,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
-from kie_uploader import deploy, local
+from kie_uploader import deploy, live, local
 from kie_uploader.cli import (
     DEFAULT_STACK,
     deserialize,
@@ -106,10 +106,13 @@ class DemoResult:
     kie_url: str = ""
     timings: dict[str, float] = field(default_factory=dict)
     servers: list[local.Server] = field(default_factory=list)
+    #: ``kie-uploader url`` for one object and one record-change event received (local runs).
+    live: list[str] = field(default_factory=list)
+    live_ok: bool = True
 
     @property
     def ok(self) -> bool:
-        return bool(self.objects) and all(o.ok for o in self.objects)
+        return bool(self.objects) and all(o.ok for o in self.objects) and self.live_ok
 
     def table(self) -> str:
         rows = []
@@ -131,6 +134,17 @@ class DemoResult:
 # --- the parts -------------------------------------------------------------------------------------
 
 
+@dataclass
+class _EndpointSession:
+    """A boto3 session whose clients reach ``endpoint_url`` (for :func:`live.lambda_client`)."""
+
+    session: Any
+    endpoint_url: str | None
+
+    def client(self, service: str, **kwargs: Any) -> Any:
+        return self.session.client(service, endpoint_url=self.endpoint_url, **kwargs)
+
+
 class _Aws:
     """boto3 clients for the demo's target: a local endpoint (test credentials) or the real chain."""
 
@@ -148,7 +162,8 @@ class _Aws:
         self.sqs = session.client("sqs", endpoint_url=endpoint_url, config=config)
         self.dynamodb = session.client("dynamodb", endpoint_url=endpoint_url, config=config)
         self.cloudformation = session.client("cloudformation", endpoint_url=endpoint_url, config=config)
-        self.lambda_ = session.client("lambda", endpoint_url=endpoint_url, config=config)
+        self.lambda_ = live.lambda_client(_EndpointSession(session, endpoint_url))
+        self.events = session.client("events", endpoint_url=endpoint_url, config=config)
         self.secretsmanager = session.client("secretsmanager", endpoint_url=endpoint_url, config=config)
 
 
@@ -258,6 +273,58 @@ def exercise_stack(
     records = wait_for_records(aws, outputs, bucket, samples, timeout=timeout, log=log)
     log("Downloading every downloadUrl to compare the bytes")
     return check_bytes(samples, records)
+
+
+def subscribe_to_record_changes(aws: _Aws, outputs: dict[str, str]) -> str | None:
+    """A consumer's queue behind an EventBridge rule on the stack's ``EventPattern`` (when events are on)."""
+    if "EventPattern" not in outputs:
+        return None
+    url: str = aws.sqs.create_queue(QueueName="demo-record-changes")["QueueUrl"]
+    arn = aws.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    bus = outputs["EventBusName"]
+    aws.events.put_rule(Name="demo-record-changes", EventPattern=outputs["EventPattern"], EventBusName=bus)
+    aws.events.put_targets(
+        Rule="demo-record-changes", EventBusName=bus, Targets=[{"Id": "queue", "Arn": arn}]
+    )
+    return url
+
+
+def show_live_url_and_event(
+    aws: _Aws, outputs: dict[str, str], objects: Sequence[ObjectResult], consumer: str | None, *, log: Log
+) -> tuple[list[str], bool]:
+    """``kie-uploader url`` for one uploaded object, and the first record-change event the consumer got."""
+    uploaded = next((o for o in objects if o.status == "UPLOADED"), None)
+    if uploaded is None:
+        return ["kie-uploader url: no uploaded object to ask about"], False
+    bucket = outputs["BucketNames"].split(",")[0].strip()
+    uri = f"s3://{bucket}/{uploaded.sample.key}"
+    lines: list[str] = []
+    ok = True
+    try:
+        (result,) = live.resolve(aws.lambda_, outputs["FunctionName"], [uri], min_valid=3600)
+        url = live.url_of(result)
+        how = "uploaded now" if result.get("uploaded") else "the live record, no kie.ai call"
+        lines.append(f"$ kie-uploader url {uri} --min-valid 1h   ({how})")
+        lines.append(f"{url}")
+    except live.LiveUrlError as exc:
+        lines.append(f"kie-uploader url {uri}: {exc}")
+        ok = False
+    if consumer is None:
+        return lines, ok
+    log("Reading one record-change event from the consumer's queue")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        got = aws.sqs.receive_message(QueueUrl=consumer, MaxNumberOfMessages=1, WaitTimeSeconds=1)
+        for message in got.get("Messages", []):
+            event = json.loads(message["Body"])
+            detail = event.get("detail", {})
+            lines.append(
+                f"event received: {event.get('detail-type')} {detail.get('s3Uri')} "
+                f"status={detail.get('status')} downloadUrl={detail.get('downloadUrl')}"
+            )
+            return lines, ok
+    lines.append("event received: none within 30 s")
+    return lines, False
 
 
 # --- local and real runs ---------------------------------------------------------------------------
@@ -378,9 +445,11 @@ def run_local(options: DemoOptions, log: Log = _stderr) -> DemoResult:
 
         phase = time.monotonic()
         aws = _Aws(ministack.endpoint_url)
+        consumer = subscribe_to_record_changes(aws, outputs)
         samples = demo_samples(options.max_object_bytes)
         objects = exercise_stack(aws, outputs, samples, timeout=options.timeout, log=log)
         timings["exercise"] = time.monotonic() - phase
+        live_lines, live_ok = show_live_url_and_event(aws, outputs, objects, consumer, log=log)
         timings["total"] = time.monotonic() - started
         result = DemoResult(
             objects=objects,
@@ -390,6 +459,8 @@ def run_local(options: DemoOptions, log: Log = _stderr) -> DemoResult:
             kie_url=kie_url,
             timings=timings,
             servers=list(servers),
+            live=live_lines,
+            live_ok=live_ok,
         )
         if not result.ok:
             log(
@@ -545,6 +616,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print()
     print(result.table())
     print()
+    for line in result.live:
+        print(line)
+    if result.live:
+        print()
     timings = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in result.timings.items())
     ok = sum(o.ok for o in result.objects)
     print(f"{ok}/{len(result.objects)} objects reached their expected status ({timings})")
