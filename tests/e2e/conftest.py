@@ -179,3 +179,40 @@ def direct_stack(deployed_stack: DeployedStack, tmp_path_factory: pytest.TempPat
         {"notify": "lambda"},
         tmp_path_factory.mktemp("e2e-direct-cdk-out"),
     )
+
+
+# --- an operator at the command line (the CLI's and the live URL's tests) ------------------------------
+
+
+@dataclass
+class Run:
+    """What one ``kie-uploader`` command did."""
+
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def cli_env(deployed_stack: DeployedStack, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The environment an operator of the local stack has: the standard AWS variables only."""
+    env = local.local_aws_env(deployed_stack.endpoint_url)
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "KIE_UPLOADER_STACK"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return env
+
+
+@pytest.fixture
+def cli(cli_env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> Callable[..., Run]:
+    """Run ``kie-uploader ARGS`` in-process; returns the exit code and what it printed."""
+    from kie_uploader.cli import main
+
+    def run(*argv: str) -> Run:
+        capsys.readouterr()
+        code = main(list(argv))
+        captured = capsys.readouterr()
+        return Run(code, captured.out, captured.err)
+
+    return run

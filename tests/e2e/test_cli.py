@@ -15,7 +15,6 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -24,16 +23,10 @@ import boto3
 import pytest
 
 from kie_uploader import local
-from kie_uploader.cli import EXIT_ERROR, EXIT_NO, EXIT_OK, main
+from kie_uploader.cli import EXIT_ERROR, EXIT_NO, EXIT_OK
+from tests.e2e.conftest import Run
 
 RECORD_TIMEOUT = 120.0
-
-
-@dataclass
-class Run:
-    code: int
-    out: str
-    err: str
 
 
 @pytest.fixture
@@ -44,30 +37,6 @@ def outputs(deployed_stack: Any) -> dict[str, str]:
 @pytest.fixture
 def bucket(outputs: dict[str, str]) -> str:
     return outputs["BucketNames"].split(",")[0]
-
-
-@pytest.fixture
-def cli_env(deployed_stack: Any, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    """The environment an operator of the local stack has: the standard AWS variables only."""
-    env = local.local_aws_env(deployed_stack.endpoint_url)
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "KIE_UPLOADER_STACK"):
-        monkeypatch.delenv(name, raising=False)
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    return env
-
-
-@pytest.fixture
-def cli(cli_env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> Callable[..., Run]:
-    """Run ``kie-uploader ARGS`` in-process; returns the exit code and what it printed."""
-
-    def run(*argv: str) -> Run:
-        capsys.readouterr()
-        code = main(list(argv))
-        captured = capsys.readouterr()
-        return Run(code, captured.out, captured.err)
-
-    return run
 
 
 @pytest.fixture

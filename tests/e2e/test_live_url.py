@@ -19,7 +19,6 @@ import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -27,9 +26,8 @@ from typing import Any
 import pytest
 
 import kie_uploader
-from kie_uploader import local
-from kie_uploader.cli import EXIT_NO, EXIT_OK, main
-from tests.e2e.conftest import DeployedStack
+from kie_uploader.cli import EXIT_NO, EXIT_OK
+from tests.e2e.conftest import DeployedStack, Run
 from tests.e2e.test_cli import drain, paused_queue
 
 pytestmark = pytest.mark.slow
@@ -38,37 +36,8 @@ pytestmark = pytest.mark.slow
 SHORT_RETENTION = 4000
 
 
-@dataclass
-class Run:
-    code: int
-    out: str
-    err: str
-
-
 @pytest.fixture
-def env(deployed_stack: DeployedStack, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    """An operator's environment for the local stack: the standard AWS variables only."""
-    variables = local.local_aws_env(deployed_stack.endpoint_url)
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "KIE_UPLOADER_STACK"):
-        monkeypatch.delenv(name, raising=False)
-    for name, value in variables.items():
-        monkeypatch.setenv(name, value)
-    return variables
-
-
-@pytest.fixture
-def cli(env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> Callable[..., Run]:
-    def run(*argv: str) -> Run:
-        capsys.readouterr()
-        code = main(list(argv))
-        captured = capsys.readouterr()
-        return Run(code, captured.out, captured.err)
-
-    return run
-
-
-@pytest.fixture
-def aws(deployed_stack: DeployedStack, env: dict[str, str]) -> Any:
+def aws(deployed_stack: DeployedStack, cli_env: dict[str, str]) -> Any:
     from types import SimpleNamespace
 
     return SimpleNamespace(
@@ -199,7 +168,7 @@ def test_url_valid_longer_than_what_is_left_uploads_again_and_the_old_url_keeps_
 
 
 def test_live_url_from_python(
-    env: dict[str, str], aws: Any, deployed_stack: DeployedStack, prefix: str
+    cli_env: dict[str, str], aws: Any, deployed_stack: DeployedStack, prefix: str
 ) -> None:
     bucket, outputs = deployed_stack.bucket_name, deployed_stack.outputs
     key, body = f"{prefix}from python.txt", b"from python"
@@ -327,7 +296,7 @@ def test_list_expiring_within_and_refresh_of_a_prefix(
 
 
 def test_url_latency_when_live_and_when_it_must_upload(
-    env: dict[str, str], aws: Any, deployed_stack: DeployedStack, prefix: str
+    cli_env: dict[str, str], aws: Any, deployed_stack: DeployedStack, prefix: str
 ) -> None:
     """``kie-uploader url`` as a process (what a shell script pays), with the emulator's default latency."""
     script = Path(sys.executable).parent / "kie-uploader"
@@ -335,7 +304,7 @@ def test_url_latency_when_live_and_when_it_must_upload(
     rounds = int(os.environ.get("LIVE_URL_ROUNDS", "5"))
     keys = [f"{prefix}latency-{i}.txt" for i in range(rounds)]
     put_quietly(aws, outputs, bucket, {key: f"latency {key}".encode() for key in keys})
-    environment = {**os.environ, **env}
+    environment = {**os.environ, **cli_env}
 
     def timed(key: str) -> float:
         started = time.perf_counter()
