@@ -52,7 +52,7 @@ warnings.filterwarnings("ignore", message="No application metrics to publish", c
 logger = Logger(service=SERVICE)
 metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
 
-_SKIPPED = frozenset({Status.SKIPPED, Status.DUPLICATE, Status.SUPERSEDED})
+_SKIPPED = frozenset({Status.SKIPPED, Status.DUPLICATE, Status.SUPERSEDED, Status.IN_PROGRESS})
 
 
 class RetryNeededError(RuntimeError):

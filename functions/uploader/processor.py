@@ -193,7 +193,7 @@ class Processor:
             return
         owner = uuid.uuid4().hex
         cache = _UploadCache()
-        rounds = 0
+        rounds, waited = 0, False
         while rounds < MAX_ROUNDS and deadline.remaining() > 0:
             record = self.table.get(ref.pk)
             if not ref.force and min_valid == 0 and covers_sequencer(record, ref.sequencer):
@@ -205,6 +205,7 @@ class Processor:
                 # A waiting caller (or a claim whose holder has no one to deliver it again) waits; a
                 # delivery hands its nudge to the holder, which must read S3 again before it writes.
                 if waits or (record is not None and record.get("claimWaits")):
+                    waited = True
                     self.sleep(CLAIM_POLL_SECONDS)
                     continue
                 if self.table.bump(ref, rev):
@@ -223,6 +224,8 @@ class Processor:
             except BaseException:
                 self._release_quietly(ref, rev + 1)
                 raise
+        if waited:
+            raise TransientError("another delivery is still processing the object: try again shortly")
         raise TransientError(
             f"the record kept changing while this delivery ran (at most {MAX_ROUNDS} rounds)"
         )
