@@ -17,8 +17,6 @@ import pytest
 from kie_uploader import cli
 from kie_uploader.cli import EXIT_ERROR, EXIT_OK, StackResources, main
 
-NOW = int(time.time())
-
 
 @pytest.fixture
 def table(aws_env: dict[str, str]) -> Iterator[str]:
@@ -61,7 +59,7 @@ def put(table: str, bucket: str, key: str, status: str, expires_in: int | None =
     }
     if status == "UPLOADED" and expires_in is not None:
         item["liveBucket"] = {"S": bucket}
-        item["expiresAt"] = {"N": str(NOW + expires_in)}
+        item["expiresAt"] = {"N": str(int(time.time()) + expires_in)}  # now: the module loads long before
         item["downloadUrl"] = {"S": f"https://tempfile.example/{key}"}
     for name, value in extra.items():
         item[name] = {"S": value} if isinstance(value, str) else {"N": str(value)}
