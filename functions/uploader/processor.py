@@ -232,7 +232,7 @@ class Processor:
 
     def _already_true(self, ref: ObjectRef, min_valid: int) -> bool:
         """Without a claim: S3 is read first, then the record; when the record, unclaimed, already
-        describes that reading, nothing needs writing (a writer after us claims after our read of the
+        describes that reading, nothing needs writing (any later writer claims after our read of the
         record, so it reads S3 after our reading: see docs/architecture.md)."""
         try:
             head: ObjectHead | None = self.s3.head(ref.bucket, ref.key, None)
@@ -242,7 +242,8 @@ class Processor:
             return False  # the claimed path records the failure
         record = self.table.get(ref.pk)
         now = self.now()
-        if record is None or claimed_by_other(record, "", int(now.timestamp() * 1000)):
+        # Any claim, even one whose lease ran out: its holder may still write at its claimed revision.
+        if record is None or record.get("claimOwner"):
             return False
         if head is None:
             return record.get("status") == Status.DELETED
