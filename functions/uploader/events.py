@@ -43,7 +43,7 @@ class UnsupportedEventError(ValueError):
     """The invocation's event is of no shape this function accepts (nothing in it can be processed)."""
 
 
-class _Malformed(Exception):
+class _Malformed(ValueError):
     """Internal: the reason a message cannot be read."""
 
 
@@ -267,12 +267,10 @@ def _plain(payload: Mapping[str, Any]) -> ObjectRef:
     bucket: Any
     key: Any
     if "s3Uri" in payload:
-        uri = payload["s3Uri"]
-        if not isinstance(uri, str) or not uri.startswith("s3://"):
-            raise _Malformed("s3Uri must be a string of the form s3://bucket/key")
-        bucket, sep, key = uri[len("s3://") :].partition("/")
-        if not sep:
-            raise _Malformed("s3Uri has no key (expected s3://bucket/key)")
+        try:
+            bucket, key = parse_s3_uri(payload["s3Uri"])
+        except _Malformed as exc:
+            raise _Malformed(f"s3Uri: {exc}") from None
     else:
         bucket, key = payload.get("bucket"), payload.get("key")
         if not isinstance(key, str):
@@ -289,6 +287,17 @@ def _plain(payload: Mapping[str, Any]) -> ObjectRef:
     return ObjectRef(
         bucket=_bucket(bucket), key=_key(key), version_id=version_id, force=force, request_id=request_id
     )
+
+
+def parse_s3_uri(text: Any, *, allow_prefix: bool = False) -> tuple[str, str]:
+    """``s3://bucket/key`` → ``(bucket, key)``, checked as the bucket and key of any message; with
+    ``allow_prefix``, ``s3://bucket/prefix`` (possibly empty). Raises ``ValueError`` with the reason."""
+    if not isinstance(text, str) or not text.startswith("s3://"):
+        raise _Malformed("not an S3 URI (expected s3://bucket/key)")
+    bucket, _, key = text[len("s3://") :].partition("/")
+    if not key and not allow_prefix:
+        raise _Malformed("the S3 URI names no key (expected s3://bucket/key)")
+    return _bucket(bucket), _key(key) if key else key
 
 
 # --- fields -------------------------------------------------------------------------------------------

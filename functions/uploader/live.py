@@ -18,9 +18,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
+from uploader.events import parse_s3_uri
 from uploader.models import ObjectRef, Outcome, Status
 from uploader.processor import Processor
 from uploader.retry import Deadline
@@ -35,30 +35,6 @@ REFRESH_RESERVE_SECONDS = 20.0
 
 class BadRequestError(ValueError):
     """The request as a whole cannot be read (the message says why)."""
-
-
-@dataclass(frozen=True)
-class S3Location:
-    bucket: str
-    key: str
-
-    @property
-    def uri(self) -> str:
-        return f"s3://{self.bucket}/{self.key}"
-
-
-def parse_s3_uri(text: Any, *, allow_prefix: bool = False) -> S3Location:
-    """``s3://bucket/key`` (or ``s3://bucket/prefix``, possibly empty, with ``allow_prefix``)."""
-    if not isinstance(text, str) or not text.startswith("s3://"):
-        raise ValueError("not an S3 URI (expected s3://bucket/key)")
-    bucket, _, key = text[len("s3://") :].partition("/")
-    if not bucket:
-        raise ValueError("the S3 URI names no bucket")
-    if not key and not allow_prefix:
-        raise ValueError("the S3 URI names no key (expected s3://bucket/key)")
-    if len(key.encode("utf-8", "surrogatepass")) > 1024:
-        raise ValueError("the key is longer than S3 allows (1024 bytes)")
-    return S3Location(bucket, key)
 
 
 def is_request(event: Any) -> bool:
@@ -104,12 +80,11 @@ def resolve(event: Mapping[str, Any], processor: Processor, deadline: Deadline) 
     def one(index_uri: tuple[int, Any]) -> dict[str, Any]:
         index, uri = index_uri
         try:
-            location = parse_s3_uri(uri)
+            ref = ObjectRef(*parse_s3_uri(uri))
         except ValueError as exc:
             return _result(str(uri)[:1100], "INVALID", error=str(exc))
-        ref = ObjectRef(location.bucket, location.key)
         outcome = processor.process(f"resolve-{index}", ref, deadline, min_valid=min_valid, waits=True)
-        return _answer(processor, location, outcome, min_valid)
+        return _answer(processor, ref, outcome, min_valid)
 
     workers = max(1, min(len(uris), processor.config.max_concurrency))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="resolve") as pool:
@@ -117,15 +92,15 @@ def resolve(event: Mapping[str, Any], processor: Processor, deadline: Deadline) 
     return {"results": results}
 
 
-def _answer(processor: Processor, location: S3Location, outcome: Outcome, min_valid: int) -> dict[str, Any]:
-    record = processor.table.get(location.uri) or {}
+def _answer(processor: Processor, ref: ObjectRef, outcome: Outcome, min_valid: int) -> dict[str, Any]:
+    record = processor.table.get(ref.pk) or {}
     status = str(record.get("status") or outcome.status.value)
     now = int(processor.now().timestamp())
     expires = record.get("expiresAt")
     live = status == Status.UPLOADED and isinstance(expires, int) and expires > now + min_valid
     if live:
         return _result(
-            location.uri,
+            ref.pk,
             status,
             download_url=record.get("downloadUrl"),
             expires_at=expires,
@@ -136,7 +111,7 @@ def _answer(processor: Processor, location: S3Location, outcome: Outcome, min_va
         error = "the object does not exist (deleted)"
     elif status == Status.UPLOADED:
         error = error or f"no URL valid for {min_valid} s could be made"
-    return _result(location.uri, status, error=str(error or f"no live URL ({status})"))
+    return _result(ref.pk, status, error=str(error or f"no live URL ({status})"))
 
 
 def _result(
@@ -168,7 +143,7 @@ def refresh(request: Any, processor: Processor, deadline: Deadline) -> dict[str,
     if not isinstance(prefixes, list) or not prefixes:
         raise BadRequestError("refresh.prefixes must be a non-empty list of s3://bucket/prefix")
     try:
-        locations = [parse_s3_uri(p, allow_prefix=True) for p in prefixes]
+        locations = [ObjectRef(*parse_s3_uri(p, allow_prefix=True)) for p in prefixes]
     except ValueError as exc:
         raise BadRequestError(f"refresh.prefixes: {exc}") from exc
     within = _seconds(
@@ -180,7 +155,7 @@ def refresh(request: Any, processor: Processor, deadline: Deadline) -> dict[str,
     until = int(processor.now().timestamp()) + within
     due: dict[str, ObjectRef] = {}
     for location in locations:
-        for item in processor.table.due(location.bucket, until=until, pk_prefix=location.uri):
+        for item in processor.table.due(location.bucket, until=until, pk_prefix=location.pk):
             due[item["pk"]] = ObjectRef(location.bucket, item["pk"][len(f"s3://{location.bucket}/") :])
 
     counts = {"due": len(due), "refreshed": 0, "deleted": 0, "failed": 0, "unchanged": 0, "left": 0}

@@ -263,7 +263,7 @@ class RecordTable:
     def put_refused(self, ref: ObjectRef, error: str, *, observed_at: str, now: int) -> bool:
         """Record ``FAILED`` for an object the function may not read (whatever S3 holds: no condition)."""
         update = _Update()
-        self._identity(update, ref, Status.FAILED, observed_at, now)
+        self._identity(update, ref, Status.FAILED, observed_at)
         update.set("purgeAt", now + self._retention)
         update.set("error", error)
         update.set("errorKind", ErrorKind.PERMANENT.value)
@@ -329,7 +329,7 @@ class RecordTable:
     ) -> dict[str, Any]:
         """The UpdateItem that writes ``state``; identity from the head when S3 answered."""
         update = _Update()
-        self._identity(update, ref, state.status, observed_at, now)
+        self._identity(update, ref, state.status, observed_at)
         head = state.head
         if head is not None:
             update.set("versionId", head.version_id)
@@ -356,7 +356,7 @@ class RecordTable:
 
     # --- internals ---
 
-    def _identity(self, update: _Update, ref: ObjectRef, status: Status, observed_at: str, now: int) -> None:
+    def _identity(self, update: _Update, ref: ObjectRef, status: Status, observed_at: str) -> None:
         update.set("bucket", ref.bucket)
         update.set("key", ref.key)
         update.set("status", status.value)
