@@ -21,6 +21,34 @@ METRIC_KIE_LATENCY = "KieLatency"
 PERIOD = Duration.minutes(5)
 
 
+def threshold_alarm(
+    scope: Construct,
+    name: str,
+    metric: cloudwatch.IMetric,
+    *,
+    threshold: float,
+    description: str,
+    topic: sns.ITopic | None,
+) -> cloudwatch.Alarm:
+    """An alarm when ``metric`` goes above ``threshold`` in one period; ALARM and OK go to ``topic``."""
+    alarm = cloudwatch.Alarm(
+        scope,
+        name,
+        metric=metric,
+        threshold=threshold,
+        comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+        evaluation_periods=1,
+        # No data means no traffic, which is not a failure.
+        treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        alarm_description=description,
+    )
+    if topic is not None:
+        action = cloudwatch_actions.SnsAction(topic)
+        alarm.add_alarm_action(action)
+        alarm.add_ok_action(action)
+    return alarm
+
+
 class Monitoring(Construct):
     """``topic`` receives every alarm's ALARM and OK transitions."""
 
@@ -90,21 +118,9 @@ class Monitoring(Construct):
     def _alarm(
         self, name: str, metric: cloudwatch.IMetric, *, threshold: float, description: str
     ) -> cloudwatch.Alarm:
-        alarm = cloudwatch.Alarm(
-            self,
-            name,
-            metric=metric,
-            threshold=threshold,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-            evaluation_periods=1,
-            # No data means no traffic, which is not a failure.
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-            alarm_description=description,
+        return threshold_alarm(
+            self, name, metric, threshold=threshold, description=description, topic=self.topic
         )
-        action = cloudwatch_actions.SnsAction(self.topic)
-        alarm.add_alarm_action(action)
-        alarm.add_ok_action(action)
-        return alarm
 
     def _dashboard(
         self, *, function: lambda_.IFunction, queue: sqs.IQueue, dead_letter_queue: sqs.IQueue

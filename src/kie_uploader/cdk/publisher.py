@@ -10,8 +10,9 @@ which raises an alarm: nothing is dropped silently.
 publisher = EventPublisher(self, "Events", table=table, bus=None, code=uploader_code, alarm_topic=topic)
 ```
 
-The construct depends on nothing else of this package, so it can be wired into any stack that has a table
-with a stream and the function's asset (the folder holding the ``uploader`` package).
+It can be wired into any stack that has a table with a stream and the function's asset (the folder holding
+the ``uploader`` package); its alarms and dead-letter queue are built like the uploader's
+(:func:`~kie_uploader.cdk.monitoring.threshold_alarm`, :func:`~kie_uploader.cdk.queues.dead_letter_queue`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from typing import Any
 
 from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
-from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
@@ -29,8 +29,10 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as event_sources
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
-from aws_cdk import aws_sqs as sqs
 from constructs import Construct
+
+from kie_uploader.cdk.monitoring import threshold_alarm
+from kie_uploader.cdk.queues import dead_letter_queue
 
 HANDLER = "uploader.publisher.handler"
 #: The events' ``source`` (functions/uploader/publisher.py's SOURCE).
@@ -52,7 +54,6 @@ BATCH_SIZE = 100
 TIMEOUT = Duration.seconds(60)
 #: Stream records read while the function is behind: more than this is an outage, not a burst.
 ITERATOR_AGE_ALARM = Duration.minutes(5)
-DLQ_RETENTION = Duration.days(14)
 ALARM_PERIOD = Duration.minutes(5)
 #: cdk-nag findings this construct makes on purpose (see ``acknowledgments``).
 NAG_REASONS = {
@@ -144,13 +145,7 @@ class EventPublisher(Construct):
         )
         self.bus.grant_put_events_to(self.role)
 
-        self.dead_letter_queue = sqs.Queue(
-            self,
-            "DeadLetterQueue",
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-            retention_period=DLQ_RETENTION,
-        )
+        self.dead_letter_queue = dead_letter_queue(self, "DeadLetterQueue")
         source = event_sources.DynamoEventSource(
             table,
             starting_position=starting_position,
@@ -170,7 +165,8 @@ class EventPublisher(Construct):
         self.event_source_mapping_id = source.event_source_mapping_id
 
         self.alarms = [
-            self._alarm(
+            threshold_alarm(
+                self,
                 "DeadLetterAlarm",
                 self.dead_letter_queue.metric_approximate_number_of_messages_visible(
                     period=ALARM_PERIOD, statistic=cloudwatch.Stats.MAXIMUM
@@ -180,7 +176,8 @@ class EventPublisher(Construct):
                 "described in the publisher's dead-letter queue (docs/events.md, replay)",
                 topic=alarm_topic,
             ),
-            self._alarm(
+            threshold_alarm(
+                self,
                 "IteratorAgeAlarm",
                 self.function.metric("IteratorAge", period=ALARM_PERIOD, statistic=cloudwatch.Stats.MAXIMUM),
                 threshold=ITERATOR_AGE_ALARM.to_milliseconds(),
@@ -191,31 +188,6 @@ class EventPublisher(Construct):
 
         self.event_pattern: dict[str, Any] = {"source": [EVENT_SOURCE], "detail-type": list(DETAIL_TYPES)}
         self.event_pattern_json = json.dumps(self.event_pattern)
-
-    def _alarm(
-        self,
-        name: str,
-        metric: cloudwatch.IMetric,
-        *,
-        threshold: float,
-        description: str,
-        topic: sns.ITopic | None,
-    ) -> cloudwatch.Alarm:
-        alarm = cloudwatch.Alarm(
-            self,
-            name,
-            metric=metric,
-            threshold=threshold,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-            evaluation_periods=1,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-            alarm_description=description,
-        )
-        if topic is not None:
-            action = cloudwatch_actions.SnsAction(topic)
-            alarm.add_alarm_action(action)
-            alarm.add_ok_action(action)
-        return alarm
 
     def rule(self, construct_id: str, *, detail_types: list[str] | None = None, **props: Any) -> events.Rule:
         """A rule on this publisher's bus matching its events (all kinds, or ``detail_types``)."""

@@ -29,13 +29,7 @@ class UploaderQueues(Construct):
         """``queue_overrides``: keyword arguments of ``sqs.Queue`` that replace the work queue's defaults
         (validated by the caller: never its dead-letter queue, encryption or SSL enforcement)."""
         super().__init__(scope, construct_id)
-        self.dead_letter_queue = sqs.Queue(
-            self,
-            "DeadLetterQueue",
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-            retention_period=DLQ_RETENTION,
-        )
+        self.dead_letter_queue = dead_letter_queue(self, "DeadLetterQueue")
         queue_props: dict[str, Any] = {
             "encryption": sqs.QueueEncryption.SQS_MANAGED,
             "enforce_ssl": True,
@@ -47,3 +41,14 @@ class UploaderQueues(Construct):
             ),
         }
         self.queue = sqs.Queue(self, "Queue", **queue_props)
+
+
+def dead_letter_queue(scope: Construct, construct_id: str) -> sqs.Queue:
+    """A dead-letter queue: SQS-managed encryption, TLS only, messages kept 14 days (the maximum)."""
+    return sqs.Queue(
+        scope,
+        construct_id,
+        encryption=sqs.QueueEncryption.SQS_MANAGED,
+        enforce_ssl=True,
+        retention_period=DLQ_RETENTION,
+    )
