@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -216,3 +217,14 @@ def cli(cli_env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> Callable
         return Run(code, captured.out, captured.err)
 
     return run
+
+
+@pytest.fixture
+def aws(deployed_stack: DeployedStack) -> SimpleNamespace:
+    """Clients of the local stack's S3, SQS, DynamoDB and Lambda (``aws.s3``, ``aws.lambda_``, ...)."""
+    return SimpleNamespace(
+        s3=deployed_stack.client("s3"),
+        sqs=deployed_stack.client("sqs"),
+        dynamodb=deployed_stack.client("dynamodb"),
+        lambda_=deployed_stack.client("lambda"),
+    )

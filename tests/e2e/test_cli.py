@@ -19,7 +19,6 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-import boto3
 import pytest
 
 from kie_uploader import local
@@ -37,16 +36,6 @@ def outputs(deployed_stack: Any) -> dict[str, str]:
 @pytest.fixture
 def bucket(outputs: dict[str, str]) -> str:
     return outputs["BucketNames"].split(",")[0]
-
-
-@pytest.fixture
-def aws(cli_env: dict[str, str]) -> SimpleNamespace:
-    return SimpleNamespace(
-        s3=boto3.client("s3"),
-        sqs=boto3.client("sqs"),
-        dynamodb=boto3.client("dynamodb"),
-        lambda_=boto3.client("lambda"),
-    )
 
 
 @pytest.fixture

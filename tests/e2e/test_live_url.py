@@ -37,18 +37,6 @@ SHORT_RETENTION = 4000
 
 
 @pytest.fixture
-def aws(deployed_stack: DeployedStack, cli_env: dict[str, str]) -> Any:
-    from types import SimpleNamespace
-
-    return SimpleNamespace(
-        s3=deployed_stack.client("s3"),
-        sqs=deployed_stack.client("sqs"),
-        dynamodb=deployed_stack.client("dynamodb"),
-        lambda_=deployed_stack.client("lambda"),
-    )
-
-
-@pytest.fixture
 def prefix() -> str:
     return f"live-{uuid.uuid4().hex[:8]}/"
 
