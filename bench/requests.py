@@ -3,7 +3,8 @@ function's own clients (botocore's ``before-call`` events), in the common case a
 
 * one event per new object, no race (batches of 10 distinct objects);
 * the same events delivered again (duplicates);
-* a plain message per object whose record is live (what backfill or retry-failed may send);
+* a plain message per object whose record is live (what retry-failed or another producer may send), and
+  one per object never seen (what backfill sends);
 * a resolve request for a live record, and one that must upload;
 * one keep-alive round, per 1,000 due records (the round reads the sparse expiry index: the table's
   other records cost nothing).
@@ -61,6 +62,14 @@ def _uploads(world: LocalWorld) -> int:
         return len(json.loads(answer.read()))
 
 
+def _plain_events(objects: list[Any]) -> list[dict[str, Any]]:
+    """SQS events of plain ``{"bucket", "key"}`` messages, 10 per event."""
+    return [
+        factories.sqs_event(*[factories.sqs_record(factories.plain_message(BUCKET, o.key)) for o in chunk])
+        for chunk in (objects[i : i + 10] for i in range(0, len(objects), 10))
+    ]
+
+
 def run(ctx: Context, report: Report) -> None:
     world = ctx.world()
     handler = import_handler()
@@ -87,19 +96,23 @@ def run(ctx: Context, report: Report) -> None:
                 handler.handler(event, lambda_context())
         duplicate = _per(calls, count, _uploads(world) - before)
 
-        plain = [
-            factories.sqs_event(
-                *[factories.sqs_record(factories.plain_message(BUCKET, o.key)) for o in chunk]
-            )
-            for chunk in (objects[i : i + 10] for i in range(0, count, 10))
-        ]
+        before = _uploads(world)
         with counted() as calls:
             handler._runtime = None
-            for event in plain:
+            for event in _plain_events(objects):
                 handler.handler(event, lambda_context())
         plain_live = _per(calls, count, _uploads(world) - before)
 
+        fresh = world.put_objects(count, "requests/backfill")  # what a backfill sends: keys never seen
+        before = _uploads(world)
+        with counted() as calls:
+            handler._runtime = None
+            for event in _plain_events(fresh):
+                handler.handler(event, lambda_context())
+        plain_new = _per(calls, count, _uploads(world) - before)
+
         uris = [f"s3://{BUCKET}/{o.key}" for o in objects[:10]]
+        before = _uploads(world)
         with counted() as calls:
             handler._runtime = None
             handler.handler({"resolve": uris, "minValidSeconds": 60}, lambda_context())
@@ -125,6 +138,7 @@ def run(ctx: Context, report: Report) -> None:
             "new_object_one_event": new,
             "duplicate_event": duplicate,
             "plain_message_live_record": plain_live,
+            "plain_message_new_object": plain_new,
             "resolve_live_record": resolve_live,
             "refresh_per_due_record": refresh,
             "refresh_dynamodb_requests_per_1000_due": round(refresh["dynamodb"] * 1000),
@@ -139,6 +153,10 @@ def run(ctx: Context, report: Report) -> None:
     report.row(
         "plain message, live record",
         f"{plain_live['dynamodb']:g} / {plain_live['s3']:g} / {plain_live['kie']:g}",
+    )
+    report.row(
+        "plain message, new object (backfill)",
+        f"{plain_new['dynamodb']:g} / {plain_new['s3']:g} / {plain_new['kie']:g}",
     )
     report.row(
         "resolve, live record",

@@ -188,14 +188,33 @@ class Processor:
             outcome.status, outcome.retry = Status.FAILED, False
             outcome.error, outcome.error_kind = str(error), error.kind
             return
-        if ref.sequencer is None and not ref.force and precheck and self._already_true(ref, min_valid):
-            outcome.status = Status.DUPLICATE
-            return
+        record = self.table.get(ref.pk)
+        if precheck and ref.sequencer is None and not ref.force:
+            done, record = self._already_true(ref, record, min_valid)
+            if done:
+                outcome.status = Status.DUPLICATE
+                return
+        self._converge(ref, record, outcome, deadline, min_valid=min_valid, waits=waits)
+
+    def _converge(
+        self,
+        ref: ObjectRef,
+        record: dict[str, Any] | None,
+        outcome: Outcome,
+        deadline: Deadline,
+        *,
+        min_valid: int,
+        waits: bool,
+    ) -> None:
+        """Rounds of claim → read S3 → write, from the record last read, until one write lands (or the
+        event is reflected, or another delivery holds the object)."""
         owner = uuid.uuid4().hex
         cache = _UploadCache()
-        rounds, waited = 0, False
+        rounds, waited, first = 0, False, True
         while rounds < MAX_ROUNDS and deadline.remaining() > 0:
-            record = self.table.get(ref.pk)
+            if not first:
+                record = self.table.get(ref.pk)
+            first = False
             if not ref.force and min_valid == 0 and covers_sequencer(record, ref.sequencer):
                 outcome.status = Status.SUPERSEDED
                 return
@@ -230,24 +249,31 @@ class Processor:
             f"the record kept changing while this delivery ran (at most {MAX_ROUNDS} rounds)"
         )
 
-    def _already_true(self, ref: ObjectRef, min_valid: int) -> bool:
-        """Without a claim: S3 is read first, then the record; when the record, unclaimed, already
-        describes that reading, nothing needs writing (any later writer claims after our read of the
-        record, so it reads S3 after our reading: see docs/architecture.md)."""
+    def _already_true(
+        self, ref: ObjectRef, record: dict[str, Any] | None, min_valid: int
+    ) -> tuple[bool, dict[str, Any] | None]:
+        """Whether a message finds the record already true without writing, and the latest record read.
+
+        Only a settled, unclaimed record is worth the check (a new key, the usual backfill message, goes
+        straight to the claim). S3 is read first, then the record again: when that record, unclaimed,
+        describes the reading, nothing needs writing, because any later writer claims after this read of
+        the record and so reads S3 after our reading (docs/architecture.md, rule 6).
+        """
+        if not has_status(record) or (record is not None and record.get("claimOwner")):
+            return False, record
         try:
             head: ObjectHead | None = self.s3.head(ref.bucket, ref.key, None)
         except ObjectNotFoundError:
             head = None
         except UploaderError:
-            return False  # the claimed path records the failure
+            return False, record  # the claimed path reads S3 again and records the failure
         record = self.table.get(ref.pk)
-        now = self.now()
         # Any claim, even one whose lease ran out: its holder may still write at its claimed revision.
         if record is None or record.get("claimOwner"):
-            return False
+            return False, record
         if head is None:
-            return record.get("status") == Status.DELETED
-        return is_live_upload(record, head, int(now.timestamp()), min_valid)
+            return record.get("status") == Status.DELETED, record
+        return is_live_upload(record, head, int(self.now().timestamp()), min_valid), record
 
     def _settle(
         self,
