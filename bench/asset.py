@@ -76,7 +76,7 @@ def run(ctx: Context, report: Report) -> None:
     shutil.rmtree(output, ignore_errors=True)
     progress(f"asset: bundling with kie_uploader.cdk.bundling for {architecture} (pip, manylinux wheels)")
     started = time.perf_counter()
-    bundling.bundle(FUNCTIONS_DIR, output, architecture=architecture)
+    bundling.bundle(FUNCTIONS_DIR / "uploader", output, architecture=architecture)
     bundle_seconds = time.perf_counter() - started
     archive = ctx.state_dir / "asset.zip"
     _zip(output, archive)

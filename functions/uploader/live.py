@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from uploader import liveness
 from uploader.events import parse_s3_uri
 from uploader.models import ObjectRef, Outcome, Status
 from uploader.processor import Processor
@@ -97,8 +98,7 @@ def _answer(processor: Processor, ref: ObjectRef, outcome: Outcome, min_valid: i
     status = str(record.get("status") or outcome.status.value)
     now = int(processor.now().timestamp())
     expires = record.get("expiresAt")
-    live = status == Status.UPLOADED and isinstance(expires, int) and expires > now + min_valid
-    if live:
+    if liveness.is_live(record, now, min_valid):
         return _result(
             ref.pk,
             status,

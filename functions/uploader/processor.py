@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from uploader import liveness
 from uploader.config import Config
 from uploader.errors import (
     ConfigurationError,
@@ -363,14 +364,7 @@ class Processor:
         """Record the failure, unless the record holds a live upload of this version (then kept)."""
         outcome.error, outcome.error_kind = str(exc), exc.kind
         outcome.status, outcome.retry = Status.FAILED, exc.retryable
-        keeps_upload = (
-            is_live_upload(record, head, now)
-            if head is not None
-            else record is not None
-            and record.get("status") == Status.UPLOADED
-            and int(record.get("expiresAt", 0)) > now
-        )
-        if keeps_upload:
+        if is_live_upload(record, head, now) if head is not None else liveness.is_live(record, now):
             return self.table.release(ref, rev, sequencer=sequencer)
         return write(
             Settle(Status.FAILED, head=head, error=str(exc), error_kind=exc.kind, sequencer=sequencer)

@@ -3,7 +3,8 @@
 Presigned URLs carry their signature, the signing credential and (in Lambda) the session token in the
 query string; kie.ai's error ``msg`` may echo the ``fileUrl``, or only those values in another shape. Before
 any text leaves an adapter, known secrets are replaced (a URL's secret values too: :func:`url_secrets`),
-every URL loses its query string and stray credential parameters are dropped.
+every URL loses its query string and stray credential parameters are dropped. The operator's CLI prints
+through the same function (``kie_uploader.function.redact``), keeping the queries that hold no credential.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import re
 from collections.abc import Iterable
 from urllib.parse import quote, unquote, unquote_plus, urlsplit
 
-_URL_QUERY = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s?\"'<>]*)\?[^\s\"'<>]*")
+_URL_QUERY = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s?\"'<>]*)\?([^\s\"'<>]*)")
 _SECRET_PARAMS = (
     "X-Amz-Signature", "X-Amz-Credential", "X-Amz-Security-Token", "AWSAccessKeyId", "Signature"
 )
@@ -44,10 +45,26 @@ def url_secrets(url: str) -> list[str]:
     return sorted((s for s in found if len(s) >= MIN_SECRET), key=len, reverse=True)
 
 
-def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
-    """``text`` without ``secrets``, URL query strings nor credential parameters, cut to :data:`MAX_TEXT`."""
+def redact(
+    text: str,
+    secrets: Iterable[str | None] = (),
+    *,
+    limit: int | None = MAX_TEXT,
+    every_query: bool = True,
+) -> str:
+    """``text`` without ``secrets``, URL query strings nor credential parameters, cut to ``limit``.
+
+    ``every_query``: every URL loses its query (text from outside, such as kie.ai's error message, may
+    carry a presigned URL's secrets in any shape). ``False`` (what the CLI prints: kie.ai's own URLs must
+    stay usable) drops only the queries that hold a credential parameter; stray ones go in both cases.
+    """
     for secret in sorted({s for s in secrets if s and len(s) >= MIN_SECRET}, key=len, reverse=True):
         text = text.replace(secret, REDACTED)
-    text = _URL_QUERY.sub(lambda m: m.group(1) + "?" + REDACTED, text)
-    text = _SENSITIVE_PARAM.sub(REDACTED, text)
-    return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 1] + "…"
+
+    def query(match: re.Match[str]) -> str:
+        if every_query or _SENSITIVE_PARAM.search(match.group(2)):
+            return f"{match.group(1)}?{REDACTED}"
+        return match.group(0)
+
+    text = _SENSITIVE_PARAM.sub(REDACTED, _URL_QUERY.sub(query, text))
+    return text if limit is None or len(text) <= limit else text[: limit - 1] + "…"

@@ -32,6 +32,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from uploader import liveness
 from uploader import sequencer as seq
 from uploader.errors import ConfigurationError, TransientError
 from uploader.models import ErrorKind, ObjectHead, ObjectRef, Status
@@ -134,13 +135,9 @@ def same_version(record: Mapping[str, Any], head: ObjectHead) -> bool:
 
 
 def is_live_upload(record: Mapping[str, Any] | None, head: ObjectHead, now: int, min_valid: int = 0) -> bool:
-    """A live ``UPLOADED`` record of this version, with at least ``min_valid`` seconds left."""
-    return (
-        record is not None
-        and record.get("status") == Status.UPLOADED
-        and same_version(record, head)
-        and int(record.get("expiresAt", 0)) > now + min_valid
-    )
+    """A live ``UPLOADED`` record of this version, with at least ``min_valid`` seconds left
+    (:func:`uploader.liveness.is_live`, the rule the CLI shares)."""
+    return liveness.is_live(record, now, min_valid, version_id=head.version_id, etag=head.etag)
 
 
 def is_settled_refusal(record: Mapping[str, Any] | None, head: ObjectHead) -> bool:

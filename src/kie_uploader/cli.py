@@ -39,6 +39,8 @@ from botocore.exceptions import (
 )
 
 from kie_uploader import live
+from kie_uploader.function import liveness
+from kie_uploader.function import redact as shared_redact
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudformation import CloudFormationClient
@@ -62,13 +64,6 @@ REQUIRED_OUTPUTS = ("BucketNames", "QueueUrl", "DeadLetterQueueUrl", "TableName"
 # S3 bucket names: 3-63 characters, lowercase letters, digits, dots and hyphens, starting and ending with
 # a letter or digit (the general-purpose rules; a typo such as "s3://My_Bucket" is caught before any call).
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-# Presigned URLs' secrets must never reach the terminal, even inside a stored error message: the query
-# of a presigned URL goes whole (as the function's own redaction does), a stray parameter goes too.
-_SENSITIVE_PARAM = r"(?:X-Amz-(?:Signature|Credential|Security-Token)|AWSAccessKeyId|Signature)="
-_URL_QUERY_RE = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s?\"'<>]*)\?([^\s\"'<>]*)")
-_SENSITIVE_QUERY_RE = re.compile(rf"(?:^|&){_SENSITIVE_PARAM}", re.IGNORECASE)
-_SENSITIVE_PARAM_RE = re.compile(rf"\b{_SENSITIVE_PARAM}[^&\s\"'<>]*", re.IGNORECASE)
-REDACTED = "[redacted]"
 _CREDENTIAL_ERRORS = frozenset(
     {
         "InvalidAccessKeyId",
@@ -92,14 +87,9 @@ class CliError(Exception):
 
 
 def redact(text: str) -> str:
-    """Drop the query of presigned URLs (signature, credential, token) and any stray such parameter."""
-
-    def url(match: re.Match[str]) -> str:
-        if _SENSITIVE_QUERY_RE.search(match.group(2)):
-            return f"{match.group(1)}?{REDACTED}"
-        return match.group(0)
-
-    return _SENSITIVE_PARAM_RE.sub(REDACTED, _URL_QUERY_RE.sub(url, text))
+    """What the CLI prints, without presigned URLs' secrets: the function's own rule
+    (:mod:`kie_uploader.function.redact`), keeping kie.ai's URLs whole and the text uncut."""
+    return shared_redact.redact(text, limit=None, every_query=False)
 
 
 # --- S3 URIs ---------------------------------------------------------------------------------------
@@ -259,22 +249,12 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _strip_etag(etag: Any) -> str:
-    return str(etag or "").strip('"')
-
-
 def is_live_upload(
     record: dict[str, Any] | None, *, now: float | None = None, etag: str | None = None
 ) -> bool:
-    """True when the record is ``UPLOADED``, not expired and (when ``etag`` is given) for that content."""
-    if not record or record.get("status") != "UPLOADED":
-        return False
-    expires_at = record.get("expiresAt")
-    if expires_at is None or float(expires_at) <= (time.time() if now is None else now):
-        return False
-    if etag and record.get("etag") and _strip_etag(record["etag"]) != _strip_etag(etag):
-        return False  # the object was overwritten since: its record describes older bytes
-    return True
+    """The record's URL may be handed out now (and, ``etag`` given, describes those bytes): the rule the
+    function itself applies (:func:`kie_uploader.function.liveness.is_live`)."""
+    return liveness.is_live(record, time.time() if now is None else now, etag=etag)
 
 
 def format_epoch(epoch: Any, *, now: float | None = None) -> str:

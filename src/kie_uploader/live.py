@@ -5,7 +5,8 @@ resolve request and returns kie.ai's ``downloadUrl``, valid for at least ``min_v
 uploads the object again when the URL it has would expire sooner. ``describe_record`` turns a record
 into one of the object's states and a sentence (``live, 2 d 3 h left``, ``expired 3 h ago``, ...).
 
-Only boto3 here (no CDK, no terminal libraries): ``from kie_uploader import live_url`` is cheap.
+Only boto3 here (no CDK, no terminal libraries): ``from kie_uploader import live_url`` is cheap. When a
+URL is live is the function's own rule (``kie_uploader.function.liveness``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
+
+from kie_uploader.function import liveness
 
 DEFAULT_STACK = "KieUploader"
 DEFAULT_MIN_VALID = timedelta(hours=1)
@@ -93,10 +96,10 @@ def _settled(record: Mapping[str, Any], status: str, now: float) -> RecordState:
     error = _one_line(record.get("error")) or "no reason recorded"
     kind = record.get("errorKind")
     if status == "UPLOADED":
-        expires = _number(record.get("expiresAt"), None)
+        expires = liveness.expires_at(record)
         if expires is None:
             return RecordState(EXPIRED, "no expiry", "uploaded, but the record has no expiry: not served")
-        if expires > now:
+        if liveness.is_live(record, now):
             left = human_duration(expires - now)
             return RecordState(LIVE, f"live, {left} left", f"live, {left} left")
         ago = human_duration(now - expires)

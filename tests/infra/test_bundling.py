@@ -9,14 +9,15 @@ import pytest
 
 from kie_uploader.cdk.bundling import LocalPipBundling, bundle, pip_install_command
 
-FUNCTIONS_ROOT = Path(__file__).resolve().parents[2] / "functions"
-MINISTACK_PYTHON = FUNCTIONS_ROOT.parent / ".venv-ministack" / "bin" / "python"
+REPO = Path(__file__).resolve().parents[2]
+PACKAGE_DIR = REPO / "functions" / "uploader"
+MINISTACK_PYTHON = REPO / ".venv-ministack" / "bin" / "python"
 
 
 @pytest.fixture(scope="module")
 def arm64_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("bundle-arm64")
-    assert LocalPipBundling(FUNCTIONS_ROOT, architecture="arm64").try_bundle(str(out)) is True
+    assert LocalPipBundling(PACKAGE_DIR, architecture="arm64").try_bundle(str(out)) is True
     return out
 
 
@@ -59,7 +60,8 @@ def test_bundle_imports_on_ministacks_interpreter(arm64_bundle: Path) -> None:
 
 
 def test_bundling_a_package_without_requirements_copies_only_the_package(tmp_path: Path) -> None:
-    (tmp_path / "src" / "uploader").mkdir(parents=True)
-    (tmp_path / "src" / "uploader" / "__init__.py").write_text("")
-    bundle(tmp_path / "src", tmp_path / "out", architecture="arm64")
+    (tmp_path / "function").mkdir()
+    (tmp_path / "function" / "__init__.py").write_text("")
+    bundle(tmp_path / "function", tmp_path / "out", architecture="arm64")
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["uploader"]
+    assert (tmp_path / "out" / "uploader" / "__init__.py").is_file()

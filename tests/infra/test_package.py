@@ -18,7 +18,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 PROJECT_FILES = ("pyproject.toml", "README.md")
 PROJECT_DIRS = ("src", "functions")
-FUNCTION_DATA = "kie_uploader/cdk/functions/uploader"
+FUNCTION_DATA = "kie_uploader/function"
 
 
 def test_importing_the_package_and_its_cli_does_not_import_aws_cdk() -> None:

@@ -53,10 +53,10 @@ def pip_install_command(requirements: Path, target: Path, *, architecture: str) 
     ]
 
 
-def bundle(source_root: Path, output_dir: Path, *, architecture: str) -> None:
-    """Write the deployable tree: the dependencies at the top level, the ``uploader`` package beside them."""
-    package = source_root / PACKAGE
-    requirements = package / "requirements.txt"
+def bundle(package_dir: Path, output_dir: Path, *, architecture: str) -> None:
+    """Write the deployable tree: the dependencies at the top level, the function's package beside them as
+    ``uploader`` (``package_dir`` holds its modules and its requirements.txt)."""
+    requirements = package_dir / "requirements.txt"
     output_dir.mkdir(parents=True, exist_ok=True)
     if requirements.is_file() and requirements.read_text().strip():
         result = subprocess.run(
@@ -70,53 +70,57 @@ def bundle(source_root: Path, output_dir: Path, *, architecture: str) -> None:
             raise BundlingError(f"pip install -r {requirements} failed ({result.returncode}):\n{tail}")
         # Console scripts are of no use inside a Lambda function.
         shutil.rmtree(output_dir / "bin", ignore_errors=True)
-    if package.is_dir():
-        shutil.copytree(package, output_dir / PACKAGE, ignore=_IGNORED, dirs_exist_ok=True)
+    if package_dir.is_dir():
+        shutil.copytree(package_dir, output_dir / PACKAGE, ignore=_IGNORED, dirs_exist_ok=True)
 
 
 @jsii.implements(ILocalBundling)
 class LocalPipBundling:
     """CDK's local-bundling hook: bundles with this interpreter's pip, so synth needs no Docker."""
 
-    def __init__(self, source_root: Path, *, architecture: str) -> None:
-        self._source_root = source_root
+    def __init__(self, package_dir: Path, *, architecture: str) -> None:
+        self._package_dir = package_dir
         self._architecture = architecture
 
     def try_bundle(self, output_dir: str, options: Any = None, **_: Any) -> bool:
         # jsii passes the bundling options as a second argument; they describe the Docker fallback only.
         if importlib.util.find_spec("pip") is None:
             return False  # no pip here: let CDK use the Docker image
-        bundle(self._source_root, Path(output_dir), architecture=self._architecture)
+        bundle(self._package_dir, Path(output_dir), architecture=self._architecture)
         return True
 
 
-def bundling_options(source_root: Path, *, architecture: str) -> BundlingOptions:
-    """Local pip bundling first; the same steps in the runtime's build image when that is impossible."""
+def bundling_options(package_dir: Path, *, architecture: str) -> BundlingOptions:
+    """Local pip bundling first; the same steps in the runtime's build image when that is impossible (the
+    asset's source, mounted at /asset-input, is the function's package folder)."""
     platform = "linux/arm64" if architecture == "arm64" else "linux/amd64"
     image: DockerImage = RUNTIME.bundling_image
     return BundlingOptions(
         image=image,
         platform=platform,
-        local=LocalPipBundling(source_root, architecture=architecture),
+        local=LocalPipBundling(package_dir, architecture=architecture),
         command=[
             "bash",
             "-c",
-            f"pip install --no-compile -r {PACKAGE}/requirements.txt -t /asset-output "
-            f"&& rm -rf /asset-output/bin && cp -r {PACKAGE} /asset-output/{PACKAGE} "
+            "pip install --no-compile -r requirements.txt -t /asset-output "
+            f"&& rm -rf /asset-output/bin && mkdir -p /asset-output/{PACKAGE} "
+            f"&& cp -r . /asset-output/{PACKAGE}/ "
             f"&& find /asset-output/{PACKAGE} -name __pycache__ -prune -exec rm -rf {{}} +",
         ],
     )
 
 
-def function_source_root() -> Path:
-    """The folder holding the function's ``uploader`` package and its requirements.txt.
+def function_package_dir() -> Path:
+    """The folder of the function's package (its modules and requirements.txt): the asset's source.
 
-    Installed (``pip install 'kie-s3-uploader[cdk]'``), it is package data of ``kie_uploader.cdk``
+    Installed (``pip install 'kie-s3-uploader[cdk]'``), it is the ``kie_uploader.function`` package
     (``functions/uploader`` of the repository, mapped in pyproject.toml); in a checkout, the repository's
-    own ``functions/`` folder.
+    own ``functions/uploader`` folder.
     """
     here = Path(__file__).resolve().parent
-    for root in (here / "functions", here.parents[2] / "functions"):
-        if (root / PACKAGE / "handler.py").is_file() and (root / PACKAGE / "requirements.txt").is_file():
-            return root
-    raise BundlingError(f"the function's code is missing: neither {here / 'functions'} nor a checkout's")
+    for package in (here.parent / "function", here.parents[2] / "functions" / PACKAGE):
+        if (package / "handler.py").is_file() and (package / "requirements.txt").is_file():
+            return package
+    raise BundlingError(
+        f"the function's code is missing: neither {here.parent / 'function'} nor a checkout's functions/"
+    )

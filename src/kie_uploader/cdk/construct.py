@@ -28,7 +28,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from kie_uploader.cdk import notifications
-from kie_uploader.cdk.bundling import function_source_root
+from kie_uploader.cdk.bundling import function_package_dir
 from kie_uploader.cdk.function import UploaderFunction, function_environment
 from kie_uploader.cdk.monitoring import Monitoring
 from kie_uploader.cdk.nag import acknowledge_findings
@@ -255,7 +255,7 @@ class KieUploader(Construct):
             self,
             "Uploader",
             settings=options,
-            source_root=function_source_root(),
+            package_dir=function_package_dir(),
             environment=function_environment(
                 settings=options,
                 table_name=self.table.table_name,

@@ -63,7 +63,7 @@ class UploaderFunction(Construct):
         construct_id: str,
         *,
         settings: FunctionOptions,
-        source_root: Path,
+        package_dir: Path,
         environment: dict[str, str],
         dead_letter_queue: sqs.IQueue,
         reserved_concurrency: int | None = None,
@@ -90,11 +90,11 @@ class UploaderFunction(Construct):
         )
         #: The function's code, also run by the event publisher (one asset for both).
         self.code = lambda_.Code.from_asset(
-            str(source_root),
+            str(package_dir),
             # Hash the sources, so that an unchanged function is not bundled (pip) again.
             asset_hash_type=AssetHashType.SOURCE,
             exclude=["**/__pycache__", "**/*.pyc", "**/.pytest_cache"],
-            bundling=bundling.bundling_options(source_root, architecture=settings.architecture),
+            bundling=bundling.bundling_options(package_dir, architecture=settings.architecture),
         )
         self.function = lambda_.Function(
             self,
