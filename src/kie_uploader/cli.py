@@ -25,7 +25,6 @@ from decimal import Decimal
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-import boto3
 from boto3.dynamodb.types import TypeDeserializer
 from botocore.config import Config
 from botocore.exceptions import (
@@ -36,9 +35,11 @@ from botocore.exceptions import (
     NoCredentialsError,
     NoRegionError,
     PartialCredentialsError,
+    ProfileNotFound,
 )
+from botocore.parsers import ResponseParserError
 
-from kie_uploader import live
+from kie_uploader import console, live
 from kie_uploader.function import liveness
 from kie_uploader.function import redact as shared_redact
 
@@ -167,8 +168,10 @@ class StackResources:
 class Aws:
     """One boto3 session and its clients, each built once on first use."""
 
-    def __init__(self, region: str | None = None, stack_name: str = DEFAULT_STACK) -> None:
-        self.session = boto3.Session(region_name=region)
+    def __init__(
+        self, region: str | None = None, stack_name: str = DEFAULT_STACK, profile: str | None = None
+    ) -> None:
+        self.session = live.session(region, profile)
         self.stack_name = stack_name
         # Standard retries absorb throttling; short connect timeouts make a wrong endpoint fail fast.
         self._config = Config(
@@ -304,12 +307,14 @@ _RECORD_ORDER = (
 )  # fmt: skip
 
 
-def render_record(record: dict[str, Any], *, now: float | None = None) -> str:
+def render_record(
+    record: dict[str, Any], *, now: float | None = None, state: live.RecordState | None = None
+) -> str:
     """A record as aligned ``name: value`` lines, the important attributes first; ``state`` (what the
     record means: live with the time left, expired, waiting for a retry, ...) after ``status``. The URL of
     an upload that is not live is never shown as if it could be used."""
     now = time.time() if now is None else now
-    state = live.describe_record(record, now)
+    state = live.describe_record(record, now) if state is None else state
     shown = dict(record)
     shown["state"] = state.sentence
     names = [n for n in _RECORD_ORDER if n in shown] + sorted(n for n in shown if n not in _RECORD_ORDER)
@@ -334,27 +339,16 @@ def render_record(record: dict[str, Any], *, now: float | None = None) -> str:
 
 
 def render_table(
-    headers: Sequence[str], rows: Iterable[Sequence[str]], *, max_width: int = 80, whole: Sequence[int] = ()
+    headers: Sequence[str | console.Column],
+    rows: Iterable[Sequence[Any]],
+    *,
+    width: int | None = None,
+    wide: bool = False,
 ) -> str:
-    """A plain-text table with a header rule; cells longer than ``max_width`` are cut with ``…``,
-    except in the columns numbered in ``whole``."""
-    # Redact before cutting, so a cut can never leave part of a secret behind.
-    cells = [
-        [redact(str(c)) if i in whole else _cut(redact(str(c)), max_width) for i, c in enumerate(row)]
-        for row in rows
-    ]
-    widths = [len(h) for h in headers]
-    for row in cells:
-        widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
-    lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells]
-    return redact("\n".join(lines))
-
-
-def _cut(text: str, width: int) -> str:
-    text = text.replace("\n", " ")
-    return text if len(text) <= width else text[: width - 1] + "…"
+    """A plain-text table with a header rule, no line longer than ``width`` (default: the terminal's,
+    ``$COLUMNS`` or 80): long cells are cut with ``…`` (URLs in the middle); ``wide``: nothing is cut."""
+    columns = [h if isinstance(h, console.Column) else console.Column(h, elide="auto") for h in headers]
+    return console.render(columns, rows, redact=redact, width=width, wide=wide)
 
 
 def _record_detail(record: dict[str, Any], now: float) -> str:
@@ -371,24 +365,95 @@ def _record_detail(record: dict[str, Any], now: float) -> str:
     return error
 
 
-def records_table(records: Sequence[dict[str, Any]], *, now: float | None = None) -> str:
-    """The ``list`` command's table: the record's status, and its state (``live, 2 d 3 h left``,
-    ``expired 3 h ago``, ``waiting for a retry``, ``being processed; ...``)."""
+# The list's columns: the key and the URL or error share what the others leave; columns of lesser use go
+# first when the terminal is narrow (UPDATED, then EXPIRES, SIZE, STATUS: STATE says the most).
+_RECORD_COLUMNS = (
+    console.Column("S3 URI", min=20, elide="middle", weight=2),
+    console.Column("STATUS", min=8, max=8, drop=2),
+    console.Column("STATE", min=14, max=24),
+    console.Column("SIZE", min=8, max=10, drop=3),
+    console.Column("EXPIRES", min=17, max=17, drop=4),
+    console.Column("UPDATED", min=20, max=20, drop=5),
+    console.Column("DOWNLOAD URL / ERROR", min=24, elide="auto", weight=3),
+)
+_RECORD_TSV = (
+    "pk", "status", "state", "size", "expiresAt", "updatedAt", "downloadUrl", "errorKind", "retryable",
+    "error",
+)  # fmt: skip
+
+
+def record_columns(bucket: str | None = None) -> tuple[console.Column, ...]:
+    """The list's columns; with ``bucket`` the first one holds keys relative to it (its header says so)."""
+    if bucket is None:
+        return _RECORD_COLUMNS
+    first = _RECORD_COLUMNS[0]
+    return (console.Column(f"KEY in s3://{bucket}/", min=first.min, elide="middle", weight=2),) + (
+        _RECORD_COLUMNS[1:]
+    )
+
+
+def _utc(epoch: Any) -> str:
+    try:
+        return datetime.fromtimestamp(float(epoch), tz=UTC).strftime("%Y-%m-%d %H:%MZ")
+    except (TypeError, ValueError, OverflowError, OSError):
+        return str(epoch)
+
+
+def record_row(record: dict[str, Any], now: float, bucket: str | None = None) -> tuple[str, ...]:
+    """A record as the list's row; with ``bucket`` its key relative to it (a record of another bucket
+    keeps its whole S3 URI)."""
+    pk = str(record.get("pk", ""))
+    if bucket is not None and pk.startswith(f"s3://{bucket}/"):
+        pk = pk[len(f"s3://{bucket}/") :]
+    return (
+        pk,
+        str(record.get("status") or "-"),
+        live.describe_record(record, now).label,
+        format_size(record.get("size")),
+        _utc(record["expiresAt"]) if record.get("expiresAt") is not None else "",
+        str(record.get("updatedAt", "")),
+        _record_detail(record, now),
+    )
+
+
+def record_tsv(record: dict[str, Any], now: float) -> dict[str, Any]:
+    """A record's TSV fields: machine values (bytes, ISO 8601 UTC times, the state's name); the URL only
+    of a live upload."""
+    expires = record.get("expiresAt")
+    return {
+        "pk": record.get("pk"),
+        "status": record.get("status"),
+        "state": live.describe_record(record, now).state,
+        "size": record.get("size"),
+        "expiresAt": None if expires is None else _utc_iso(expires),
+        "updatedAt": record.get("updatedAt"),
+        "downloadUrl": record.get("downloadUrl") if is_live_upload(record, now=now) else None,
+        "errorKind": record.get("errorKind"),
+        "retryable": record.get("retryable"),
+        "error": record.get("error"),
+    }
+
+
+def _utc_iso(epoch: Any) -> str:
+    try:
+        return datetime.fromtimestamp(float(epoch), tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (TypeError, ValueError, OverflowError, OSError):
+        return str(epoch)
+
+
+def records_table(
+    records: Sequence[dict[str, Any]],
+    *,
+    now: float | None = None,
+    bucket: str | None = None,
+    width: int | None = None,
+    wide: bool = False,
+) -> str:
+    """The ``list`` command's table (all at once): the record's status, and its state (``live, 2 d 3 h
+    left``, ``expired 3 h ago``, ``waiting for a retry``, ``being processed; ...``)."""
     now = time.time() if now is None else now
-    rows = [
-        (
-            str(r.get("pk", "")),
-            str(r.get("status") or "-"),
-            live.describe_record(r, now).label,
-            format_size(r.get("size")),
-            format_epoch(r["expiresAt"], now=now) if r.get("expiresAt") is not None else "",
-            str(r.get("updatedAt", "")),
-            _record_detail(r, now),
-        )
-        for r in records
-    ]
-    headers = ("S3 URI", "STATUS", "STATE", "SIZE", "EXPIRES", "UPDATED", "DOWNLOAD URL / ERROR")
-    return render_table(headers, rows, whole=(0,))  # a cut S3 URI would hide which object it is
+    rows = [record_row(r, now, bucket) for r in records]
+    return console.render(record_columns(bucket), rows, redact=redact, width=width, wide=wide)
 
 
 def with_state(record: dict[str, Any], *, now: float | None = None) -> dict[str, Any]:
@@ -405,26 +470,30 @@ def to_json(value: Any) -> str:
 # --- progress --------------------------------------------------------------------------------------
 
 
-class Progress:
-    """A one-line progress counter on stderr, drawn only when stderr is a terminal."""
+class Progress(console.Progress):
+    """A progress line on stderr, drawn by rich only when stderr is a terminal (redrawn cleanly even when
+    it wraps, cleared when done); its text goes through ``redact``. ``total``: a bar, rate and time left;
+    ``unit``: a count and rate when the total is unknown."""
 
-    def __init__(self, label: str, *, enabled: bool | None = None) -> None:
-        self.label = label
-        self.enabled = sys.stderr.isatty() if enabled is None else enabled
-        self._last = 0.0
+    def __init__(
+        self, label: str, *, total: int | None = None, unit: str = "", enabled: bool | None = None
+    ) -> None:
+        super().__init__(label, total=total, unit=unit, enabled=enabled, redact=redact)
 
-    def update(self, text: str, *, force: bool = False) -> None:
-        now = time.monotonic()
-        if not self.enabled or (not force and now - self._last < 0.1):
-            return
-        self._last = now
-        sys.stderr.write(f"\r\x1b[K{self.label}: {text}")
-        sys.stderr.flush()
 
-    def done(self) -> None:
-        if self.enabled:
-            sys.stderr.write("\r\x1b[K")
-            sys.stderr.flush()
+def output_format(args: argparse.Namespace) -> str:
+    """``--output`` (``--json`` is ``--output json``); ``table`` by default."""
+    return str(getattr(args, "output", None) or ("json" if getattr(args, "json", False) else "table"))
+
+
+def emit(args: argparse.Namespace, value: Any) -> bool:
+    """Print ``value`` in the machine-readable format asked for (``json``, ``jsonl``, ``tsv``) and say so;
+    False for ``table`` (the command prints its own words)."""
+    output = output_format(args)
+    if output == "table":
+        return False
+    console.write_value(value, output, redact=redact)
+    return True
 
 
 # --- commands --------------------------------------------------------------------------------------
@@ -528,7 +597,7 @@ def cmd_backfill(aws: Aws, args: argparse.Namespace) -> int:
     stack = aws.stack
     counts = {"listed": 0, "alreadyUploaded": 0, "folders": 0, "enqueued": 0, "failed": 0}
     errors: list[str] = []
-    progress = Progress(f"backfill {uri}")
+    progress = Progress(f"backfill {uri}", unit="listed")
     paginator = aws.s3.get_paginator("list_objects_v2")
     try:
         for page in paginator.paginate(Bucket=uri.bucket, Prefix=uri.key):
@@ -561,18 +630,22 @@ def cmd_backfill(aws: Aws, args: argparse.Namespace) -> int:
                 counts["enqueued"] += sent.sent
                 counts["failed"] += sent.failed
                 errors += sent.errors
-                progress.update(
-                    f"{counts['listed']} listed, {counts['enqueued']} enqueued, "
-                    f"{counts['alreadyUploaded']} already uploaded, {counts['failed']} failed"
-                )
+                _backfill_progress(progress, counts)
+            _backfill_progress(progress, counts)  # a page with nothing to send moves it too
+    except KeyboardInterrupt:
+        progress.done()
+        raise CliError(
+            f"backfill interrupted: {counts['enqueued']} of {counts['listed']} objects listed so far were "
+            f"enqueued ({counts['alreadyUploaded']} already uploaded); run it again to go on: enqueued "
+            "objects that have been handled since are skipped",
+            EXIT_INTERRUPTED,
+        ) from None
     except (ClientError, BotoCoreError, CliError):
         progress.done()
         print(f"backfill stopped after enqueuing {counts['enqueued']} objects", file=sys.stderr)
         raise
     progress.done()
-    if args.json:
-        print(to_json({"uri": str(uri), **counts, "errors": errors[:10]}))
-    else:
+    if not emit(args, {"uri": str(uri), **counts, "errors": errors[:10]}):
         print(
             f"{uri}: {counts['listed']} objects listed, {counts['alreadyUploaded']} already uploaded, "
             f"{counts['enqueued']} enqueued, {counts['failed']} failed"
@@ -582,24 +655,80 @@ def cmd_backfill(aws: Aws, args: argparse.Namespace) -> int:
     return EXIT_NO if counts["failed"] else EXIT_OK
 
 
-def cmd_status(aws: Aws, args: argparse.Namespace) -> int:
-    """Print one object's record and what it means; exit 0 only when it is UPLOADED and not expired."""
-    uri: S3Uri = args.uri
-    response = aws.dynamodb.get_item(
-        TableName=aws.stack.table_name, Key={"pk": {"S": str(uri)}}, ConsistentRead=True
+def _backfill_progress(progress: Progress, counts: dict[str, int]) -> None:
+    """The count (and rate) is of objects listed; the text says what became of them."""
+    progress.update(
+        f"{counts['enqueued']:,} enqueued, {counts['alreadyUploaded']:,} already uploaded, "
+        f"{counts['failed']:,} failed",
+        completed=counts["listed"],
     )
-    record = deserialize(response["Item"]) if "Item" in response else None
+
+
+def cmd_status(aws: Aws, args: argparse.Namespace) -> int:
+    """Print one object's record and what it means (with S3's reading of the object: waiting, never
+    seen, changed since, not in S3); exit 0 only when its URL is live and of the object's current bytes."""
+    uri: S3Uri = args.uri
     now = time.time()
-    if args.json:
-        print(to_json(None if record is None else with_state(record, now=now)))
+    watched = uri.bucket in aws.stack.bucket_names
+    record: dict[str, Any] | None = None
+    reading: live.S3Reading | None = None
+    if watched:
+        response = aws.dynamodb.get_item(
+            TableName=aws.stack.table_name, Key={"pk": {"S": str(uri)}}, ConsistentRead=True
+        )
+        record = deserialize(response["Item"]) if "Item" in response else None
+        reading = _read_object(aws, uri)
+    state = live.describe_object(
+        record, now, reading=reading, watched=watched, stack=aws.stack.stack_name
+    )
+    if output_format(args) != "table":
+        shown = {"pk": str(uri)} if record is None else record
+        emit(args, {**shown, "state": state.state, "stateDescription": state.sentence})
     elif record is None:
-        print(f"{uri}: {live.describe_record(None, now).sentence}")
+        print(f"{uri}: {state.sentence}")
+        if not watched:
+            print(f"the stack's buckets: {', '.join(aws.stack.bucket_names) or 'none'}")
     else:
-        print(render_record(record, now=now))
-    return EXIT_OK if is_live_upload(record, now=now) else EXIT_NO
+        print(render_record(record, now=now, state=state))
+    return EXIT_OK if state.state == live.LIVE else EXIT_NO
+
+
+def _read_object(aws: Aws, uri: S3Uri) -> live.S3Reading | None:
+    """S3's reading of the object; ``None`` when it cannot be read (no permission): then only the record
+    speaks."""
+    try:
+        head = aws.s3.head_object(Bucket=uri.bucket, Key=uri.key)
+    except ClientError as exc:
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        if code in ("404", "NoSuchKey", "NotFound"):
+            return live.S3Reading(exists=False)
+        if code in ("403", "AccessDenied"):
+            return None
+        raise
+    modified = head.get("LastModified")
+    return live.S3Reading(
+        exists=True,
+        etag=str(head.get("ETag") or "") or None,
+        last_modified=modified.timestamp() if modified is not None else None,
+    )
 
 
 def _scan(aws: Aws, *, status: str | None, prefix: S3Uri | None, retryable: bool = False) -> Iterator[dict]:
+    for page in _scan_pages(aws, status=status, prefix=prefix, retryable=retryable):
+        yield from page
+
+
+def _scan_pages(
+    aws: Aws,
+    *,
+    status: str | None,
+    prefix: S3Uri | None,
+    retryable: bool = False,
+    page_size: int | None = None,
+) -> Iterator[list[dict[str, Any]]]:
+    """The records page by page, as the Scan returns them (1 MB of the table a page), filtered by status
+    and prefix; ``page_size`` bounds the first page of an unfiltered scan (``--limit``). Closing the
+    iterator stops the scan."""
     conditions: list[str] = []
     names: dict[str, str] = {}
     values: dict[str, Any] = {}
@@ -619,30 +748,69 @@ def _scan(aws: Aws, *, status: str | None, prefix: S3Uri | None, retryable: bool
         kwargs["ExpressionAttributeValues"] = values
     if names:
         kwargs["ExpressionAttributeNames"] = names
+    if page_size and not conditions:  # with a filter a small page would only mean more round trips
+        kwargs["PaginationConfig"] = {"PageSize": min(page_size, 1000)}
     for page in aws.dynamodb.get_paginator("scan").paginate(**kwargs):
-        for item in page.get("Items", []):
-            yield deserialize(item)
+        yield [deserialize(item) for item in page.get("Items", [])]
 
 
 def cmd_list(aws: Aws, args: argparse.Namespace) -> int:
-    """A table (or JSON) of records, filtered by status and S3 prefix; with ``--expiring-within`` the
-    UPLOADED records whose file expires within that time, from the expiry index (never a scan)."""
+    """Records, filtered by status and S3 prefix, printed page by page as the Scan returns them (in the
+    table's order, sorted by key within a page); with ``--expiring-within`` the UPLOADED records whose file
+    expires within that time, soonest first, from the expiry index (never a scan). ``--limit N`` stops
+    after N records (and the scan with them)."""
     prefix: S3Uri | None = args.prefix or args.prefix_uri
     if args.prefix and args.prefix_uri and args.prefix != args.prefix_uri:
         raise CliError("give the prefix once: s3://bucket/prefix or --prefix s3://bucket/prefix")
     now = time.time()
+    limit: int | None = getattr(args, "limit", None)
+    pages: Iterable[list[dict[str, Any]]]
     if args.expiring_within is not None:
         if args.status not in (None, "UPLOADED"):
             raise CliError("--expiring-within lists UPLOADED records only: drop --status")
-        records = _expiring(aws, prefix, until=int(now) + args.expiring_within)
+        pages = [_expiring(aws, prefix, until=int(now) + args.expiring_within)]  # bounded, soonest first
     else:
-        records = sorted(_scan(aws, status=args.status, prefix=prefix), key=lambda r: str(r.get("pk", "")))
-    if args.json:
-        print(to_json([with_state(r, now=now) for r in records]))
-        return EXIT_OK
-    if records:
-        print(records_table(records, now=now))
-    print(f"{len(records)} record{'s' if len(records) != 1 else ''}")
+        scan = _scan_pages(aws, status=args.status, prefix=prefix, page_size=limit)
+        pages = (sorted(page, key=lambda r: str(r.get("pk", ""))) for page in scan)
+    buckets = aws.stack.bucket_names
+    # Keys relative to the bucket when there is only one (a record of another bucket keeps its S3 URI).
+    bucket = prefix.bucket if prefix is not None else (buckets[0] if len(buckets) == 1 else None)
+    return _print_records(pages, args, now=now, bucket=bucket, limit=limit)
+
+
+def _print_records(
+    pages: Iterable[list[dict[str, Any]]],
+    args: argparse.Namespace,
+    *,
+    now: float,
+    bucket: str | None,
+    limit: int | None,
+) -> int:
+    """Write the records page by page in the format asked for; the table ends with the count."""
+    output = output_format(args)
+    stream = console.Stream(
+        output,
+        redact=redact,
+        columns=record_columns(bucket),
+        tsv_fields=_RECORD_TSV,
+        wide=bool(getattr(args, "wide", False)),
+    )
+    for page in pages:
+        if limit is not None:
+            page = page[: limit - stream.count]
+        if output == "table":
+            stream.write(page, [record_row(r, now, bucket) for r in page])
+        elif output == "tsv":
+            stream.write([record_tsv(r, now) for r in page])
+        else:
+            stream.write([with_state(r, now=now) for r in page])
+        if limit is not None and stream.count >= limit:
+            break  # closes the scan: no further page is read
+    stream.close()
+    if output == "table":
+        count = stream.count
+        more = f" (--limit {limit}: there may be more)" if limit is not None and count >= limit else ""
+        print(f"{count} record{'s' if count != 1 else ''}{more}")
     return EXIT_OK
 
 
@@ -695,10 +863,11 @@ def cmd_url(aws: Aws, args: argparse.Namespace) -> int:
         [result] = live.resolve(aws.lambda_, aws.function_name, [str(uri)], args.min_valid)
     except live.LiveUrlError as exc:
         raise CliError(str(exc)) from exc
-    if args.json:
+    output = output_format(args)
+    if output != "table":
         # Not redacted: the URL is the answer (kie.ai's URL carries no AWS secret; errors are redacted).
         shown = {**result, "error": redact(str(result["error"])) if result.get("error") else None}
-        print(json.dumps(shown, ensure_ascii=False, indent=2, sort_keys=True))
+        console.write_value(shown, output, redact=lambda text: text)
         return EXIT_OK if result.get("downloadUrl") else EXIT_NO
     try:
         url = live.url_of(result)
@@ -723,9 +892,7 @@ def cmd_refresh(aws: Aws, args: argparse.Namespace) -> int:
         )
     except live.LiveUrlError as exc:
         raise CliError(str(exc)) from exc
-    if args.json:
-        print(to_json(counts))
-    else:
+    if not emit(args, counts):
         where = ", ".join(str(p) for p in prefixes)
         print(
             f"{where}: {counts['due']} due within {live.human_duration(args.expiring_within)}, "
@@ -735,74 +902,29 @@ def cmd_refresh(aws: Aws, args: argparse.Namespace) -> int:
     return EXIT_NO if counts["failed"] or counts["left"] else EXIT_OK
 
 
-def cmd_redrive(aws: Aws, args: argparse.Namespace) -> int:
-    """Move messages from the dead-letter queue back to the queue: receive, send, then delete."""
-    stack = aws.stack
-    moved = failed = 0
-    errors: list[str] = []
-    progress = Progress("redrive")
-    while args.max is None or moved + failed < args.max:
-        wanted = SQS_BATCH if args.max is None else min(SQS_BATCH, args.max - moved - failed)
-        response = aws.sqs.receive_message(
-            QueueUrl=stack.dead_letter_queue_url,
-            MaxNumberOfMessages=wanted,
-            WaitTimeSeconds=1,
-            VisibilityTimeout=60,
-            MessageAttributeNames=["All"],
-        )
-        messages = response.get("Messages", [])
-        if not messages:
-            break
-        entries = []
-        for i, message in enumerate(messages):
-            entry: dict[str, Any] = {"Id": str(i), "MessageBody": message["Body"]}
-            if message.get("MessageAttributes"):
-                entry["MessageAttributes"] = message["MessageAttributes"]
-            entries.append(entry)
-        sent = aws.sqs.send_message_batch(QueueUrl=stack.queue_url, Entries=entries)
-        done = {e["Id"] for e in sent.get("Successful", [])}
-        for entry in sent.get("Failed", []):
-            errors.append(f"{entry.get('Code')}: {entry.get('Message', '')}")
-        failed += len(messages) - len(done)
-        # Delete only what reached the queue: a failed send stays in the DLQ (visible again later).
-        if done:
-            aws.sqs.delete_message_batch(
-                QueueUrl=stack.dead_letter_queue_url,
-                Entries=[{"Id": i, "ReceiptHandle": messages[int(i)]["ReceiptHandle"]} for i in sorted(done)],
-            )
-        moved += len(done)
-        progress.update(f"{moved} moved, {failed} failed")
-    progress.done()
-    if args.json:
-        print(to_json({"moved": moved, "failed": failed, "errors": errors[:10]}))
-    else:
-        print(
-            f"moved {moved} message{'s' if moved != 1 else ''} from the dead-letter queue to the queue"
-            + (f", {failed} failed (left in the dead-letter queue)" if failed else "")
-        )
-        for error in dict.fromkeys(errors):
-            print(f"send failed: {redact(error)}", file=sys.stderr)
-    return EXIT_NO if failed else EXIT_OK
-
-
 def cmd_retry_failed(aws: Aws, args: argparse.Namespace) -> int:
     """Enqueue the objects whose records are FAILED with a retryable error."""
     stack = aws.stack
     records = list(_scan(aws, status="FAILED", prefix=args.prefix, retryable=True))
     result = SendResult()
-    progress = Progress("retry-failed")
-    for start in range(0, len(records), SQS_BATCH):
-        chunk = records[start : start + SQS_BATCH]
-        bodies = [_message(*_bucket_key(r)) for r in chunk]
-        sent = send_messages(aws.sqs, stack.queue_url, bodies)
-        result.sent += sent.sent
-        result.failed += sent.failed
-        result.errors += sent.errors
-        progress.update(f"{result.sent} of {len(records)} enqueued")
+    progress = Progress("retry-failed", total=len(records))
+    try:
+        for start in range(0, len(records), SQS_BATCH):
+            chunk = records[start : start + SQS_BATCH]
+            bodies = [_message(*_bucket_key(r)) for r in chunk]
+            sent = send_messages(aws.sqs, stack.queue_url, bodies)
+            result.sent += sent.sent
+            result.failed += sent.failed
+            result.errors += sent.errors
+            progress.update(f"{result.sent:,} enqueued", completed=result.sent + result.failed)
+    except KeyboardInterrupt:
+        progress.done()
+        raise CliError(
+            f"retry-failed interrupted: {result.sent} of {len(records)} retryable records enqueued",
+            EXIT_INTERRUPTED,
+        ) from None
     progress.done()
-    if args.json:
-        print(to_json({"retryable": len(records), "enqueued": result.sent, "failed": result.failed}))
-    else:
+    if not emit(args, {"retryable": len(records), "enqueued": result.sent, "failed": result.failed}):
         print(
             f"{len(records)} retryable FAILED record{'s' if len(records) != 1 else ''}: "
             f"{result.sent} enqueued, {result.failed} failed"
@@ -822,6 +944,25 @@ def _bucket_key(record: dict[str, Any]) -> tuple[str, str]:
 # --- entry point -----------------------------------------------------------------------------------
 
 
+class _OutputAction(argparse.Action):
+    """``--output FORMAT`` and ``--json`` (``--output json``): set ``output``, and ``json`` for the
+    commands that only know ``args.json`` (true for json and jsonl)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, "output", **kwargs)
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        output = "json" if self.nargs == 0 else str(values)
+        namespace.output = output
+        namespace.json = output in ("json", "jsonl")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser; ``--json``, ``--stack`` and ``--region`` work before or after the command."""
     common = argparse.ArgumentParser(add_help=False)
@@ -832,10 +973,27 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"CloudFormation stack name (default: $KIE_UPLOADER_STACK or {DEFAULT_STACK})",
     )
     common.add_argument(
-        "--region", default=argparse.SUPPRESS, help="AWS region (default: the standard chain)"
+        "--region",
+        default=argparse.SUPPRESS,
+        help="AWS region (default: $AWS_REGION, $AWS_DEFAULT_REGION, then the profile's)",
     )
     common.add_argument(
-        "--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output"
+        "--profile", default=argparse.SUPPRESS, help="AWS profile (default: $AWS_PROFILE, else the default)"
+    )
+    common.add_argument(
+        "--output",
+        action=_OutputAction,
+        choices=console.OUTPUTS,
+        default=argparse.SUPPRESS,
+        help="table (default: fitted to the terminal's width, $COLUMNS or 80), json, jsonl (one object a "
+        "line) or tsv (a header line, then one line a record)",
+    )
+    common.add_argument(
+        "--json",
+        action=_OutputAction,
+        nargs=0,
+        default=argparse.SUPPRESS,
+        help="machine-readable output (same as --output json)",
     )
 
     parser = argparse.ArgumentParser(
@@ -844,6 +1002,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Operate a deployed kie-uploader stack: backfill, inspect and retry uploads to kie.ai.",
         epilog="AWS_ENDPOINT_URL points every call at a local stack (e.g. the demo's ministack).",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     backfill = commands.add_parser(
@@ -881,7 +1040,17 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="s3://bucket/prefix",
         help="only objects under this prefix",
     )
+    list_.add_argument(
+        "--limit", type=_positive_int, metavar="N", default=None, help="stop after N records (and the scan)"
+    )
+    list_.add_argument(
+        "--wide", action="store_true", help="no width limit: whole keys and URLs, lines as long as they are"
+    )
     list_.set_defaults(handler=cmd_list)
+    list_.description = (
+        "Records as the table's Scan returns them, page by page (the table's order, sorted by key within "
+        "each page: pipe --output tsv through sort for one order); --expiring-within lists soonest first."
+    )
 
     url = commands.add_parser(
         "url", parents=[common], help="print a kie.ai URL of the object, uploading it when it must"
@@ -909,12 +1078,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     refresh.set_defaults(handler=cmd_refresh)
 
-    redrive = commands.add_parser(
-        "redrive", parents=[common], help="move dead-letter messages back to the queue"
-    )
-    redrive.add_argument("--max", type=_positive_int, default=None, help="move at most this many messages")
-    redrive.set_defaults(handler=cmd_redrive)
-
     retry = commands.add_parser(
         "retry-failed", parents=[common], help="enqueue objects that failed retryably"
     )
@@ -926,10 +1089,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     retry.set_defaults(handler=cmd_retry_failed)
 
-    from kie_uploader import doctor, settings_file  # their commands live in their own modules
+    from kie_uploader import doctor, ops, settings_file  # their commands live in their own modules
 
     settings_file.add_parser(commands, common)
     doctor.add_parser(commands, common)
+    ops.add_parser(commands, common)  # info, stats, set-key, dlq peek, redrive
     return parser
 
 
@@ -953,6 +1117,17 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def version() -> str:
+    """The installed distribution's version (``unknown`` when run from a bare checkout)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as distribution_version
+
+    try:
+        return distribution_version("kie-s3-uploader")
+    except PackageNotFoundError:
+        return "unknown"
+
+
 def describe_aws_error(exc: Exception) -> str:
     """One line that says what went wrong and what to do about it."""
     if isinstance(exc, NoCredentialsError | PartialCredentialsError):
@@ -961,7 +1136,16 @@ def describe_aws_error(exc: Exception) -> str:
             "(or run `aws configure`)"
         )
     if isinstance(exc, NoRegionError):
-        return "no AWS region: pass --region or set AWS_REGION"
+        return (
+            "no AWS region: pass --region, set AWS_REGION (or AWS_DEFAULT_REGION), or give the profile "
+            "a region (`aws configure set region REGION`)"
+        )
+    if isinstance(exc, ProfileNotFound):
+        return f"no such AWS profile: {exc.kwargs.get('profile')} (see `aws configure list-profiles`)"
+    if isinstance(exc, ResponseParserError):
+        endpoint = os.environ.get("AWS_ENDPOINT_URL")
+        where = f"the endpoint {endpoint} (AWS_ENDPOINT_URL)" if endpoint else "the AWS endpoint"
+        return f"{where} gave an answer that is not AWS's: is it the right endpoint (host and port)?"
     if isinstance(exc, EndpointConnectionError | ConnectTimeoutError):
         endpoint = getattr(exc, "kwargs", {}).get("endpoint_url", "the AWS endpoint")
         hint = ""
@@ -969,21 +1153,25 @@ def describe_aws_error(exc: Exception) -> str:
             hint = " (AWS_ENDPOINT_URL is set: is the local stack running?)"
         return f"cannot connect to {endpoint}{hint}"
     if isinstance(exc, ClientError):
-        error = exc.response.get("Error", {})
-        code, message = str(error.get("Code", "")), str(error.get("Message", ""))
-        operation = getattr(exc, "operation_name", "AWS call")
-        if code in _CREDENTIAL_ERRORS:
-            return f"AWS rejected the credentials ({code}): check AWS_PROFILE / AWS_ACCESS_KEY_ID"
-        if code in ("AccessDenied", "AccessDeniedException", "403"):
-            return f"access denied: {operation}: {message or code}"
-        if code in ("NoSuchBucket", "404") and error.get("BucketName"):
-            return f"no such bucket: {error['BucketName']}"
-        if code == "ResourceNotFoundException":
-            return f"not found: {operation}: {message} (was the stack deleted?)"
-        if code in ("AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"):
-            return f"the stack's queue does not exist: {message} (was the stack deleted?)"
-        return f"{operation} failed: {code}: {message}".rstrip(": ")
+        return _describe_client_error(exc)
     return f"AWS error: {exc}"
+
+
+def _describe_client_error(exc: ClientError) -> str:
+    error = exc.response.get("Error", {})
+    code, message = str(error.get("Code", "")), str(error.get("Message", ""))
+    operation = getattr(exc, "operation_name", "AWS call")
+    if code in _CREDENTIAL_ERRORS:
+        return f"AWS rejected the credentials ({code}): check AWS_PROFILE / AWS_ACCESS_KEY_ID"
+    if code in ("AccessDenied", "AccessDeniedException", "403"):
+        return f"access denied: {operation}: {message or code}"
+    if code in ("NoSuchBucket", "404") and error.get("BucketName"):
+        return f"no such bucket: {error['BucketName']}"
+    if code == "ResourceNotFoundException":
+        return f"not found: {operation}: {message} (was the stack deleted?)"
+    if code in ("AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"):
+        return f"the stack's queue does not exist: {message} (was the stack deleted?)"
+    return f"{operation} failed: {code}: {message}".rstrip(": ")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -996,17 +1184,42 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.json = getattr(args, "json", False)
     stack = getattr(args, "stack", None) or os.environ.get("KIE_UPLOADER_STACK") or DEFAULT_STACK
     try:
-        aws = Aws(region=getattr(args, "region", None), stack_name=stack)
-        return int(args.handler(aws, args))
+        aws = Aws(getattr(args, "region", None), stack, profile=getattr(args, "profile", None))
+        code = int(args.handler(aws, args))
+        sys.stdout.flush()  # inside the try: a reader that went away is a broken pipe handled here
+        return code
     except CliError as exc:
         print(f"kie-uploader: error: {redact(str(exc))}", file=sys.stderr)
         return exc.exit_code
-    except (ClientError, BotoCoreError) as exc:
+    except (ClientError, BotoCoreError, ResponseParserError) as exc:
         print(f"kie-uploader: error: {redact(describe_aws_error(exc))}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("kie-uploader: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (`kie-uploader list | head -1`): what it wanted was printed. Point stdout
+        # at /dev/null so that the interpreter's last flush cannot fail again.
+        _discard_stdout()
+        return EXIT_OK
+    except Exception as exc:
+        if os.environ.get("KIE_UPLOADER_DEBUG"):
+            raise
+        print(
+            f"kie-uploader: internal error: {type(exc).__name__}: {redact(str(exc))} "
+            "(KIE_UPLOADER_DEBUG=1 shows the traceback; please report it)",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
+
+
+def _discard_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # stdout is not a file (captured in tests): nothing to flush later
+        pass
 
 
 if __name__ == "__main__":  # pragma: no cover

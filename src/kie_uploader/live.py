@@ -38,6 +38,12 @@ FAILED = "FAILED"
 SKIPPED = "SKIPPED"
 DELETED = "DELETED"
 UNKNOWN = "UNKNOWN"
+# What only the object's own reading (S3, the stack's buckets) can tell beside its record:
+NOT_WATCHED = "NOT_WATCHED"
+WAITING = "WAITING"
+NOT_IN_S3 = "NOT_IN_S3"
+#: An object put this recently without a record is taken to be on its way, not forgotten.
+WAITING_WINDOW_SECONDS = 900
 
 
 class LiveUrlError(RuntimeError):
@@ -138,6 +144,68 @@ def _one_line(value: Any) -> str:
     return " ".join(str(value).split()) if value is not None else ""
 
 
+@dataclass(frozen=True)
+class S3Reading:
+    """What HeadObject said about the object: ``exists`` False for a 404 (or a delete marker)."""
+
+    exists: bool
+    etag: str | None = None
+    last_modified: float | None = None  # epoch seconds
+
+
+def describe_object(
+    record: Mapping[str, Any] | None,
+    now: float,
+    *,
+    reading: S3Reading | None = None,
+    watched: bool = True,
+    stack: str = DEFAULT_STACK,
+) -> RecordState:
+    """The object's state from its record and, when given, S3's reading of it: beside
+    :func:`describe_record`'s states, ``NOT_WATCHED`` (the stack does not serve its bucket), ``WAITING``
+    (put moments ago, or changed since its record was written: its event is on its way) and ``NOT_IN_S3``
+    (no object, no record); ``NEVER_SEEN`` then means an object that was put a while ago and never handled."""
+    if not watched:
+        return RecordState(
+            NOT_WATCHED, "not watched", f"not watched by stack {stack}: its bucket is not one of the stack's"
+        )
+    if record is None and reading is not None:
+        if not reading.exists:
+            return RecordState(NOT_IN_S3, "not in S3", "no such object in S3, and no record of one")
+        age = max(0.0, now - reading.last_modified) if reading.last_modified is not None else None
+        if age is not None and age < WAITING_WINDOW_SECONDS:
+            return RecordState(
+                WAITING,
+                "waiting",
+                f"waiting: put {human_duration(age)} ago, its event has not been handled yet",
+            )
+        put = f"put {human_duration(age)} ago and " if age is not None else ""
+        return RecordState(
+            NEVER_SEEN,
+            "never seen",
+            f"never seen: {put}never handled by this stack (from before the stack, or its record was "
+            "removed after the retention): `kie-uploader backfill` or `kie-uploader url` hands it over",
+        )
+    state = describe_record(record, now)
+    if record is None or reading is None or record.get("status") != "UPLOADED":
+        return state
+    if not reading.exists:
+        return RecordState(
+            WAITING,
+            f"deleted in S3; {state.label}",
+            "deleted in S3, its record not updated yet (its event is on its way); until then "
+            f"{state.sentence}",
+        )
+    if reading.etag is not None and not liveness.describes(record, etag=reading.etag):
+        return RecordState(
+            WAITING,
+            f"changed in S3; {state.label}",
+            "changed in S3 since this upload (its new version is on its way): the URL is of the older "
+            f"bytes; {state.sentence}",
+        )
+    return state
+
+
 # --- durations --------------------------------------------------------------------------------------
 
 _DURATION_RE = re.compile(r"(\d+)\s*([smhd])", re.IGNORECASE)
@@ -163,6 +231,19 @@ def _seconds(value: timedelta | int | float) -> int:
 
 
 # --- invoking the function --------------------------------------------------------------------------
+
+
+def session(region: str | None = None, profile: str | None = None) -> Any:
+    """A boto3 session for ``region`` (else ``AWS_REGION``, else the standard chain) and ``profile``.
+
+    boto3 reads only ``AWS_DEFAULT_REGION``; the AWS CLI and the other SDKs (and Lambda itself) also read
+    ``AWS_REGION``, and it wins over ``AWS_DEFAULT_REGION`` there: so it does here.
+    """
+    import os
+
+    import boto3
+
+    return boto3.Session(region_name=region or os.environ.get("AWS_REGION") or None, profile_name=profile)
 
 
 def lambda_client(session: Any) -> Any:
@@ -275,15 +356,15 @@ def live_url(
     seconds), from the stack's function (which uploads the object when it must). Raises ``LiveUrlError``
     whose message is the reason: the object is deleted, refused, too large, kie.ai failed, no such
     stack, no credentials, ..."""
-    import boto3
     from botocore.exceptions import BotoCoreError, ClientError
+    from botocore.parsers import ResponseParserError
 
     try:
         seconds = _seconds(min_valid)
-        session = boto3.Session(region_name=region)
-        name = function_name_of(session.client("cloudformation"), stack)
-        [result] = resolve(lambda_client(session), name, [s3_uri], seconds)
-    except (ClientError, BotoCoreError) as exc:
+        aws = session(region)
+        name = function_name_of(aws.client("cloudformation"), stack)
+        [result] = resolve(lambda_client(aws), name, [s3_uri], seconds)
+    except (ClientError, BotoCoreError, ResponseParserError) as exc:
         from kie_uploader.cli import describe_aws_error  # boto3 only
 
         raise LiveUrlError(describe_aws_error(exc)) from exc

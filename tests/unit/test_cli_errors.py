@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import http.server
+import threading
+from collections.abc import Iterator
+from importlib import metadata
 from pathlib import Path
 
 import pytest
 from botocore.exceptions import ClientError
 
-from kie_uploader.cli import EXIT_ERROR, describe_aws_error, main, redact
+from kie_uploader.cli import EXIT_ERROR, Aws, describe_aws_error, main, redact
 
 
 @pytest.fixture
@@ -45,7 +49,105 @@ def test_no_region_is_one_line_that_names_the_flag(
     code = main(["list"])
     err = capsys.readouterr().err
     assert code == EXIT_ERROR
-    assert err == "kie-uploader: error: no AWS region: pass --region or set AWS_REGION\n"
+    assert err.count("\n") == 1
+    assert err.startswith("kie-uploader: error: no AWS region: pass --region, set AWS_REGION (or AWS_DEFAULT_REGION)")
+
+
+def test_aws_region_alone_is_a_region(
+    no_aws_config: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Reported: with AWS_REGION set but not AWS_DEFAULT_REGION, it said "no AWS region: ... set AWS_REGION".
+    # boto3 reads only AWS_DEFAULT_REGION; the CLI reads AWS_REGION too, as the AWS CLI does.
+    monkeypatch.setenv("AWS_REGION", "eu-west-3")
+    code = main(["list"])
+    err = capsys.readouterr().err
+    assert code == EXIT_ERROR
+    assert "no AWS region" not in err
+    assert err.startswith("kie-uploader: error: no AWS credentials found")  # the next thing missing
+
+
+def test_aws_region_wins_over_aws_default_region_and_region_wins_over_both(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-west-2")
+    monkeypatch.setenv("AWS_REGION", "eu-west-3")
+    assert Aws().session.region_name == "eu-west-3"
+    assert Aws(region="ap-south-1").session.region_name == "ap-south-1"
+    monkeypatch.delenv("AWS_REGION")
+    assert Aws().session.region_name == "us-west-2"
+
+
+def test_an_unknown_profile_is_one_line(no_aws_config: None, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["--profile", "nope", "--region", "us-east-1", "list"])
+    err = capsys.readouterr().err
+    assert code == EXIT_ERROR
+    assert err == "kie-uploader: error: no such AWS profile: nope (see `aws configure list-profiles`)\n"
+
+
+def test_a_profile_from_the_config_file_is_used(
+    no_aws_config: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "config"
+    config.write_text("[profile ops]\nregion = sa-east-1\n")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    assert Aws(profile="ops").session.region_name == "sa-east-1"
+
+
+def test_version_prints_the_installed_version(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--version"]) == 0
+    out = capsys.readouterr().out
+    assert out == f"kie-uploader {metadata.version('kie-s3-uploader')}\n"
+
+
+class _NotAws(http.server.BaseHTTPRequestHandler):
+    """Any web server that is not AWS: an HTML page for every request."""
+
+    def _page(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        body = b"<html><body><h1>Welcome</h1><p>not an AWS endpoint</html>"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = _page
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def not_aws() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _NotAws)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize("argv", [["list"], ["status", "s3://bkt/key"]])
+def test_an_endpoint_that_is_not_aws_is_one_line_not_a_traceback(
+    no_aws_config: None,
+    not_aws: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+) -> None:
+    # Reported: AWS_ENDPOINT_URL at the wrong port gave a 40-line ResponseParserError traceback, exit 1.
+    monkeypatch.setenv("AWS_ENDPOINT_URL", not_aws)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    code = main(["--region", "us-east-1", *argv])
+    err = capsys.readouterr().err
+    assert code == EXIT_ERROR
+    assert err == (
+        f"kie-uploader: error: the endpoint {not_aws} (AWS_ENDPOINT_URL) gave an answer that is not "
+        "AWS's: is it the right endpoint (host and port)?\n"
+    )
 
 
 def _client_error(

@@ -273,7 +273,9 @@ def fake_stack(monkeypatch: pytest.MonkeyPatch) -> Callable[[FakeLambda], FakeLa
 
     def install(function: FakeLambda) -> FakeLambda:
         class FakeAws:
-            def __init__(self, region: str | None = None, stack_name: str = "KieUploader") -> None:
+            def __init__(
+                self, region: str | None = None, stack_name: str = "KieUploader", profile: str | None = None
+            ) -> None:
                 self.stack_name = stack_name
                 self.lambda_ = function
                 self.function_name = "kie-fn"
@@ -403,7 +405,7 @@ def fake_session(monkeypatch: pytest.MonkeyPatch) -> Callable[..., SimpleNamespa
         cloudformation = FakeCloudFormation({"FunctionName": "kie-fn"} if outputs is None else outputs)
 
         class Session:
-            def __init__(self, region_name: str | None = None) -> None:
+            def __init__(self, region_name: str | None = None, profile_name: str | None = None) -> None:
                 seen.regions.append(region_name)
 
             def client(self, service: str, config: Any = None) -> Any:
@@ -452,3 +454,55 @@ def test_importing_the_package_and_live_url_never_imports_the_cdk() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert answer.stdout.strip() == "[]", answer.stdout
+
+
+# --- the object's state: the record and S3's reading of the object ------------------------------------
+# Reported: `status` on a bucket the stack does not serve said "no record (the object was never
+# processed)", the same words as for a pending object or one from before the stack.
+
+
+def test_an_object_of_a_bucket_the_stack_does_not_serve_is_not_watched() -> None:
+    state = live.describe_object(None, NOW, watched=False, stack="KieUploader")
+    assert state.state == "NOT_WATCHED"
+    assert state.sentence.startswith("not watched by stack KieUploader")
+
+
+def test_without_a_record_s3_tells_waiting_never_seen_and_not_in_s3_apart() -> None:
+    just_put = live.S3Reading(exists=True, etag='"e"', last_modified=NOW - 20)
+    long_ago = live.S3Reading(exists=True, etag='"e"', last_modified=NOW - 5 * 86_400)
+    states = {
+        name: live.describe_object(None, NOW, reading=reading)
+        for name, reading in (
+            ("just put", just_put),
+            ("long ago", long_ago),
+            ("absent", live.S3Reading(exists=False)),
+        )
+    }
+    assert (states["just put"].state, states["just put"].sentence) == (
+        "WAITING",
+        "waiting: put 20 s ago, its event has not been handled yet",
+    )
+    assert states["long ago"].state == "NEVER_SEEN"
+    assert states["long ago"].sentence.startswith("never seen: put 5 d ago and never handled")
+    assert "kie-uploader backfill" in states["long ago"].sentence
+    assert states["absent"].state == "NOT_IN_S3"
+    assert len({s.sentence for s in states.values()}) == 3
+    # The edge of the window: an object put exactly WAITING_WINDOW_SECONDS ago is no longer on its way.
+    edge = live.S3Reading(exists=True, last_modified=NOW - live.WAITING_WINDOW_SECONDS)
+    assert live.describe_object(None, NOW, reading=edge).state == "NEVER_SEEN"
+
+
+def test_a_live_record_of_older_bytes_or_of_a_deleted_object_is_waiting_not_live() -> None:
+    current = live.S3Reading(exists=True, etag='"e1"', last_modified=NOW - 60)
+    changed = live.S3Reading(exists=True, etag='"e2"', last_modified=NOW - 5)
+    rec = record(etag="e1")
+
+    assert live.describe_object(rec, NOW, reading=current).state == "LIVE"
+    waiting = live.describe_object(rec, NOW, reading=changed)
+    assert (waiting.state, waiting.label) == ("WAITING", "changed in S3; live, 2 d 3 h left")
+    assert live.describe_object(rec, NOW, reading=live.S3Reading(exists=False)).state == "WAITING"
+    # Records that are not UPLOADED keep their own words; without a reading, the record alone speaks.
+    assert live.describe_object(record(status="DELETED"), NOW, reading=live.S3Reading(False)).state == "DELETED"
+    assert live.describe_object(rec, NOW).state == "LIVE"
+    expired = record(etag="e1", expiresAt=int(NOW) - 10)
+    assert live.describe_object(expired, NOW, reading=current).state == "EXPIRED"
