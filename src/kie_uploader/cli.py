@@ -368,13 +368,13 @@ def _record_detail(record: dict[str, Any], now: float) -> str:
 # The list's columns: the key and the URL or error share what the others leave; columns of lesser use go
 # first when the terminal is narrow (UPDATED, then EXPIRES, SIZE, STATUS: STATE says the most).
 _RECORD_COLUMNS = (
-    console.Column("S3 URI", min=20, elide="middle", weight=2),
+    console.Column("S3 URI", min=24, elide="middle", weight=2),
     console.Column("STATUS", min=8, max=8, drop=2),
     console.Column("STATE", min=14, max=24),
     console.Column("SIZE", min=8, max=10, drop=3),
     console.Column("EXPIRES", min=17, max=17, drop=4),
     console.Column("UPDATED", min=20, max=20, drop=5),
-    console.Column("DOWNLOAD URL / ERROR", min=24, elide="auto", weight=3),
+    console.Column("DOWNLOAD URL / ERROR", min=30, elide="auto", weight=3),
 )
 _RECORD_TSV = (
     "pk", "status", "state", "size", "expiresAt", "updatedAt", "downloadUrl", "errorKind", "retryable",

@@ -29,7 +29,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
-from kie_uploader import deploy, live, local
+from kie_uploader import console, deploy, live, local
 from kie_uploader.cli import (
     DEFAULT_STACK,
     deserialize,
@@ -114,7 +114,10 @@ class DemoResult:
     def ok(self) -> bool:
         return bool(self.objects) and all(o.ok for o in self.objects) and self.live_ok
 
-    def table(self) -> str:
+    def table(self, width: int | None = None, *, wide: bool = False) -> str:
+        """One row per sample, fitted to ``width`` (default: the terminal's, ``$COLUMNS`` or 80) as the
+        CLI's ``list`` is: URLs and keys cut in the middle, EXPIRES then SIZE dropped when narrow;
+        ``wide``: nothing cut."""
         rows = []
         for obj in self.objects:
             record = obj.record or {}
@@ -127,11 +130,21 @@ class DemoResult:
             verdict = "ok" if obj.ok else f"expected {obj.sample.expected_status}"
             size = format_size(len(obj.sample.body))
             rows.append((obj.sample.key, size, obj.status, detail, expires, match, verdict))
-        headers = ("S3 KEY", "SIZE", "STATUS", "DOWNLOAD URL / ERROR", "EXPIRES", "BYTES MATCH", "RESULT")
-        return render_table(headers, rows, max_width=300)  # whole URLs: a cut one cannot be opened
+        return render_table(_TABLE_COLUMNS, rows, width=width, wide=wide)
 
 
 # --- the parts -------------------------------------------------------------------------------------
+
+
+_TABLE_COLUMNS = (
+    console.Column("S3 KEY", min=16, elide="middle", weight=2),
+    console.Column("SIZE", min=8, max=10, drop=3),
+    console.Column("STATUS", min=8, max=8),
+    console.Column("DOWNLOAD URL / ERROR", min=20, elide="auto", weight=3),
+    console.Column("EXPIRES", min=17, max=20, drop=4),
+    console.Column("BYTES MATCH", min=11, max=11),
+    console.Column("RESULT", min=17, max=17),
+)
 
 
 @dataclass

@@ -105,11 +105,25 @@ def test_an_object_is_ok_only_with_its_expected_status_and_matching_bytes() -> N
 
 def test_the_demo_table_says_which_object_went_wrong() -> None:
     result = demo.DemoResult(objects=[_result("UPLOADED"), _result("FAILED")], bucket="b", outputs={})
-    lines = result.table().splitlines()
+    lines = result.table(100).splitlines()
     assert lines[0].split()[:3] == ["S3", "KEY", "SIZE"]
     assert lines[2].split()[-2:] == ["yes", "ok"]
     assert lines[3].split()[-2:] == ["expected", "UPLOADED"]
     assert not result.ok
+
+
+@pytest.mark.parametrize("width", [80, 100, 120])
+def test_the_demo_table_fits_the_terminal_and_keeps_the_verdict_whole(width: int) -> None:
+    long = Sample("incoming/deep/er/still/" + "k" * 60 + ".txt", b"abc", "text/plain")
+    record = {"status": "UPLOADED", "downloadUrl": "http://127.0.0.1:1/files/" + "u" * 120 + "/end.txt"}
+    result = demo.DemoResult(
+        objects=[demo.ObjectResult(long, record, bytes_match=True), _result("FAILED")], bucket="b", outputs={}
+    )
+    lines = result.table(width).splitlines()
+    assert max(len(line) for line in lines) <= width
+    assert lines[3].endswith("expected UPLOADED")
+    assert "http://127" in lines[2] and "/end.txt" in lines[2]  # both ends of the URL
+    assert "http://127.0.0.1:1/files/" + "u" * 120 + "/end.txt" in result.table(wide=True)
 
 
 # --- issue 10, defect 6: the real-service demo never writes a deployed stack's secret unasked ------------

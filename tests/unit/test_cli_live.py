@@ -206,7 +206,7 @@ def test_the_list_table_shows_each_state_and_only_live_urls() -> None:
                error="kie.ai answered 500", errorKind="transient", retryable=True),
         record(pk="s3://bkt/gone.png", status="DELETED", downloadUrl=None, expiresAt=None),
     ]  # fmt: skip
-    lines = records_table(rows, now=NOW).splitlines()
+    lines = records_table(rows, now=NOW, width=200).splitlines()
     assert lines[0].split()[:4] == ["S3", "URI", "STATUS", "STATE"]
     by_uri = {line.split()[0]: line for line in lines[2:]}
     assert "live, 2 d 3 h left" in by_uri["s3://bkt/live.png"] and URL in by_uri["s3://bkt/live.png"]

@@ -88,19 +88,20 @@ def test_a_record_page_puts_status_and_download_url_first() -> None:
     assert lines[-1].split() == ["zeta", "last"]
 
 
-def test_tables_align_columns_and_cut_long_cells() -> None:
-    table = render_table(("A", "BB"), [("x", "y" * 100), ("longer", "z")], max_width=10)
+def test_tables_align_columns_and_cut_long_cells_to_fit_the_width() -> None:
+    table = render_table(("A", "BB"), [("x", "y" * 100), ("longer", "z")], width=20)
     lines = table.splitlines()
     assert lines[0] == "A       BB"
-    assert lines[1] == "------  ----------"
-    assert lines[2] == "x       yyyyyyyyy…"
+    assert lines[1] == "------  ------------"
+    assert lines[2] == "x       yyyyyyyyyyy…"
     assert lines[3] == "longer  z"
+    assert max(len(line) for line in lines) == 20
 
 
 def test_the_list_table_shows_the_error_kind_of_a_failed_record() -> None:
     failed = {"pk": "s3://bkt/big.bin", "status": "FAILED", "error": "object too large",
               "errorKind": "permanent", "retryable": False}  # fmt: skip
-    table = records_table([uploaded(), failed], now=NOW)
+    table = records_table([uploaded(), failed], now=NOW, width=200)
     assert "https://tempfile.example/a.png" in table
     assert "[permanent] object too large" in table
 
@@ -124,8 +125,30 @@ def test_ordinary_urls_and_stray_secret_parameters() -> None:
     assert redact("failed: X-Amz-Signature=abc123&x=1") == "failed: [redacted]&x=1"
 
 
-def test_whole_columns_are_never_cut() -> None:
-    lines = render_table(
-        ("URI", "URL"), [("s3://b/" + "k" * 20, "u" * 20)], max_width=5, whole=(0,)
-    ).splitlines()
-    assert lines[2].split() == ["s3://b/" + "k" * 20, "uuuu…"]
+def test_wide_tables_cut_nothing() -> None:
+    rows = [("s3://b/" + "k" * 200, "u" * 300)]
+    lines = render_table(("URI", "URL"), rows, width=40, wide=True).splitlines()
+    assert lines[2].split() == ["s3://b/" + "k" * 200, "u" * 300]
+
+
+@pytest.mark.parametrize("width", [60, 80, 100, 120, 200])
+def test_the_list_table_fits_the_width_and_keeps_both_ends_of_keys_and_urls(width: int) -> None:
+    key = "photos/2025/summer/été 2025 à la plage, la dernière.jpg"
+    url = "https://tempfile.example/kieai/market/2025/01/04/abcdef0123456789abcdef/photos-ete-2025.jpg"
+    records = [uploaded(pk=f"s3://bkt/{key}", key=key, downloadUrl=url)]
+    lines = records_table(records, now=NOW, width=width, bucket="bkt").splitlines()
+    assert max(len(line) for line in lines) <= width
+    assert lines[0].startswith("KEY in s3://bkt/")
+    row = lines[2]
+    assert row.startswith("photos/") and ".jpg  " in row  # the key is relative to the bucket, both ends kept
+    assert "https://" in row and row.endswith("2025.jpg")
+    wide = records_table(records, now=NOW, wide=True).splitlines()[2]
+    assert f"s3://bkt/{key}" in wide and url in wide
+
+
+def test_narrow_tables_drop_the_columns_of_lesser_use_first() -> None:
+    long = uploaded(pk="s3://bkt/" + "k" * 60, downloadUrl="https://tempfile.example/" + "u" * 80)
+    headers_at = {w: records_table([long], now=NOW, width=w).splitlines()[0] for w in (80, 100, 200)}
+    assert "UPDATED" not in headers_at[100] and "EXPIRES" not in headers_at[100]
+    assert "SIZE" in headers_at[100] and "SIZE" not in headers_at[80]
+    assert all(h in headers_at[200] for h in ("UPDATED", "EXPIRES", "SIZE", "STATUS", "STATE"))
