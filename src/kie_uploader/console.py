@@ -536,16 +536,20 @@ class Progress:
             markup=False,
             table_column=RichColumn(no_wrap=True, overflow="ellipsis", ratio=1),
         )
-        columns: list[str | ProgressColumn] = [SpinnerColumn(), text]
+        # The figures first, the words last: on a narrow terminal the words are cut (``…``), never the
+        # figures, and the line never wraps.
+        columns: list[str | ProgressColumn] = [SpinnerColumn()]
         if total is not None:
             columns += [BarColumn(bar_width=20), MofNCompleteColumn(), Rate(), TimeRemainingColumn()]
         elif unit:
             columns += [Count(unit), Rate(), TimeElapsedColumn()]
         else:
             columns += [TimeElapsedColumn()]
+        columns.append(text)
         self._progress = RichProgress(
             *columns,
             console=console,
+            expand=True,  # the words take what the figures leave, no more
             transient=True,  # gone when done: the summary follows on stdout
             redirect_stdout=False,
             redirect_stderr=False,
