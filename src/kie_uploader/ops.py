@@ -37,6 +37,7 @@ from urllib.parse import quote, unquote_plus
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from kie_uploader import console
 from kie_uploader.cli import (
     EXIT_NO,
     EXIT_OK,
@@ -50,10 +51,11 @@ from kie_uploader.cli import (
     _positive_int,
     _s3_uri_arg,
     describe_aws_error,
+    emit,
     format_duration,
+    output_format,
     redact,
     render_table,
-    to_json,
 )
 
 IN_PROGRESS = "IN_PROGRESS"  # a record without a status: its first delivery is still working on it
@@ -86,11 +88,6 @@ _MOVE_TASK_DONE = frozenset({"COMPLETED", "FAILED", "CANCELLED"})
 _SECRET_NAME_RE = re.compile(r"(?:^|_)(?:KEY|SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIALS?)(?:_|$)", re.I)
 _SECRET_REFERENCE_RE = re.compile(r"_(?:SECRET_ID|ARN)$", re.I)
 _CONSOLE_DOMAINS = {"aws-cn": "console.amazonaws.cn", "aws-us-gov": "console.amazonaws-us-gov.com"}
-
-
-def _json_output(args: argparse.Namespace) -> bool:
-    """``--json`` (or the output layer's ``--output json``/``jsonl``, should it be there)."""
-    return bool(getattr(args, "json", False)) or getattr(args, "output", None) in ("json", "jsonl")
 
 
 def _plural(count: int, word: str) -> str:
@@ -196,9 +193,12 @@ def cmd_info(aws: Aws, args: argparse.Namespace) -> int:
     }
     region = aws.session.region_name or ""
     local_endpoint = os.environ.get("AWS_ENDPOINT_URL")
+    try:
+        names, dashboards_error = _dashboards(aws), None
+    except ClientError as exc:  # e.g. no cloudformation:ListStackResources: the rest is still worth showing
+        names, dashboards_error = [], describe_aws_error(exc)
     dashboards = [
-        {"name": name, "url": None if local_endpoint else dashboard_url(region, name)}
-        for name in _dashboards(aws)
+        {"name": name, "url": None if local_endpoint else dashboard_url(region, name)} for name in names
     ]
     info = {
         "stack": stack.stack_name,
@@ -206,11 +206,11 @@ def cmd_info(aws: Aws, args: argparse.Namespace) -> int:
         "status": described.get("StackStatus"),
         "outputs": outputs,
         "dashboards": dashboards,
+        "dashboardsError": dashboards_error,
         "function": _function_settings(aws),
         "queue": _queue_settings(aws),
     }
-    if _json_output(args):
-        print(to_json(info))
+    if emit(args, info):
         return EXIT_OK
     print(render_info(info, local_endpoint=local_endpoint))
     return EXIT_OK
@@ -226,7 +226,9 @@ def render_info(info: Mapping[str, Any], *, local_endpoint: str | None = None) -
         if output["description"]:
             lines.append(f"  {''.ljust(width)}  ({output['description']})")
     lines.append("")
-    if not info["dashboards"]:
+    if info.get("dashboardsError"):
+        lines.append(f"dashboard: unknown ({info['dashboardsError']})")
+    elif not info["dashboards"]:
         lines.append("dashboard: none in this stack")
     for dashboard in info["dashboards"]:
         where = dashboard["url"] or f"(no console link: AWS_ENDPOINT_URL is {local_endpoint})"
@@ -376,8 +378,7 @@ def queue_stats(aws: Aws) -> dict[str, dict[str, Any]]:
 def cmd_stats(aws: Aws, args: argparse.Namespace) -> int:
     queues = queue_stats(aws)
     records = None if args.no_records else count_records(aws, segments=args.segments, prefix=args.prefix)
-    if _json_output(args):
-        print(to_json({"records": records, **queues}))
+    if emit(args, {"records": records, **queues}):
         return EXIT_OK
     lines = []
     if records is not None:
@@ -492,11 +493,11 @@ def cmd_set_key(aws: Aws, args: argparse.Namespace) -> int:
     visibility = _int_or_none(queue.get("VisibilityTimeout"))
     dead = int(dlq.get("ApproximateNumberOfMessages", 0) or 0)
     steps = next_steps(dead_letter=dead, in_flight=in_flight, visibility_timeout=visibility)
-    if _json_output(args):
-        print(to_json({
-            "secretArn": secret_arn, "versionId": version, "changed": changed, "deadLetterMessages": dead,
-            "inFlight": in_flight, "visibilityTimeoutSeconds": visibility, "next": steps,
-        }))  # fmt: skip
+    summary = {
+        "secretArn": secret_arn, "versionId": version, "changed": changed, "deadLetterMessages": dead,
+        "inFlight": in_flight, "visibilityTimeoutSeconds": visibility, "next": steps,
+    }  # fmt: skip
+    if emit(args, summary):
         return EXIT_OK
     if changed:
         print(f"put the kie.ai key into {secret_arn} (version {version or 'new'})")
@@ -754,8 +755,12 @@ def cmd_dlq_peek(aws: Aws, args: argparse.Namespace) -> int:
     url = aws.stack.dead_letter_queue_url
     depth = _queue_attributes(aws, url, ["ApproximateNumberOfMessages"]).get("ApproximateNumberOfMessages")
     entries = describe_messages(aws, peek(aws, url, args.max))
-    if _json_output(args):
-        print(to_json(entries))
+    output = output_format(args)
+    if output != "table":
+        # TSV: one line per object (a message with two records is two lines); JSON: one item per message.
+        stream = console.Stream(output, redact=redact, tsv_fields=PEEK_TSV_FIELDS)
+        stream.write(peek_tsv_rows(entries) if output == "tsv" else entries)
+        stream.close()
         return EXIT_OK
     print(render_peek(entries, depth=_int_or_none(depth)))
     return EXIT_OK
@@ -768,6 +773,28 @@ _SHAPES = {
     "sqs-event": "an SQS event",
     "s3-test": "S3's test event",
 }
+
+
+PEEK_TSV_FIELDS = (
+    "messageId", "sentAt", "ageSeconds", "earlierReceives", "shape", "uri", "event", "status", "errorKind",
+    "retryable", "error", "note", "problem",
+)  # fmt: skip
+
+
+def peek_tsv_rows(entries: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The peek's TSV lines: one per object (a message naming none: one line without an object)."""
+    rows = []
+    for entry in entries:
+        message = {name: entry.get(name) for name in ("messageId", "sentAt", "ageSeconds", "earlierReceives")}
+        message.update(shape=entry.get("shape"), note=entry.get("note"), problem=entry.get("problem"))
+        for obj in entry["objects"] or [{}]:
+            record = obj.get("record") or {}
+            rows.append({
+                **message, "uri": obj.get("uri"), "event": obj.get("event"), "status": record.get("status"),
+                "errorKind": record.get("errorKind"), "retryable": record.get("retryable"),
+                "error": record.get("error"),
+            })  # fmt: skip
+    return rows
 
 
 def render_peek(entries: Sequence[Mapping[str, Any]], *, depth: int | None = None) -> str:
@@ -928,13 +955,11 @@ def cmd_redrive(aws: Aws, args: argparse.Namespace) -> int:
     result = move_task(aws) if args.max is None else None
     if result is None:
         result = move_loop(aws, args.max)
-    if _json_output(args):
-        shown: dict[str, Any] = {"moved": result.moved, "failed": result.failed, "method": result.method}
-        shown["errors"] = result.errors[:10]
-        if result.task_handle:
-            shown.update(taskHandle=result.task_handle, taskStatus=result.status)
-        print(to_json(shown))
-    else:
+    shown: dict[str, Any] = {"moved": result.moved, "failed": result.failed, "method": result.method}
+    shown["errors"] = result.errors[:10]
+    if result.task_handle:
+        shown.update(taskHandle=result.task_handle, taskStatus=result.status)
+    if not emit(args, shown):
         how = " (SQS message move task)" if result.method == "move-task" else ""
         print(
             f"moved {_plural(result.moved, 'message')} from the dead-letter queue to the queue{how}"
