@@ -15,10 +15,13 @@ import argparse
 import json
 import os
 import re
+import signal
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -383,13 +386,18 @@ _RECORD_TSV = (
 
 
 def record_columns(bucket: str | None = None) -> tuple[console.Column, ...]:
-    """The list's columns; with ``bucket`` the first one holds keys relative to it (its header says so)."""
+    """The list's columns; with ``bucket`` the first one holds keys relative to it (``record_title``)."""
     if bucket is None:
         return _RECORD_COLUMNS
-    first = _RECORD_COLUMNS[0]
-    return (console.Column(f"KEY in s3://{bucket}/", min=first.min, elide="middle", weight=2),) + (
+    return (console.Column("KEY", min=_RECORD_COLUMNS[0].min, elide="middle", weight=2),) + (
         _RECORD_COLUMNS[1:]
     )
+
+
+def record_title(bucket: str | None) -> str | None:
+    """The line above the header of a table whose keys are relative to ``bucket``: the bucket, whole (a
+    bucket's name can be 63 characters, too long for a column's header)."""
+    return None if bucket is None else f"keys in s3://{bucket}/"
 
 
 def _utc(epoch: Any) -> str:
@@ -453,7 +461,8 @@ def records_table(
     left``, ``expired 3 h ago``, ``waiting for a retry``, ``being processed; ...``)."""
     now = time.time() if now is None else now
     rows = [record_row(r, now, bucket) for r in records]
-    return console.render(record_columns(bucket), rows, redact=redact, width=width, wide=wide)
+    columns = record_columns(bucket)
+    return console.render(columns, rows, redact=redact, width=width, wide=wide, title=record_title(bucket))
 
 
 def with_state(record: dict[str, Any], *, now: float | None = None) -> dict[str, Any]:
@@ -497,6 +506,23 @@ def emit(args: argparse.Namespace, value: Any) -> bool:
 
 
 # --- commands --------------------------------------------------------------------------------------
+
+
+@contextmanager
+def interrupt_after() -> Iterator[None]:
+    """Ctrl-C (SIGINT) during the block is held until the block ends, then raised: what the block did
+    (a message batch SQS accepted) is counted before the command stops and says what it did."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda number, _frame: received.append(number))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if received:
+        raise KeyboardInterrupt
 
 
 @dataclass
@@ -574,6 +600,9 @@ def _batch_get_records(
 
 
 def _check_bucket(aws: Aws, bucket: str) -> None:
+    """The bucket exists and the stack serves it. The stack is read first: a wrong endpoint or stack is
+    named for what it is, not as a missing bucket."""
+    watched = bucket in aws.stack.bucket_names
     try:
         aws.s3.head_bucket(Bucket=bucket)
     except ClientError as exc:
@@ -583,11 +612,10 @@ def _check_bucket(aws: Aws, bucket: str) -> None:
         if code in ("403", "AccessDenied"):
             raise CliError(f"access denied to bucket {bucket}") from exc
         raise
-    if bucket not in aws.stack.bucket_names:
-        watched = ", ".join(aws.stack.bucket_names) or "none"
-        raise CliError(
-            f"bucket {bucket} is not watched by stack {aws.stack.stack_name} (its buckets: {watched})"
-        )
+    if not watched:
+        names = ", ".join(aws.stack.bucket_names) or "none"
+        stack = aws.stack.stack_name
+        raise CliError(f"bucket {bucket} is not watched by stack {stack} (its buckets: {names})")
 
 
 def cmd_backfill(aws: Aws, args: argparse.Namespace) -> int:
@@ -597,7 +625,7 @@ def cmd_backfill(aws: Aws, args: argparse.Namespace) -> int:
     stack = aws.stack
     counts = {"listed": 0, "alreadyUploaded": 0, "folders": 0, "enqueued": 0, "failed": 0}
     errors: list[str] = []
-    progress = Progress(f"backfill {uri}", unit="listed")
+    progress = Progress("backfill", unit="listed")
     paginator = aws.s3.get_paginator("list_objects_v2")
     try:
         for page in paginator.paginate(Bucket=uri.bucket, Prefix=uri.key):
@@ -622,14 +650,15 @@ def cmd_backfill(aws: Aws, args: argparse.Namespace) -> int:
                 objects = todo
             for start in range(0, len(objects), SQS_BATCH):
                 chunk = objects[start : start + SQS_BATCH]
-                sent = send_messages(
-                    aws.sqs,
-                    stack.queue_url,
-                    [_message(uri.bucket, o["Key"], force=args.force) for o in chunk],
-                )
-                counts["enqueued"] += sent.sent
-                counts["failed"] += sent.failed
-                errors += sent.errors
+                with interrupt_after():  # a batch SQS took is counted before Ctrl-C stops the loop
+                    sent = send_messages(
+                        aws.sqs,
+                        stack.queue_url,
+                        [_message(uri.bucket, o["Key"], force=args.force) for o in chunk],
+                    )
+                    counts["enqueued"] += sent.sent
+                    counts["failed"] += sent.failed
+                    errors += sent.errors
                 _backfill_progress(progress, counts)
             _backfill_progress(progress, counts)  # a page with nothing to send moves it too
     except KeyboardInterrupt:
@@ -792,6 +821,7 @@ def _print_records(
         output,
         redact=redact,
         columns=record_columns(bucket),
+        title=record_title(bucket),
         tsv_fields=_RECORD_TSV,
         wide=bool(getattr(args, "wide", False)),
     )
@@ -912,10 +942,11 @@ def cmd_retry_failed(aws: Aws, args: argparse.Namespace) -> int:
         for start in range(0, len(records), SQS_BATCH):
             chunk = records[start : start + SQS_BATCH]
             bodies = [_message(*_bucket_key(r)) for r in chunk]
-            sent = send_messages(aws.sqs, stack.queue_url, bodies)
-            result.sent += sent.sent
-            result.failed += sent.failed
-            result.errors += sent.errors
+            with interrupt_after():  # a batch SQS took is counted before Ctrl-C stops the loop
+                sent = send_messages(aws.sqs, stack.queue_url, bodies)
+                result.sent += sent.sent
+                result.failed += sent.failed
+                result.errors += sent.errors
             progress.update(f"{result.sent:,} enqueued", completed=result.sent + result.failed)
     except KeyboardInterrupt:
         progress.done()

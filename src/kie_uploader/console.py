@@ -239,8 +239,10 @@ class TableWriter:
         width: int | None = None,
         wide: bool = False,
         file: IO[str] | None = None,
+        title: str | None = None,
     ) -> None:
         self.columns = list(columns)
+        self.title = title
         self.redact = redact
         self.width = None if wide else (width or terminal_width())
         self.file = file
@@ -271,6 +273,9 @@ class TableWriter:
         out: list[str] = []
         if self._shown is None:
             self._shown, self._widths = layout(self.columns, self.width, cells)
+            if self.title is not None:
+                title = printable(self.redact(self.title))
+                out.append(title if self.width is None else elide_middle(title, self.width))
             out.append(self._line([c.header for c in self.columns]))
             out.append(SEPARATOR.join("-" * w for w in self._widths))
         out += [self._line(row) for row in cells]
@@ -282,10 +287,10 @@ class TableWriter:
         rows = list(rows)
         if not rows:  # nothing yet: not even the header
             return
-        first = self._shown is None
+        heading = 0 if self._shown is not None else 2 + (self.title is not None)
         lines = self.lines(rows)
         if lines:
-            write_lines(lines, redact=self.redact, file=self.file, header=first)
+            write_lines(lines, redact=self.redact, file=self.file, heading=heading)
 
 
 def render(
@@ -295,9 +300,11 @@ def render(
     redact: Redact,
     width: int | None = None,
     wide: bool = False,
+    title: str | None = None,
 ) -> str:
-    """A whole table as text (header, rule, rows), fitted to ``width`` (default: the terminal's)."""
-    writer = TableWriter(columns, redact=redact, width=width, wide=wide)
+    """A whole table as text (``title``, header, rule, rows), fitted to ``width`` (default: the
+    terminal's)."""
+    writer = TableWriter(columns, redact=redact, width=width, wide=wide, title=title)
     return redact("\n".join(writer.lines(rows)))
 
 
@@ -337,15 +344,16 @@ def stdout_console(file: IO[str] | None = None) -> Console:
 
 
 def write_lines(
-    lines: Sequence[str], *, redact: Redact, file: IO[str] | None = None, header: bool = False
+    lines: Sequence[str], *, redact: Redact, file: IO[str] | None = None, heading: int = 0
 ) -> None:
-    """Write table lines through rich (the header and its rule bold on a terminal) in one write."""
+    """Write table lines through rich in one write, the first ``heading`` ones (title, header, rule)
+    bold on a terminal."""
     from rich.text import Text
 
     console = stdout_console(file)
     text = Text()
     for number, line in enumerate(lines):
-        style = "bold" if header and number < 2 else ""
+        style = "bold" if number < heading else ""
         text.append(redact(line), style=style)
         text.append("\n")
     console.print(text, end="")
@@ -392,6 +400,7 @@ class Stream:
         width: int | None = None,
         wide: bool = False,
         file: IO[str] | None = None,
+        title: str | None = None,
     ) -> None:
         if output not in OUTPUTS:
             raise ValueError(f"unknown output {output!r}: one of {', '.join(OUTPUTS)}")
@@ -400,7 +409,7 @@ class Stream:
         self.file = file
         self.tsv_fields = list(tsv_fields)
         self.count = 0
-        self._table = TableWriter(columns, redact=redact, width=width, wide=wide, file=file)
+        self._table = TableWriter(columns, redact=redact, width=width, wide=wide, file=file, title=title)
         self._started = False
 
     @property

@@ -138,8 +138,8 @@ def test_the_list_table_fits_the_width_and_keeps_both_ends_of_keys_and_urls(widt
     records = [uploaded(pk=f"s3://bkt/{key}", key=key, downloadUrl=url)]
     lines = records_table(records, now=NOW, width=width, bucket="bkt").splitlines()
     assert max(len(line) for line in lines) <= width
-    assert lines[0].startswith("KEY in s3://bkt/")
-    row = lines[2]
+    assert lines[0] == "keys in s3://bkt/" and lines[1].startswith("KEY ")
+    row = lines[3]
     assert row.startswith("photos/") and ".jpg  " in row  # the key is relative to the bucket, both ends kept
     assert "https://" in row and row.endswith("2025.jpg")
     wide = records_table(records, now=NOW, wide=True).splitlines()[2]

@@ -47,7 +47,7 @@ RECORDS = [
 @pytest.mark.parametrize("bucket", [None, "bkt"])
 def test_no_line_of_the_list_table_is_longer_than_the_width(width: int, bucket: str | None) -> None:
     lines = records_table(RECORDS, now=NOW, width=width, bucket=bucket).splitlines()
-    assert len(lines) == 2 + len(RECORDS)
+    assert len(lines) == (2 if bucket is None else 3) + len(RECORDS)
     assert max(cell_len(line) for line in lines) <= width
     assert max(cell_len(line) for line in lines) >= width - 10  # and the room is used
 
@@ -77,7 +77,7 @@ def test_middle_elision_keeps_both_ends_of_a_url() -> None:
     assert cut.endswith("plage.jpg")
     assert console.elide_middle("short", 40) == "short"
     # In a table: the URL column keeps both ends, the key column too.
-    row = records_table(RECORDS[:1], now=NOW, width=100, bucket="bkt").splitlines()[2]
+    row = records_table(RECORDS[:1], now=NOW, width=100, bucket="bkt").splitlines()[3]
     assert row.startswith("photos/2025") and "dernière.jpg" in row
     assert "https://tempfile" in row and row.endswith("plage.jpg")
 
@@ -91,9 +91,17 @@ def test_wide_keeps_the_whole_url_and_the_whole_key() -> None:
 
 def test_keys_are_relative_to_the_bucket_the_header_names() -> None:
     lines = records_table(RECORDS + [record("x", pk="s3://other/x")], now=NOW, width=200, bucket="bkt")
-    header, *_, other = lines.splitlines()
-    assert header.startswith("KEY in s3://bkt/")
+    title, header, _, first, *_, other = lines.splitlines()
+    assert title == "keys in s3://bkt/" and header.startswith("KEY ")
+    assert first.startswith("photos/2025/summer/")
     assert other.startswith("s3://other/x ")  # a record of another bucket keeps its whole URI
+    # A bucket's name (up to 63 characters) is said whole above the header, however narrow the columns.
+    long_bucket = "kieuploader-sourcessourceffea7c30-50de024c25dad-0123456789abc"
+    lines = records_table(
+        [record("a.png", pk=f"s3://{long_bucket}/a.png")], now=NOW, width=80, bucket=long_bucket
+    )
+    assert lines.splitlines()[0] == f"keys in s3://{long_bucket}/"
+    assert lines.splitlines()[3].startswith("a.png ")
 
 
 def test_a_redacted_presigned_url_never_shows_its_signature() -> None:
