@@ -418,7 +418,10 @@ def read_key(stdin: Any = None, *, prompt: Any = getpass.getpass) -> str:
     without echo. Validated as the function validates it; no error message contains it."""
     stdin = sys.stdin if stdin is None else stdin
     if stdin is not None and stdin.isatty():
-        text = prompt("kie.ai API key (not echoed): ")
+        try:
+            text = prompt("kie.ai API key (not echoed): ")
+        except EOFError:  # Ctrl-D at the prompt
+            text = ""
     else:
         text = stdin.read() if stdin is not None else ""
     return validate_key(text)

@@ -210,6 +210,12 @@ def test_the_key_comes_from_stdin_or_from_a_prompt_without_echo_on_a_terminal() 
     assert ops.read_key(Tty("ignored"), prompt=prompt) == "typed"
     assert prompts == ["kie.ai API key (not echoed): "]
 
+    def ctrl_d(text: str) -> str:
+        raise EOFError
+
+    with pytest.raises(CliError, match="no key"):
+        ops.read_key(Tty(""), prompt=ctrl_d)
+
 
 def test_put_key_writes_the_json_shape_and_redacts_an_error_that_echoes_the_key() -> None:
     secrets = client("secretsmanager")
