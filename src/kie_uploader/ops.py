@@ -84,9 +84,16 @@ _UNSUPPORTED_CODES = frozenset(
 )
 _ACCESS_DENIED = frozenset({"AccessDenied", "AccessDeniedException"})
 _MOVE_TASK_DONE = frozenset({"COMPLETED", "FAILED", "CANCELLED"})
-#: Environment variable names whose values are secrets (never printed); ``*_SECRET_ID``/``*_ARN`` name one.
-_SECRET_NAME_RE = re.compile(r"(?:^|_)(?:KEY|SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIALS?)(?:_|$)", re.I)
-_SECRET_REFERENCE_RE = re.compile(r"_(?:SECRET_ID|ARN)$", re.I)
+#: Environment variable names whose values are secrets (never printed): the last word says what the value is
+#: (``KIE_API_KEY``, ``AWS_SESSION_TOKEN``; not ``KIE_API_KEY_SECRET_ID``, which names one, nor
+#: ``SECRET_CACHE_SECONDS``). A word meaning a secret anywhere but last still hides it unless the name ends
+#: in a harmless word (``_ID``, ``_ARN``, ``_NAME``, ``_SECONDS``, ...).
+_SECRET_NAME_RE = re.compile(
+    r"(?:^|_)(?:KEY|SECRET|TOKEN|PASSWORD|PASSWD|PASS|CREDENTIALS?|PRIVATE)(?:_|$)", re.I
+)
+_SECRET_REFERENCE_RE = re.compile(
+    r"_(?:ID|ARN|NAME|SECONDS|MINUTES|HOURS|DAYS|TTL|PATH|FILE|URL|REGION|ENABLED|COUNT|BYTES)$", re.I
+)
 _CONSOLE_DOMAINS = {"aws-cn": "console.amazonaws.cn", "aws-us-gov": "console.amazonaws-us-gov.com"}
 
 

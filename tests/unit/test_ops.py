@@ -273,7 +273,10 @@ def test_next_steps_say_retry_failed_recovers_and_how_long_in_flight_messages_wa
         ("TABLE_NAME", False),
         ("KIE_UPLOAD_PATH", False),
         ("MAX_OBJECT_BYTES", False),
-        ("SECRET_CACHE_SECONDS", True),  # cautious: a name with SECRET in it is hidden
+        ("SECRET_CACHE_SECONDS", False),  # a duration, not a secret
+        ("AWS_SECRET_ACCESS_KEY", True),
+        ("KEY_MATERIAL", True),  # cautious: a secret word not followed by a harmless one
+        ("SIGNING_KEY_ID", False),
     ],
 )
 def test_secret_environment_variables(name: str, secret: bool) -> None:
