@@ -371,13 +371,13 @@ def _record_detail(record: dict[str, Any], now: float) -> str:
 # The list's columns: the key and the URL or error share what the others leave; columns of lesser use go
 # first when the terminal is narrow (UPDATED, then EXPIRES, SIZE, STATUS: STATE says the most).
 _RECORD_COLUMNS = (
-    console.Column("S3 URI", min=24, elide="middle", weight=2),
+    console.Column("S3 URI", min=24, want=32, elide="middle", weight=2),
     console.Column("STATUS", min=8, max=8, drop=2),
     console.Column("STATE", min=14, max=24),
     console.Column("SIZE", min=8, max=10, drop=3),
     console.Column("EXPIRES", min=17, max=17, drop=4),
     console.Column("UPDATED", min=20, max=20, drop=5),
-    console.Column("DOWNLOAD URL / ERROR", min=30, elide="auto", weight=3),
+    console.Column("DOWNLOAD URL / ERROR", min=30, want=40, elide="auto", weight=3),
 )
 _RECORD_TSV = (
     "pk", "status", "state", "size", "expiresAt", "updatedAt", "downloadUrl", "errorKind", "retryable",
@@ -389,7 +389,8 @@ def record_columns(bucket: str | None = None) -> tuple[console.Column, ...]:
     """The list's columns; with ``bucket`` the first one holds keys relative to it (``record_title``)."""
     if bucket is None:
         return _RECORD_COLUMNS
-    return (console.Column("KEY", min=_RECORD_COLUMNS[0].min, elide="middle", weight=2),) + (
+    first = _RECORD_COLUMNS[0]
+    return (console.Column("KEY", min=first.min, want=first.want, elide="middle", weight=2),) + (
         _RECORD_COLUMNS[1:]
     )
 
@@ -625,7 +626,7 @@ def cmd_backfill(aws: Aws, args: argparse.Namespace) -> int:
     stack = aws.stack
     counts = {"listed": 0, "alreadyUploaded": 0, "folders": 0, "enqueued": 0, "failed": 0}
     errors: list[str] = []
-    progress = Progress("backfill", unit="listed")
+    progress = Progress("backfill", unit="handled")
     paginator = aws.s3.get_paginator("list_objects_v2")
     try:
         for page in paginator.paginate(Bucket=uri.bucket, Prefix=uri.key):
@@ -685,11 +686,12 @@ def cmd_backfill(aws: Aws, args: argparse.Namespace) -> int:
 
 
 def _backfill_progress(progress: Progress, counts: dict[str, int]) -> None:
-    """The count (and rate) is of objects listed; the text says what became of them."""
+    """The count (and rate) is of objects handled (enqueued, already uploaded or failed): no total is
+    known while S3 lists; the text says how many were listed and what became of them."""
     progress.update(
-        f"{counts['enqueued']:,} enqueued, {counts['alreadyUploaded']:,} already uploaded, "
-        f"{counts['failed']:,} failed",
-        completed=counts["listed"],
+        f"{counts['listed']:,} listed, {counts['enqueued']:,} enqueued, "
+        f"{counts['alreadyUploaded']:,} already uploaded, {counts['failed']:,} failed",
+        completed=counts["enqueued"] + counts["alreadyUploaded"] + counts["failed"],
     )
 
 
