@@ -127,7 +127,8 @@ class Column:
     """A column of a terminal table.
 
     ``min``: the narrowest useful width; ``max``: the widest useful one (None: takes what is left, shared
-    by ``weight`` with the other such columns). ``drop``: columns that do not fit go, the highest ``drop``
+    by ``weight`` with the other such columns). ``want``: the width an open column should have before any
+    droppable column is shown (None: ``min``). ``drop``: columns that do not fit go, the highest ``drop``
     first (None: never dropped). ``elide``: how a long cell is cut.
     """
 
@@ -137,6 +138,7 @@ class Column:
     drop: int | None = None
     elide: Elide = "end"
     weight: int = 1
+    want: int | None = None
 
 
 def layout(
@@ -155,13 +157,18 @@ def layout(
     if width is None:
         return shown, natural
 
-    def needed(indexes: list[int]) -> int:
-        return sum(min(columns[i].min, natural[i]) for i in indexes) + len(SEPARATOR) * (len(indexes) - 1)
+    def needed(indexes: list[int], *, wanted: bool = False) -> int:
+        sizes = [
+            min(max(columns[i].min, columns[i].want or 0) if wanted else columns[i].min, natural[i])
+            for i in indexes
+        ]
+        return sum(sizes) + len(SEPARATOR) * (len(indexes) - 1)
 
+    # A droppable column stays only when the open columns (the key, the URL) still get what they want.
     for index in sorted(
         (i for i, c in enumerate(columns) if c.drop is not None), key=lambda i: -(columns[i].drop or 0)
     ):
-        if needed(shown) <= width:
+        if needed(shown, wanted=True) <= width:
             break
         shown.remove(index)
     widths = {i: min(columns[i].min, natural[i]) for i in shown}

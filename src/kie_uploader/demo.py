@@ -137,10 +137,10 @@ class DemoResult:
 
 
 _TABLE_COLUMNS = (
-    console.Column("S3 KEY", min=16, elide="middle", weight=2),
+    console.Column("S3 KEY", min=16, want=30, elide="middle", weight=2),
     console.Column("SIZE", min=8, max=10, drop=3),
     console.Column("STATUS", min=8, max=8),
-    console.Column("DOWNLOAD URL / ERROR", min=20, elide="auto", weight=3),
+    console.Column("DOWNLOAD URL / ERROR", min=20, want=40, elide="auto", weight=3),
     console.Column("EXPIRES", min=17, max=20, drop=4),
     console.Column("BYTES MATCH", min=11, max=11),
     console.Column("RESULT", min=17, max=17),

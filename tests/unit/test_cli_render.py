@@ -148,7 +148,13 @@ def test_the_list_table_fits_the_width_and_keeps_both_ends_of_keys_and_urls(widt
 
 def test_narrow_tables_drop_the_columns_of_lesser_use_first() -> None:
     long = uploaded(pk="s3://bkt/" + "k" * 60, downloadUrl="https://tempfile.example/" + "u" * 80)
-    headers_at = {w: records_table([long], now=NOW, width=w).splitlines()[0] for w in (80, 100, 200)}
-    assert "UPDATED" not in headers_at[100] and "EXPIRES" not in headers_at[100]
-    assert "SIZE" in headers_at[100] and "SIZE" not in headers_at[80]
-    assert all(h in headers_at[200] for h in ("UPDATED", "EXPIRES", "SIZE", "STATUS", "STATE"))
+    headers = {
+        w: records_table([long], now=NOW, width=w).splitlines()[0].split() for w in (80, 100, 120, 200)
+    }
+    assert headers[80] == ["S3", "URI", "STATE", "DOWNLOAD", "URL", "/", "ERROR"]
+    assert headers[100] == ["S3", "URI", "STATUS", "STATE", "DOWNLOAD", "URL", "/", "ERROR"]
+    assert "SIZE" in headers[120] and "EXPIRES" not in headers[120]
+    assert all(h in headers[200] for h in ("UPDATED", "EXPIRES", "SIZE", "STATUS", "STATE"))
+    # Short keys and URLs leave room: then the other columns stay.
+    short = records_table([uploaded()], now=NOW, width=100).splitlines()[0]
+    assert all(h in short for h in ("STATUS", "SIZE", "EXPIRES"))
