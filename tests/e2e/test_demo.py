@@ -18,7 +18,7 @@ def test_the_demo_uploads_every_sample_and_stops_what_it_started(tmp_path: Path)
 
     result = run_demo(DemoOptions(state_dir=tmp_path / "demo", timeout=240), log=lines.append)
 
-    table = result.table()
+    table = result.table(wide=True)  # whole keys (a terminal-sized table cuts long ones in the middle)
     assert result.ok, f"{table}\n" + "\n".join(lines[-15:])
     statuses = {o.sample.key: o.status for o in result.objects}
     assert statuses.pop("incoming/large/too-large.bin") == "FAILED"
@@ -30,6 +30,8 @@ def test_the_demo_uploads_every_sample_and_stops_what_it_started(tmp_path: Path)
     assert all(o.bytes_match for o in result.objects if o.status == "UPLOADED")
     for obj in result.objects:
         assert obj.sample.key in table
+    fitted = result.table(80).splitlines()
+    assert len(fitted) == 2 + len(result.objects) and max(len(line) for line in fitted) <= 80
     assert any(line.startswith("  waiting for records:") for line in lines)
     assert {"bootstrap", "deploy", "exercise", "total"} <= set(result.timings)
 

@@ -37,6 +37,8 @@ def test_bundle_holds_the_package_without_caches_and_its_dependencies_without_bo
     assert (arm64_bundle / "aws_lambda_powertools").is_dir()
     # boto3 comes with the Lambda runtime; bundling it would only make the asset and the cold start bigger.
     assert not (arm64_bundle / "boto3").exists() and not (arm64_bundle / "botocore").exists()
+    # rich draws the CLI's tables and progress: the function never needs it.
+    assert not (arm64_bundle / "rich").exists() and not list(arm64_bundle.glob("rich-*.dist-info"))
 
 
 def test_compiled_extensions_in_the_bundle_are_built_for_arm64(arm64_bundle: Path) -> None:
