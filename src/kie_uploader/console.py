@@ -46,6 +46,8 @@ Elide = Literal["end", "middle", "auto"]
 
 def cell_len(text: str) -> int:
     """The width of ``text`` on a terminal, in cells (wide characters take two)."""
+    if text.isascii():  # the common case, and the fast one (a table measures every cell)
+        return len(text)
     from rich.cells import cell_len as measure
 
     return measure(text)
@@ -78,6 +80,8 @@ def printable(text: str) -> str:
 
 def _tail(text: str, cells: int) -> str:
     """The longest end of ``text`` that fits in ``cells`` cells."""
+    if text.isascii():
+        return text[len(text) - cells :] if cells > 0 else ""
     used, start = 0, len(text)
     while start > 0:
         size = cell_len(text[start - 1])
@@ -353,11 +357,16 @@ def stdout_console(file: IO[str] | None = None) -> Console:
 def write_lines(
     lines: Sequence[str], *, redact: Redact, file: IO[str] | None = None, heading: int = 0
 ) -> None:
-    """Write table lines through rich in one write, the first ``heading`` ones (title, header, rule)
-    bold on a terminal."""
+    """Write table lines in one write, the first ``heading`` ones (title, header, rule) bold through rich
+    on a terminal; plain text into a pipe or a file (nothing to style: the quick way)."""
+    out = file or sys.stdout
+    if not bool(getattr(out, "isatty", lambda: False)()):
+        out.write("".join(redact(line) + "\n" for line in lines))
+        out.flush()
+        return
     from rich.text import Text
 
-    console = stdout_console(file)
+    console = stdout_console(out)
     text = Text()
     for number, line in enumerate(lines):
         style = "bold" if number < heading else ""

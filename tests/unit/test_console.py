@@ -232,9 +232,31 @@ def test_progress_on_a_terminal_fits_one_line_shows_counts_and_clears_itself(
     assert text.endswith("\x1b[2K")  # erased when done
 
 
-def test_a_closed_pipe_is_a_broken_pipe_error_not_an_exit() -> None:
+class TerminalPipe:
+    """A pipe that says it is a terminal: the table goes through rich (bold header)."""
+
+    def __init__(self, pipe: io.TextIOWrapper) -> None:
+        self.pipe = pipe
+
+    def write(self, text: str) -> int:
+        return self.pipe.write(text)
+
+    def flush(self) -> None:
+        self.pipe.flush()
+
+    def isatty(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return self.pipe.fileno()
+
+
+@pytest.mark.parametrize("terminal", [False, True])
+def test_a_closed_pipe_is_a_broken_pipe_error_not_an_exit(terminal: bool) -> None:
+    # rich's own answer to a broken pipe is SystemExit(1) with stdout pointed at /dev/null.
     read, write = os.pipe()
     os.close(read)
     with os.fdopen(write, "w") as pipe, pytest.raises(BrokenPipeError):
+        out = TerminalPipe(pipe) if terminal else pipe
         for _ in range(100):  # past any buffer
-            console.write_lines(["x" * 1000] * 100, redact=redact, file=pipe)
+            console.write_lines(["x" * 1000] * 100, redact=redact, file=out, heading=2)  # type: ignore[arg-type]
