@@ -235,10 +235,14 @@ def test_status_exits_1_for_an_object_without_a_record(
     run = cli("status", uri)
     assert (run.code, run.out.strip(), run.err) == (
         EXIT_NO,
-        f"{uri}: no record (the object was never processed)",
+        f"{uri}: no such object in S3, and no record of one",
         "",
     )
-    assert json.loads(cli("status", uri, "--json").out) is None
+    assert json.loads(cli("status", uri, "--json").out) == {
+        "pk": uri,
+        "state": "NOT_IN_S3",
+        "stateDescription": "no such object in S3, and no record of one",
+    }
 
 
 def test_status_exits_1_for_a_failed_object(

@@ -50,7 +50,9 @@ def test_no_region_is_one_line_that_names_the_flag(
     err = capsys.readouterr().err
     assert code == EXIT_ERROR
     assert err.count("\n") == 1
-    assert err.startswith("kie-uploader: error: no AWS region: pass --region, set AWS_REGION (or AWS_DEFAULT_REGION)")
+    assert err.startswith(
+        "kie-uploader: error: no AWS region: pass --region, set AWS_REGION (or AWS_DEFAULT_REGION)"
+    )
 
 
 def test_aws_region_alone_is_a_region(

@@ -502,7 +502,8 @@ def test_a_live_record_of_older_bytes_or_of_a_deleted_object_is_waiting_not_live
     assert (waiting.state, waiting.label) == ("WAITING", "changed in S3; live, 2 d 3 h left")
     assert live.describe_object(rec, NOW, reading=live.S3Reading(exists=False)).state == "WAITING"
     # Records that are not UPLOADED keep their own words; without a reading, the record alone speaks.
-    assert live.describe_object(record(status="DELETED"), NOW, reading=live.S3Reading(False)).state == "DELETED"
+    gone = live.S3Reading(exists=False)
+    assert live.describe_object(record(status="DELETED"), NOW, reading=gone).state == "DELETED"
     assert live.describe_object(rec, NOW).state == "LIVE"
     expired = record(etag="e1", expiresAt=int(NOW) - 10)
     assert live.describe_object(expired, NOW, reading=current).state == "EXPIRED"
