@@ -17,6 +17,7 @@ import os
 import re
 import signal
 import sys
+import textwrap
 import threading
 import time
 import uuid
@@ -996,6 +997,18 @@ class _OutputAction(argparse.Action):
         namespace.json = output in ("json", "jsonl")
 
 
+def examples(*lines: str, description: str | None = None) -> dict[str, Any]:
+    """``add_parser`` keywords for a command's help: its examples, kept as written, after the options
+    (every command has some); the description wrapped to 100 columns."""
+    shown: dict[str, Any] = {
+        "epilog": "examples:\n" + "\n".join(f"  {line}" for line in lines),
+        "formatter_class": argparse.RawDescriptionHelpFormatter,
+    }
+    if description:
+        shown["description"] = textwrap.fill(description, 100)
+    return shown
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser; ``--json``, ``--stack`` and ``--region`` work before or after the command."""
     common = argparse.ArgumentParser(add_help=False)
@@ -1039,7 +1052,17 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     backfill = commands.add_parser(
-        "backfill", parents=[common], help="enqueue existing objects under a prefix"
+        "backfill",
+        parents=[common],
+        help="enqueue existing objects under a prefix",
+        **examples(
+            "kie-uploader backfill s3://my-bucket/            # every object without a live upload",
+            "kie-uploader backfill s3://my-bucket/photos/2025/",
+            "kie-uploader backfill s3://my-bucket/big.mov --force   # upload again, even if live",
+            description="Lists the objects under the prefix and enqueues a plain message for each one that "
+            "has no live upload of its current bytes (all of them with --force). Run it again after an "
+            "interruption: what was handled since is skipped.",
+        ),
     )
     backfill.add_argument("uri", type=_s3_uri_arg(False), metavar="s3://bucket/prefix")
     backfill.add_argument(
@@ -1049,11 +1072,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     backfill.set_defaults(handler=cmd_backfill)
 
-    status = commands.add_parser("status", parents=[common], help="show one object's record")
+    status = commands.add_parser(
+        "status",
+        parents=[common],
+        help="show one object's record and state",
+        **examples(
+            "kie-uploader status s3://my-bucket/photos/cat.png",
+            "kie-uploader status s3://my-bucket/photos/cat.png --output json | jq -r .state",
+            description="Prints the object's record and its state: live (time left), expired, waiting (put "
+            "moments ago, or changed since its upload), in progress, failed, deleted, never seen, not in S3, "
+            "or not watched by the stack. Exit 0 only when its URL is live.",
+        ),
+    )
     status.add_argument("uri", type=_s3_uri_arg(True), metavar="s3://bucket/key")
     status.set_defaults(handler=cmd_status)
 
-    list_ = commands.add_parser("list", parents=[common], help="a table of records")
+    list_ = commands.add_parser(
+        "list",
+        parents=[common],
+        help="a table of records",
+        **examples(
+            "kie-uploader list s3://my-bucket/photos/",
+            "kie-uploader list --status failed --limit 20",
+            "kie-uploader list --expiring-within 12h",
+            "kie-uploader list --output jsonl | jq -r 'select(.state == \"EXPIRED\") | .pk'",
+        ),
+    )
     list_.add_argument(
         "prefix_uri", nargs="?", type=_s3_uri_arg(False), metavar="s3://bucket/prefix", default=None,
         help="only objects under this prefix (same as --prefix)",
@@ -1086,7 +1130,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     url = commands.add_parser(
-        "url", parents=[common], help="print a kie.ai URL of the object, uploading it when it must"
+        "url",
+        parents=[common],
+        help="print a kie.ai URL of the object, uploading it when it must",
+        **examples(
+            "kie-uploader url s3://my-bucket/photos/cat.png",
+            "kie-uploader url s3://my-bucket/photos/cat.png --min-valid 2d",
+        ),
     )
     url.add_argument("uri", type=_s3_uri_arg(True), metavar="s3://bucket/key")
     url.add_argument(
@@ -1099,7 +1149,13 @@ def build_parser() -> argparse.ArgumentParser:
     url.set_defaults(handler=cmd_url)
 
     refresh = commands.add_parser(
-        "refresh", parents=[common], help="upload again the files under a prefix that expire soon"
+        "refresh",
+        parents=[common],
+        help="upload again the files under a prefix that expire soon",
+        **examples(
+            "kie-uploader refresh s3://my-bucket/photos/",
+            "kie-uploader refresh s3://my-bucket/a/ s3://my-bucket/b/ --expiring-within 1d",
+        ),
     )
     refresh.add_argument("uris", nargs="+", type=_s3_uri_arg(False), metavar="s3://bucket/prefix")
     refresh.add_argument(
@@ -1112,7 +1168,15 @@ def build_parser() -> argparse.ArgumentParser:
     refresh.set_defaults(handler=cmd_refresh)
 
     retry = commands.add_parser(
-        "retry-failed", parents=[common], help="enqueue objects that failed retryably"
+        "retry-failed",
+        parents=[common],
+        help="enqueue objects that failed retryably",
+        **examples(
+            "kie-uploader retry-failed                      # after fixing the key: kie-uploader set-key",
+            "kie-uploader retry-failed --prefix s3://my-bucket/photos/",
+            description="Enqueues a plain message for each record FAILED with a retryable error (kie.ai "
+            "down, a bad key, no credits). Permanent failures stay: `backfill --force` sends those.",
+        ),
     )
     retry.add_argument(
         "--prefix",

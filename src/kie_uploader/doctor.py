@@ -681,10 +681,15 @@ def report(findings: Sequence[Finding]) -> str:
 
 def add_parser(commands: Any, common: argparse.ArgumentParser) -> None:
     """Register ``kie-uploader doctor`` (called from cli.build_parser)."""
+    from kie_uploader.cli import examples
     parser = commands.add_parser(
         "doctor",
         parents=[common],
         help="check the buckets, policy, encryption, filters and secret before deploying",
+        **examples(
+            "kie-uploader doctor                          # the settings file's buckets",
+            "kie-uploader doctor --bucket my-bucket -c prefix=photos/",
+        ),
     )
     parser.add_argument(
         "--bucket",

@@ -297,11 +297,17 @@ def configure(
 
 def add_parser(commands: Any, common: Any) -> None:
     """Register ``kie-uploader configure`` (called from cli.build_parser)."""
+    from kie_uploader.cli import examples
     parser = commands.add_parser(
         "configure",
         parents=[common],
         help="show or change the deploy settings (kie-uploader.settings.json)",
-        description="Show or change the settings every `cdk deploy` reads. NAME= removes an option.",
+        **examples(
+            "kie-uploader configure                        # show them",
+            "kie-uploader configure bucketNames=my-bucket notify=queue",
+            "kie-uploader configure prefix=                # remove an option",
+            description="Show or change the settings every `cdk deploy` reads. NAME= removes an option.",
+        ),
     )
     parser.add_argument(
         "assignments", nargs="*", metavar="NAME=VALUE", help="e.g. bucketNames=a,b notify=queue"
