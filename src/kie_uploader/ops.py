@@ -25,7 +25,6 @@ import json
 import os
 import re
 import sys
-import textwrap
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -52,6 +51,7 @@ from kie_uploader.cli import (
     _s3_uri_arg,
     describe_aws_error,
     emit,
+    examples,
     format_duration,
     output_format,
     redact,
@@ -983,17 +983,6 @@ def cmd_redrive(aws: Aws, args: argparse.Namespace) -> int:
 # --- the parser ------------------------------------------------------------------------------------
 
 
-def _examples(*lines: str, description: str | None = None) -> dict[str, Any]:
-    """An epilog of examples, kept as written (RawDescriptionHelpFormatter); the description wrapped."""
-    shown: dict[str, Any] = {
-        "epilog": "examples:\n" + "\n".join(f"  {line}" for line in lines),
-        "formatter_class": argparse.RawDescriptionHelpFormatter,
-    }
-    if description:
-        shown["description"] = textwrap.fill(description, 100)
-    return shown
-
-
 def _segments(text: str) -> int:
     value = _positive_int(text)
     if value > 64:
@@ -1014,7 +1003,7 @@ def add_parser(commands: Any, common: argparse.ArgumentParser) -> None:
         "info",
         parents=[common],
         help="what the stack created: outputs, dashboard link, the function's settings",
-        **_examples(
+        **examples(
             "kie-uploader info",
             "kie-uploader info --json | jq -r '.outputs.SecretArn.value'",
             description="The stack's outputs, its CloudWatch dashboard's console link, the function's "
@@ -1028,7 +1017,7 @@ def add_parser(commands: Any, common: argparse.ArgumentParser) -> None:
         "stats",
         parents=[common],
         help="records by status; queue and dead-letter depth, in flight, oldest message",
-        **_examples(
+        **examples(
             "kie-uploader stats",
             "kie-uploader stats --no-records   # the queues only, no scan",
             "kie-uploader stats --json | jq .deadLetterQueue.visible",
@@ -1056,7 +1045,7 @@ def add_parser(commands: Any, common: argparse.ArgumentParser) -> None:
         "set-key",
         parents=[common],
         help="put the kie.ai API key into the stack's secret (stdin, or a prompt without echo)",
-        **_examples(
+        **examples(
             "kie-uploader set-key                      # prompts, no echo",
             'printf %s "$KIE_API_KEY" | kie-uploader set-key',
             "kie-uploader set-key < kie-key.txt",
@@ -1071,14 +1060,14 @@ def add_parser(commands: Any, common: argparse.ArgumentParser) -> None:
         "dlq",
         parents=[common],
         help="look into the dead-letter queue (dlq peek)",
-        **_examples("kie-uploader dlq peek --max 20"),
+        **examples("kie-uploader dlq peek --max 20"),
     )
     dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True, metavar="COMMAND")
     peek_parser = dlq_commands.add_parser(
         "peek",
         parents=[common],
         help="show dead-letter messages, their objects and why they failed, without moving them",
-        **_examples(
+        **examples(
             "kie-uploader dlq peek",
             "kie-uploader dlq peek --max 100 --json | jq -r '.[].objects[].uri'",
             description=f"Receives up to --max messages with a {PEEK_VISIBILITY_SECONDS} s visibility "
@@ -1098,7 +1087,7 @@ def add_parser(commands: Any, common: argparse.ArgumentParser) -> None:
         "redrive",
         parents=[common],
         help="move dead-letter messages back to the queue",
-        **_examples(
+        **examples(
             "kie-uploader dlq peek && kie-uploader redrive",
             "kie-uploader redrive --max 10",
             description="Moves the dead-letter queue's messages back to the queue with SQS's message move "
