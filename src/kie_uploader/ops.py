@@ -512,7 +512,8 @@ def cmd_set_key(aws: Aws, args: argparse.Namespace) -> int:
     if changed:
         print(f"put the kie.ai key into {secret_arn} (version {version or 'new'})")
         print(
-            "the function reads it within 300 s (SECRET_CACHE_SECONDS), at once after kie.ai answers 401/402"
+            "the function reads it again within its SECRET_CACHE_SECONDS (300 s unless set), and at once "
+            "after kie.ai answers 401"
         )
     else:
         print(f"{secret_arn} already holds this key: nothing written")
