@@ -513,7 +513,7 @@ def cmd_set_key(aws: Aws, args: argparse.Namespace) -> int:
         print(f"put the kie.ai key into {secret_arn} (version {version or 'new'})")
         print(
             "the function reads it again within its SECRET_CACHE_SECONDS (300 s unless set), and at once "
-            "after kie.ai answers 401"
+            "after kie.ai refuses the key (401, 402, 403)"
         )
     else:
         print(f"{secret_arn} already holds this key: nothing written")
