@@ -134,9 +134,11 @@ def test_list_expiring_within_queries_the_index_per_bucket_and_shows_the_records
     code, out, _, operations = run("list", "--expiring-within", "12h", "s3://b-one/p/")
     assert code == EXIT_OK
     lines = out.splitlines()
-    assert [line.split()[0] for line in lines[2:-1]] == ["s3://b-one/p/expired.txt", "s3://b-one/p/soon.txt"]
-    assert "expired 2 h ago" in lines[2] and "tempfile.example" not in lines[2]
-    assert "live, 59 min left" in lines[3] or "live, 1 h left" in lines[3]
+    # One bucket: named above the header, keys relative to it
+    assert lines[0] == "keys in s3://b-one/"
+    assert [line.split()[0] for line in lines[3:-1]] == ["p/expired.txt", "p/soon.txt"]
+    assert "expired 2 h ago" in lines[3] and "tempfile.example" not in lines[3]
+    assert "live, 59 min left" in lines[4] or "live, 1 h left" in lines[4]
     assert lines[-1] == "2 records"
     assert operations.count("Query") == 1 and "Scan" not in operations
 
