@@ -497,6 +497,24 @@ def output_format(args: argparse.Namespace) -> str:
     return str(getattr(args, "output", None) or ("json" if getattr(args, "json", False) else "table"))
 
 
+def say(args: argparse.Namespace, text: str, *, page: bool = False) -> None:
+    """Print a command's words (redacted) fitted to the width of the terminal (or ``$COLUMNS``) unless
+    ``--wide``: sentences are wrapped (nothing cut); a ``page`` of ``name  value`` lines has each long line
+    cut in the middle. Into a pipe or a file without ``$COLUMNS`` they go whole: a script reads them."""
+    sized = _is_terminal(sys.stdout) or bool(os.environ.get("COLUMNS"))
+    fitted = sized and not getattr(args, "wide", False)
+    width = console.terminal_width() if fitted else None
+    text = redact(text)
+    print(console.fit_page(text, width) if page else console.wrap_prose(text, width))
+
+
+def _is_terminal(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
 def emit(args: argparse.Namespace, value: Any) -> bool:
     """Print ``value`` in the machine-readable format asked for (``json``, ``jsonl``, ``tsv``) and say so;
     False for ``table`` (the command prints its own words)."""
@@ -677,9 +695,10 @@ def cmd_backfill(aws: Aws, args: argparse.Namespace) -> int:
         raise
     progress.done()
     if not emit(args, {"uri": str(uri), **counts, "errors": errors[:10]}):
-        print(
+        say(
+            args,
             f"{uri}: {counts['listed']} objects listed, {counts['alreadyUploaded']} already uploaded, "
-            f"{counts['enqueued']} enqueued, {counts['failed']} failed"
+            f"{counts['enqueued']} enqueued, {counts['failed']} failed",
         )
         for error in dict.fromkeys(errors):
             print(f"send failed: {redact(error)}", file=sys.stderr)
@@ -717,11 +736,11 @@ def cmd_status(aws: Aws, args: argparse.Namespace) -> int:
         shown = {"pk": str(uri)} if record is None else record
         emit(args, {**shown, "state": state.state, "stateDescription": state.sentence})
     elif record is None:
-        print(f"{uri}: {state.sentence}")
+        say(args, f"{uri}: {state.sentence}")
         if not watched:
-            print(f"the stack's buckets: {', '.join(aws.stack.bucket_names) or 'none'}")
+            say(args, f"the stack's buckets: {', '.join(aws.stack.bucket_names) or 'none'}")
     else:
-        print(render_record(record, now=now, state=state))
+        say(args, render_record(record, now=now, state=state), page=True)
     return EXIT_OK if state.state == live.LIVE else EXIT_NO
 
 
@@ -843,7 +862,7 @@ def _print_records(
     if output == "table":
         count = stream.count
         more = f" (--limit {limit}: there may be more)" if limit is not None and count >= limit else ""
-        print(f"{count} record{'s' if count != 1 else ''}{more}")
+        say(args, f"{count} record{'s' if count != 1 else ''}{more}")
     return EXIT_OK
 
 
@@ -927,10 +946,11 @@ def cmd_refresh(aws: Aws, args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from exc
     if not emit(args, counts):
         where = ", ".join(str(p) for p in prefixes)
-        print(
+        say(
+            args,
             f"{where}: {counts['due']} due within {live.human_duration(args.expiring_within)}, "
             f"{counts['refreshed']} refreshed, {counts['unchanged']} unchanged, {counts['deleted']} deleted, "
-            f"{counts['failed']} failed, {counts['left']} left for the next round"
+            f"{counts['failed']} failed, {counts['left']} left for the next round",
         )
     return EXIT_NO if counts["failed"] or counts["left"] else EXIT_OK
 
@@ -959,9 +979,10 @@ def cmd_retry_failed(aws: Aws, args: argparse.Namespace) -> int:
         ) from None
     progress.done()
     if not emit(args, {"retryable": len(records), "enqueued": result.sent, "failed": result.failed}):
-        print(
+        say(
+            args,
             f"{len(records)} retryable FAILED record{'s' if len(records) != 1 else ''}: "
-            f"{result.sent} enqueued, {result.failed} failed"
+            f"{result.sent} enqueued, {result.failed} failed",
         )
         for error in dict.fromkeys(result.errors):
             print(f"send failed: {redact(error)}", file=sys.stderr)
@@ -1033,6 +1054,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=argparse.SUPPRESS,
         help="table (default: fitted to the terminal's width, $COLUMNS or 80), json, jsonl (one object a "
         "line) or tsv (a header line, then one line a record)",
+    )
+    common.add_argument(
+        "--wide",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="no width limit in table output: whole keys, URLs and values, lines as long as they are",
     )
     common.add_argument(
         "--json",
@@ -1119,9 +1146,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     list_.add_argument(
         "--limit", type=_positive_int, metavar="N", default=None, help="stop after N records (and the scan)"
-    )
-    list_.add_argument(
-        "--wide", action="store_true", help="no width limit: whole keys and URLs, lines as long as they are"
     )
     list_.set_defaults(handler=cmd_list)
     list_.description = (

@@ -123,6 +123,42 @@ def fit(text: str, width: int, elide: Elide = "end") -> str:
     return elide_end(text, width)
 
 
+# --- pages and sentences ---------------------------------------------------------------------------
+
+
+def fit_page(text: str, width: int | None) -> str:
+    """A page of ``name  value`` lines (a record, the stack's outputs) with no line wider than ``width``:
+    a longer line is cut in the middle, so that its start (the name) and the end of its value both stay
+    (None: unchanged; ``--wide`` and the JSON output show every value whole)."""
+    if width is None:
+        return text
+    return "\n".join(elide_middle(printable(line), width) for line in text.split("\n"))
+
+
+def wrap_prose(text: str, width: int | None) -> str:
+    """Sentences (a command's summary, a state) wrapped to ``width``: nothing cut, continuation lines
+    indented by two spaces; a word longer than the line (an S3 URI) is broken across lines."""
+    if width is None:
+        return text
+    import textwrap
+
+    lines = []
+    for line in text.split("\n"):
+        line = printable(line)
+        if cell_len(line) <= width:
+            lines.append(line)
+            continue
+        indent = line[: len(line) - len(line.lstrip(" "))]
+        lines += textwrap.wrap(
+            line,
+            width=max(width, len(indent) + 10),
+            subsequent_indent=indent + "  ",
+            break_long_words=True,
+            break_on_hyphens=False,
+        )
+    return "\n".join(lines)
+
+
 # --- tables -----------------------------------------------------------------------------------------
 
 

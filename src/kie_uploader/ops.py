@@ -56,6 +56,7 @@ from kie_uploader.cli import (
     output_format,
     redact,
     render_table,
+    say,
 )
 
 IN_PROGRESS = "IN_PROGRESS"  # a record without a status: its first delivery is still working on it
@@ -219,7 +220,7 @@ def cmd_info(aws: Aws, args: argparse.Namespace) -> int:
     }
     if emit(args, info):
         return EXIT_OK
-    print(render_info(info, local_endpoint=local_endpoint))
+    say(args, render_info(info, local_endpoint=local_endpoint), page=True)
     return EXIT_OK
 
 
@@ -413,7 +414,7 @@ def cmd_stats(aws: Aws, args: argparse.Namespace) -> int:
         queue_rows.append((title, str(q["visible"]), str(q["inFlight"]), str(q["delayed"]), age_text))
     headers = ("QUEUE", "WAITING", "IN FLIGHT", "DELAYED", "OLDEST MESSAGE")
     lines.append(render_table(headers, queue_rows))
-    print(redact("\n".join(lines)))
+    say(args, "\n".join(lines), page=True)
     return EXIT_OK
 
 
@@ -510,16 +511,14 @@ def cmd_set_key(aws: Aws, args: argparse.Namespace) -> int:
     if emit(args, summary):
         return EXIT_OK
     if changed:
-        print(f"put the kie.ai key into {secret_arn} (version {version or 'new'})")
-        print(
+        words = [
+            f"put the kie.ai key into {secret_arn} (version {version or 'new'})",
             "the function reads it again within its SECRET_CACHE_SECONDS (300 s unless set), and at once "
-            "after kie.ai refuses the key (401, 402, 403)"
-        )
+            "after kie.ai refuses the key (401, 402, 403)",
+        ]
     else:
-        print(f"{secret_arn} already holds this key: nothing written")
-    print("next:")
-    for step in steps:
-        print(f"  {step}")
+        words = [f"{secret_arn} already holds this key: nothing written"]
+    say(args, "\n".join([*words, "next:", *(f"  {step}" for step in steps)]))
     return EXIT_OK
 
 
@@ -773,7 +772,7 @@ def cmd_dlq_peek(aws: Aws, args: argparse.Namespace) -> int:
         stream.write(peek_tsv_rows(entries) if output == "tsv" else entries)
         stream.close()
         return EXIT_OK
-    print(render_peek(entries, depth=_int_or_none(depth)))
+    say(args, render_peek(entries, depth=_int_or_none(depth)), page=True)
     return EXIT_OK
 
 
@@ -972,9 +971,10 @@ def cmd_redrive(aws: Aws, args: argparse.Namespace) -> int:
         shown.update(taskHandle=result.task_handle, taskStatus=result.status)
     if not emit(args, shown):
         how = " (SQS message move task)" if result.method == "move-task" else ""
-        print(
+        say(
+            args,
             f"moved {_plural(result.moved, 'message')} from the dead-letter queue to the queue{how}"
-            + (f", {result.failed} failed (left in the dead-letter queue)" if result.failed else "")
+            + (f", {result.failed} failed (left in the dead-letter queue)" if result.failed else ""),
         )
         for error in dict.fromkeys(result.errors):
             print(redact(error), file=sys.stderr)

@@ -181,3 +181,46 @@ def test_an_interrupted_backfill_says_how_many_it_enqueued(
     assert run.err.count("\n") == 1, run.err
     assert run.err.startswith(f"kie-uploader: error: backfill interrupted: {enqueued} of "), run.err
     assert enqueued < len(keys)
+
+
+# --- every command's words fit the terminal --------------------------------------------------------
+
+
+@pytest.mark.parametrize("columns", [80, 120])
+def test_every_command_fits_the_terminals_width_in_table_mode(
+    cli: Callable[..., Run],
+    aws: SimpleNamespace,
+    outputs: dict[str, str],
+    bucket: str,
+    prefix: str,
+    monkeypatch: pytest.MonkeyPatch,
+    columns: int,
+) -> None:
+    # A long key (its S3 URI is wider than either terminal) in the table, in a record and in the DLQ
+    long_key = f"{prefix}{'deeply/nested/' * 6}a file with a rather long name.txt"
+    put_uploaded(aws, outputs, bucket, [long_key])
+    uri = f"s3://{bucket}/{long_key}"
+    aws.sqs.send_message(
+        QueueUrl=outputs["DeadLetterQueueUrl"], MessageBody=json.dumps({"bucket": bucket, "key": long_key})
+    )
+    monkeypatch.setenv("COLUMNS", str(columns))
+    runs = {
+        "list": cli("list", f"s3://{bucket}/{prefix}"),
+        "status": cli("status", uri),
+        "status (no record)": cli("status", f"{uri}.missing"),
+        "stats": cli("stats", "--prefix", f"s3://{bucket}/{prefix}"),
+        "info": cli("info"),
+        "dlq peek": cli("dlq", "peek", "--max", "10"),
+        "backfill": cli("backfill", f"s3://{bucket}/{prefix}"),
+        "retry-failed": cli("retry-failed", "--prefix", f"s3://{bucket}/{prefix}"),
+        "refresh": cli("refresh", f"s3://{bucket}/{prefix}", "--expiring-within", "1h"),
+        "redrive": cli("redrive"),
+    }
+    for name, run in runs.items():
+        assert run.code in (EXIT_OK, EXIT_NO), (name, run)
+        assert run.out.strip(), name
+        too_long = [line for line in run.out.splitlines() if len(line) > columns]
+        assert not too_long, (name, too_long)
+    # Nothing was lost to the width: --wide and the JSON output still show the whole URI
+    assert uri in cli("status", uri, "--wide").out
+    assert json.loads(cli("status", uri, "--output", "json").out)["pk"] == uri
