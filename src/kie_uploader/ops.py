@@ -38,6 +38,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from kie_uploader import console
 from kie_uploader.cli import (
+    EXIT_INTERRUPTED,
     EXIT_NO,
     EXIT_OK,
     SQS_BATCH,
@@ -53,6 +54,7 @@ from kie_uploader.cli import (
     emit,
     examples,
     format_duration,
+    interrupt_after,
     output_format,
     redact,
     render_table,
@@ -917,46 +919,63 @@ def move_task(aws: Aws, *, poll_seconds: float = MOVE_TASK_POLL_SECONDS) -> Move
 
 def move_loop(aws: Aws, maximum: int | None) -> Moved:
     """Move messages one batch at a time: receive from the DLQ, send to the queue, delete what was sent."""
-    stack = aws.stack
     result = Moved()
     progress = Progress("redrive")
-    while maximum is None or result.moved + result.failed < maximum:
-        wanted = SQS_BATCH if maximum is None else min(SQS_BATCH, maximum - result.moved - result.failed)
-        response = aws.sqs.receive_message(
-            QueueUrl=stack.dead_letter_queue_url,
-            MaxNumberOfMessages=wanted,
-            WaitTimeSeconds=1,
-            VisibilityTimeout=60,
-            MessageAttributeNames=["All"],
-        )
-        messages = response.get("Messages", [])
-        if not messages:
-            break
-        entries = []
-        for i, message in enumerate(messages):
-            entry: dict[str, Any] = {"Id": str(i), "MessageBody": message["Body"]}
-            if message.get("MessageAttributes"):
-                entry["MessageAttributes"] = message["MessageAttributes"]
-            entries.append(entry)
-        sent = aws.sqs.send_message_batch(QueueUrl=stack.queue_url, Entries=entries)
-        done = {e["Id"] for e in sent.get("Successful", [])}
-        for failure in sent.get("Failed", []):
-            result.errors.append(f"send failed: {failure.get('Code')}: {failure.get('Message', '')}")
-        result.failed += len(messages) - len(done)
-        # Delete only what reached the queue: a failed send stays in the DLQ (visible again later).
-        if done:
-            deleted = aws.sqs.delete_message_batch(
-                QueueUrl=stack.dead_letter_queue_url,
-                Entries=[{"Id": i, "ReceiptHandle": messages[int(i)]["ReceiptHandle"]} for i in sorted(done)],
-            )
-            for failure in deleted.get("Failed", []):  # on the queue now, but also still in the DLQ
-                result.errors.append(
-                    f"sent but not deleted from the DLQ (it will be redriven again): {failure.get('Code')}"
-                )
-        result.moved += len(done)
-        progress.update(f"{result.moved} moved, {result.failed} failed")
+    try:
+        while maximum is None or result.moved + result.failed < maximum:
+            wanted = SQS_BATCH if maximum is None else min(SQS_BATCH, maximum - result.moved - result.failed)
+            with interrupt_after():  # a batch sent is deleted from the DLQ and counted before Ctrl-C stops
+                if not _move_batch(aws, wanted, result):
+                    break
+            progress.update(f"{result.moved} moved, {result.failed} failed")
+    except KeyboardInterrupt:
+        progress.done()
+        raise CliError(
+            f"redrive interrupted: {_plural(result.moved, 'message')} moved to the queue, "
+            f"{result.failed} failed; the rest is still in the dead-letter queue",
+            EXIT_INTERRUPTED,
+        ) from None
     progress.done()
     return result
+
+
+def _move_batch(aws: Aws, wanted: int, result: Moved) -> bool:
+    """Receive up to ``wanted`` DLQ messages, send them to the queue, delete from the DLQ what was sent;
+    counted in ``result``. False when the DLQ gave nothing."""
+    stack = aws.stack
+    response = aws.sqs.receive_message(
+        QueueUrl=stack.dead_letter_queue_url,
+        MaxNumberOfMessages=wanted,
+        WaitTimeSeconds=1,
+        VisibilityTimeout=60,
+        MessageAttributeNames=["All"],
+    )
+    messages = response.get("Messages", [])
+    if not messages:
+        return False
+    entries = []
+    for i, message in enumerate(messages):
+        entry: dict[str, Any] = {"Id": str(i), "MessageBody": message["Body"]}
+        if message.get("MessageAttributes"):
+            entry["MessageAttributes"] = message["MessageAttributes"]
+        entries.append(entry)
+    sent = aws.sqs.send_message_batch(QueueUrl=stack.queue_url, Entries=entries)
+    done = {e["Id"] for e in sent.get("Successful", [])}
+    for failure in sent.get("Failed", []):
+        result.errors.append(f"send failed: {failure.get('Code')}: {failure.get('Message', '')}")
+    result.failed += len(messages) - len(done)
+    # Delete only what reached the queue: a failed send stays in the DLQ (visible again later).
+    if done:
+        deleted = aws.sqs.delete_message_batch(
+            QueueUrl=stack.dead_letter_queue_url,
+            Entries=[{"Id": i, "ReceiptHandle": messages[int(i)]["ReceiptHandle"]} for i in sorted(done)],
+        )
+        for failure in deleted.get("Failed", []):  # on the queue now, but also still in the DLQ
+            result.errors.append(
+                f"sent but not deleted from the DLQ (it will be redriven again): {failure.get('Code')}"
+            )
+    result.moved += len(done)
+    return True
 
 
 def cmd_redrive(aws: Aws, args: argparse.Namespace) -> int:
