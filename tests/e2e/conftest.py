@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -217,6 +218,25 @@ def cli(cli_env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> Callable
         return Run(code, captured.out, captured.err)
 
     return run
+
+
+@pytest.fixture
+def outputs(deployed_stack: DeployedStack) -> dict[str, str]:
+    """The deployed stack's CloudFormation outputs."""
+    return dict(deployed_stack.outputs)
+
+
+@pytest.fixture
+def bucket(outputs: dict[str, str]) -> str:
+    """The deployed stack's (first) source bucket."""
+    return outputs["BucketNames"].split(",")[0]
+
+
+@pytest.fixture
+def prefix(request: pytest.FixtureRequest) -> str:
+    """A fresh key prefix per test (named after its module), so tests never see each other's objects or
+    records."""
+    return f"{request.module.__name__.rsplit('.', 1)[-1].removeprefix('test_')}-{uuid.uuid4().hex[:8]}/"
 
 
 @pytest.fixture

@@ -28,22 +28,6 @@ from tests.e2e.conftest import Run
 RECORD_TIMEOUT = 120.0
 
 
-@pytest.fixture
-def outputs(deployed_stack: Any) -> dict[str, str]:
-    return dict(deployed_stack.outputs)
-
-
-@pytest.fixture
-def bucket(outputs: dict[str, str]) -> str:
-    return outputs["BucketNames"].split(",")[0]
-
-
-@pytest.fixture
-def prefix() -> str:
-    """A fresh prefix per test, so tests never see each other's objects or records."""
-    return f"cli-{uuid.uuid4().hex[:8]}/"
-
-
 @contextmanager
 def paused_queue(aws: SimpleNamespace, outputs: dict[str, str]) -> Iterator[None]:
     """Disable the function's SQS event source, so messages stay on the queue to be counted."""

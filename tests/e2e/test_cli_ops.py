@@ -14,33 +14,15 @@ import re
 import secrets
 import subprocess
 import sys
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-import pytest
-
 from kie_uploader.cli import EXIT_ERROR, EXIT_OK
 from tests.conftest import LEAK_WATCH
 from tests.e2e.conftest import Run
 from tests.e2e.test_cli import drain, keys_under, paused_queue
-
-
-@pytest.fixture
-def outputs(deployed_stack: Any) -> dict[str, str]:
-    return dict(deployed_stack.outputs)
-
-
-@pytest.fixture
-def bucket(outputs: dict[str, str]) -> str:
-    return outputs["BucketNames"].split(",")[0]
-
-
-@pytest.fixture
-def prefix() -> str:
-    return f"ops-{uuid.uuid4().hex[:8]}/"
 
 
 def put_record(aws: SimpleNamespace, table: str, uri: str, status: str | None, **extra: Any) -> None:

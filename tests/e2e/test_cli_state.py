@@ -25,21 +25,6 @@ from tests.e2e.test_cli import drain, paused_queue, put_uploaded
 CLI = Path(sys.executable).with_name("kie-uploader")
 
 
-@pytest.fixture
-def outputs(deployed_stack: Any) -> dict[str, str]:
-    return dict(deployed_stack.outputs)
-
-
-@pytest.fixture
-def bucket(outputs: dict[str, str]) -> str:
-    return outputs["BucketNames"].split(",")[0]
-
-
-@pytest.fixture
-def prefix() -> str:
-    return f"state-{uuid.uuid4().hex[:8]}/"
-
-
 def status(cli: Callable[..., Run], uri: str) -> tuple[int, str, dict[str, Any]]:
     """Exit code, the text answer and the JSON answer of ``status``."""
     run = cli("status", uri)

@@ -16,7 +16,6 @@ import sys
 import time
 import urllib.parse
 import urllib.request
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -34,11 +33,6 @@ pytestmark = pytest.mark.slow
 
 #: A short retention for the deployed function (the function promises at most retention - 300 s).
 SHORT_RETENTION = 4000
-
-
-@pytest.fixture
-def prefix() -> str:
-    return f"live-{uuid.uuid4().hex[:8]}/"
 
 
 @contextmanager
