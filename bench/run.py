@@ -4,7 +4,8 @@ write the results.
 Sections, in order (each one's failure is recorded and the run goes on with the next):
 ``batch`` batch concurrency, ``overhead`` per-object overhead and profile, ``import`` cold start, ``asset``
 the function's asset, ``memory`` peak RSS, ``e2e`` the stack deployed into ministack, ``kie-answer`` memory
-while the kie.ai adapter handles a 256 MiB answer, ``requests`` AWS requests and kie.ai calls per object.
+while the kie.ai adapter handles a 256 MiB answer, ``requests`` AWS requests and kie.ai calls per object,
+``cli-list`` the CLI's ``list`` over a large table (time to the first line, peak memory).
 
 A full run writes ``bench/results.json`` (sections run with ``--only`` replace theirs, the others stay) and
 the table in ``bench/README.md``. ``--quick`` uses small counts, for a smoke test, and writes to
@@ -22,7 +23,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench import asset, batch, coldstart, e2e, kie_answer, memory, overhead, requests
+from bench import asset, batch, cli_list, coldstart, e2e, kie_answer, memory, overhead, requests
 from bench.common import REPO, STATE_DIR, Report, ensure_function_on_path, machine, now_iso, progress
 from bench.context import Context
 
@@ -36,6 +37,7 @@ SECTIONS: dict[str, tuple[str, Section]] = {
     "e2e": ("6. End to end through the deployed stack", e2e.run),
     "kie-answer": ("7. A 256 MiB answer from kie.ai (memory)", kie_answer.run),
     "requests": ("8. Requests per object under the record's convergence rules", requests.run),
+    "cli-list": ("9. kie-uploader list over a large table (first line, memory)", cli_list.run),
 }
 RESULTS = REPO / "bench" / "results.json"
 QUICK_RESULTS = STATE_DIR / "results-quick.json"
