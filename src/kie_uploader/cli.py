@@ -152,6 +152,13 @@ class StackResources:
     table_name: str
     outputs: dict[str, str] = field(default_factory=dict)
 
+    def require_watched(self, bucket: str) -> None:
+        """``CliError`` naming the stack's buckets when it does not serve ``bucket``."""
+        if bucket not in self.bucket_names:
+            names = ", ".join(self.bucket_names) or "none"
+            stack = self.stack_name
+            raise CliError(f"bucket {bucket} is not watched by stack {stack} (its buckets: {names})")
+
     @classmethod
     def from_outputs(cls, stack_name: str, outputs: dict[str, str]) -> StackResources:
         missing = [name for name in REQUIRED_OUTPUTS if not outputs.get(name)]
@@ -403,9 +410,10 @@ def record_title(bucket: str | None) -> str | None:
     return None if bucket is None else f"keys in s3://{bucket}/"
 
 
-def _utc(epoch: Any) -> str:
+def _utc(epoch: Any, form: str = "%Y-%m-%d %H:%MZ") -> str:
+    """Epoch seconds as a UTC time (``form``: a strftime format); what is not a time, as it is."""
     try:
-        return datetime.fromtimestamp(float(epoch), tz=UTC).strftime("%Y-%m-%d %H:%MZ")
+        return datetime.fromtimestamp(float(epoch), tz=UTC).strftime(form)
     except (TypeError, ValueError, OverflowError, OSError):
         return str(epoch)
 
@@ -436,20 +444,13 @@ def record_tsv(record: dict[str, Any], now: float) -> dict[str, Any]:
         "status": record.get("status"),
         "state": live.describe_record(record, now).state,
         "size": record.get("size"),
-        "expiresAt": None if expires is None else _utc_iso(expires),
+        "expiresAt": None if expires is None else _utc(expires, "%Y-%m-%dT%H:%M:%SZ"),
         "updatedAt": record.get("updatedAt"),
         "downloadUrl": record.get("downloadUrl") if is_live_upload(record, now=now) else None,
         "errorKind": record.get("errorKind"),
         "retryable": record.get("retryable"),
         "error": record.get("error"),
     }
-
-
-def _utc_iso(epoch: Any) -> str:
-    try:
-        return datetime.fromtimestamp(float(epoch), tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    except (TypeError, ValueError, OverflowError, OSError):
-        return str(epoch)
 
 
 def records_table(
@@ -634,9 +635,7 @@ def _check_bucket(aws: Aws, bucket: str) -> None:
             raise CliError(f"access denied to bucket {bucket}") from exc
         raise
     if not watched:
-        names = ", ".join(aws.stack.bucket_names) or "none"
-        stack = aws.stack.stack_name
-        raise CliError(f"bucket {bucket} is not watched by stack {stack} (its buckets: {names})")
+        aws.stack.require_watched(bucket)
 
 
 def cmd_backfill(aws: Aws, args: argparse.Namespace) -> int:
@@ -874,11 +873,8 @@ def _expiring(aws: Aws, prefix: S3Uri | None, *, until: int) -> list[dict[str, A
     """The UPLOADED records (of the prefix's bucket, or of every bucket of the stack) whose file expires by
     ``until``, soonest first: a query of the sparse ``byExpiry`` index per bucket, then the records."""
     stack = aws.stack
-    if prefix is not None and prefix.bucket not in stack.bucket_names:
-        watched = ", ".join(stack.bucket_names) or "none"
-        raise CliError(
-            f"bucket {prefix.bucket} is not watched by stack {stack.stack_name} (its buckets: {watched})"
-        )
+    if prefix is not None:
+        stack.require_watched(prefix.bucket)
     buckets = [prefix.bucket] if prefix is not None else list(stack.bucket_names)
     pks: list[str] = []
     for bucket in buckets:
@@ -937,11 +933,7 @@ def cmd_refresh(aws: Aws, args: argparse.Namespace) -> int:
     """Ask the function to upload again the live uploads under the prefixes that expire within the time."""
     prefixes: list[S3Uri] = args.uris
     for prefix in prefixes:
-        if prefix.bucket not in aws.stack.bucket_names:
-            watched = ", ".join(aws.stack.bucket_names) or "none"
-            raise CliError(
-                f"bucket {prefix.bucket} is not watched by stack {aws.stack_name} (its buckets: {watched})"
-            )
+        aws.stack.require_watched(prefix.bucket)
     try:
         counts = live.refresh(
             aws.lambda_, aws.function_name, [str(p) for p in prefixes], args.expiring_within

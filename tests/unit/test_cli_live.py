@@ -279,7 +279,13 @@ def fake_stack(monkeypatch: pytest.MonkeyPatch) -> Callable[[FakeLambda], FakeLa
                 self.stack_name = stack_name
                 self.lambda_ = function
                 self.function_name = "kie-fn"
-                self.stack = SimpleNamespace(stack_name=stack_name, bucket_names=("bkt",))
+                self.stack = cli.StackResources(
+                    stack_name=stack_name,
+                    bucket_names=("bkt",),
+                    queue_url="-",
+                    dead_letter_queue_url="-",
+                    table_name="-",
+                )
 
         monkeypatch.setattr(cli, "Aws", FakeAws)
         return function
