@@ -477,7 +477,7 @@ def with_state(record: dict[str, Any], *, now: float | None = None) -> dict[str,
 
 def to_json(value: Any) -> str:
     """JSON for scripts, with presigned URLs' secrets redacted."""
-    return redact(json.dumps(value, ensure_ascii=False, indent=2, sort_keys=True, default=str))
+    return console.to_json(value, redact=redact)
 
 
 # --- progress --------------------------------------------------------------------------------------
