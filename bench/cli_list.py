@@ -16,7 +16,6 @@ import argparse
 import json
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -147,7 +146,7 @@ class _Sink:
 
 def _measure(table: str, output: str) -> dict[str, Any]:
     """In the child: the CLI's list over the table, with stdout the sink."""
-    from bench.worker import peak_rss_mb, rss_mb
+    from bench.worker import RssWatch
     from kie_uploader import cli
 
     aws = cli.Aws()
@@ -157,38 +156,21 @@ def _measure(table: str, output: str) -> dict[str, Any]:
     )
     args = cli.build_parser().parse_args(["list", "--output", output])
     aws.dynamodb.describe_table(TableName=table)  # warm-up: the client, its endpoint and connection
-    before, peak_before = rss_mb(), peak_rss_mb()
-    highest = [before]
-    listing = threading.Event()
-    listing.set()
-
-    def sample() -> None:
-        while listing.is_set():
-            highest[0] = max(highest[0], rss_mb())
-            time.sleep(0.005)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
     sink, stdout = _Sink(), sys.stdout
     sys.stdout = sink
-    started = time.perf_counter()
     try:
-        code = cli.cmd_list(aws, args)
+        with RssWatch() as watch:
+            code = cli.cmd_list(aws, args)
     finally:
         sys.stdout = stdout
-    seconds = time.perf_counter() - started
-    listing.clear()
-    sampler.join()
-    peak_after = peak_rss_mb()
-    peak = max(highest[0], peak_after if peak_after > peak_before else 0.0)
     return {
         "output": output,
         "exit_code": code,
         "lines": sink.lines,
-        "seconds": round(seconds, 3),
-        "first_line_seconds": round((sink.first_line_at or started) - started, 4),
-        "rss_before_mb": round(before, 1),
-        "peak_growth_mb": round(peak - before, 1),
+        "seconds": round(watch.seconds, 3),
+        "first_line_seconds": round((sink.first_line_at or watch.started) - watch.started, 4),
+        "rss_before_mb": round(watch.before, 1),
+        "peak_growth_mb": round(watch.growth_mb, 1),
     }
 
 

@@ -15,7 +15,6 @@ import argparse
 import json
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -75,7 +74,7 @@ def _measure(base_url: str, mode: str) -> dict[str, Any]:
     """In the child: one warm-up call, then the huge answer; RSS before, after, and the peak."""
     import requests
 
-    from bench.worker import peak_rss_mb, rss_mb
+    from bench.worker import RssWatch, rss_mb
     from uploader.errors import UploaderError
     from uploader.kie import UPLOAD_PATH, KieClient
 
@@ -96,36 +95,19 @@ def _measure(base_url: str, mode: str) -> dict[str, Any]:
         return "uploaded"
 
     call()  # warm-up: imports and the connection pool
-    before, peak_before = rss_mb(), peak_rss_mb()
-    highest = [before]
-    calling = threading.Event()
-    calling.set()
-
-    def sample() -> None:  # maxrss alone would hide a rise that stays below the import's peak
-        while calling.is_set():
-            highest[0] = max(highest[0], rss_mb())
-            time.sleep(0.005)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    started = time.perf_counter()
-    outcome = call()
-    seconds = time.perf_counter() - started
-    calling.clear()
-    sampler.join()
-    peak_after = peak_rss_mb()
-    peak = max(highest[0], peak_after if peak_after > peak_before else 0.0)
+    with RssWatch() as watch:
+        outcome = call()
     return {
         "mode": mode,
         "outcome": outcome[:160],
-        "seconds": round(seconds, 2),
-        "rss_before_mb": round(before, 1),
+        "seconds": round(watch.seconds, 2),
+        "rss_before_mb": round(watch.before, 1),
         "rss_after_mb": round(rss_mb(), 1),
-        "peak_before_mb": round(peak_before, 1),
-        "peak_after_mb": round(peak_after, 1),
-        "rss_sampled_max_mb": round(highest[0], 1),
+        "peak_before_mb": round(watch.peak_before, 1),
+        "peak_after_mb": round(watch.peak_after, 1),
+        "rss_sampled_max_mb": round(watch.sampled_max, 1),
         # How far RSS rose above what the process held before the call (sampled every 5 ms, and maxrss).
-        "peak_growth_mb": round(peak - before, 1),
+        "peak_growth_mb": round(watch.growth_mb, 1),
     }
 
 

@@ -19,6 +19,7 @@ import resource
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -40,6 +41,42 @@ def rss_mb() -> float:
 def peak_rss_mb() -> float:
     """The process's peak resident set size: ``ru_maxrss`` is in KiB on Linux."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class RssWatch:
+    """How far RSS rises while a ``with`` block runs: sampled every 5 ms (maxrss alone would hide a rise that
+    stays below an earlier peak, such as the imports') and ``ru_maxrss`` after; and the block's wall time."""
+
+    def __init__(self) -> None:
+        self.before = self.peak_before = self.peak_after = self.sampled_max = self.seconds = 0.0
+        self.started = 0.0
+        self._running = threading.Event()
+        self._sampler = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while self._running.is_set():
+            self.sampled_max = max(self.sampled_max, rss_mb())
+            time.sleep(0.005)
+
+    def __enter__(self) -> RssWatch:
+        self.before, self.peak_before = rss_mb(), peak_rss_mb()
+        self.sampled_max = self.before
+        self._running.set()
+        self._sampler.start()
+        self.started = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.seconds = time.perf_counter() - self.started
+        self._running.clear()
+        self._sampler.join()
+        self.peak_after = peak_rss_mb()
+
+    @property
+    def growth_mb(self) -> float:
+        """The highest RSS seen (or a new maxrss) above what the process held before the block."""
+        peak = max(self.sampled_max, self.peak_after if self.peak_after > self.peak_before else 0.0)
+        return peak - self.before
 
 
 def run_in_fresh_process(
