@@ -503,18 +503,11 @@ def say(args: argparse.Namespace, text: str, *, page: bool = False) -> None:
     """Print a command's words (redacted) fitted to the width of the terminal (or ``$COLUMNS``) unless
     ``--wide``: sentences are wrapped (nothing cut); a ``page`` of ``name  value`` lines has each long line
     cut in the middle. Into a pipe or a file without ``$COLUMNS`` they go whole: a script reads them."""
-    sized = _is_terminal(sys.stdout) or bool(os.environ.get("COLUMNS"))
+    sized = console.is_terminal(sys.stdout) or bool(os.environ.get("COLUMNS"))
     fitted = sized and not getattr(args, "wide", False)
     width = console.terminal_width() if fitted else None
     text = redact(text)
     print(console.fit_page(text, width) if page else console.wrap_prose(text, width))
-
-
-def _is_terminal(stream: Any) -> bool:
-    try:
-        return bool(stream.isatty())
-    except (AttributeError, ValueError):
-        return False
 
 
 def emit(args: argparse.Namespace, value: Any) -> bool:

@@ -60,6 +60,14 @@ def set_cell_size(text: str, total: int) -> str:
     return resize(text, total)
 
 
+def is_terminal(stream: Any) -> bool:
+    """The stream is a terminal (a closed or fake stream is not)."""
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
 def terminal_width(default: int = DEFAULT_WIDTH) -> int:
     """``$COLUMNS``, else the width of the terminal on stdout, else ``default``."""
     return max(1, shutil.get_terminal_size((default, 24)).columns)
@@ -377,7 +385,7 @@ def stdout_console(file: IO[str] | None = None) -> Console:
     """A console on stdout that never wraps nor crops (the lines it gets already fit), styles only on a
     terminal."""
     out = file or sys.stdout
-    terminal = bool(getattr(out, "isatty", lambda: False)())
+    terminal = is_terminal(out)
     return _console_class()(
         file=out,
         force_terminal=terminal,
@@ -396,7 +404,7 @@ def write_lines(
     """Write table lines in one write, the first ``heading`` ones (title, header, rule) bold through rich
     on a terminal; plain text into a pipe or a file (nothing to style: the quick way)."""
     out = file or sys.stdout
-    if not bool(getattr(out, "isatty", lambda: False)()):
+    if not is_terminal(out):
         out.write("".join(redact(line) + "\n" for line in lines))
         out.flush()
         return
@@ -572,7 +580,7 @@ class Progress:
         stream = file or sys.stderr
         self.label = label
         self.redact = redact
-        self.enabled = bool(stream.isatty()) if enabled is None else enabled
+        self.enabled = is_terminal(stream) if enabled is None else enabled
         self._progress: RichProgress | None = None
         if not self.enabled:
             return

@@ -427,7 +427,7 @@ def read_key(stdin: Any = None, *, prompt: Any = getpass.getpass) -> str:
     """The key from stdin when it is not a terminal (one line, its newline dropped), else from a prompt
     without echo. Validated as the function validates it; no error message contains it."""
     stdin = sys.stdin if stdin is None else stdin
-    if stdin is not None and stdin.isatty():
+    if console.is_terminal(stdin):
         try:
             text = prompt("kie.ai API key (not echoed): ")
         except EOFError:  # Ctrl-D at the prompt
