@@ -300,6 +300,11 @@ def format_duration(seconds: float) -> str:
     return f"{secs}s"
 
 
+def plural(count: int, word: str) -> str:
+    """``1 record``, ``3 records``."""
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
 def format_size(size: Any) -> str:
     """Bytes as ``512 B``, ``1.5 KiB``, ``3.0 MiB``."""
     if not isinstance(size, int | float):
@@ -858,7 +863,7 @@ def _print_records(
     if output == "table":
         count = stream.count
         more = f" (--limit {limit}: there may be more)" if limit is not None and count >= limit else ""
-        say(args, f"{count} record{'s' if count != 1 else ''}{more}")
+        say(args, f"{plural(count, 'record')}{more}")
     return EXIT_OK
 
 
@@ -970,7 +975,7 @@ def cmd_retry_failed(aws: Aws, args: argparse.Namespace) -> int:
     if not emit(args, {"retryable": len(records), "enqueued": result.sent, "failed": result.failed}):
         say(
             args,
-            f"{len(records)} retryable FAILED record{'s' if len(records) != 1 else ''}: "
+            f"{plural(len(records), 'retryable FAILED record')}: "
             f"{result.sent} enqueued, {result.failed} failed",
         )
         for error in dict.fromkeys(result.errors):

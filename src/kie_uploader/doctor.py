@@ -669,19 +669,19 @@ def errors(findings: Iterable[Finding]) -> list[Finding]:
 
 def report(findings: Sequence[Finding]) -> str:
     """Every finding on its line, then a count."""
+    from kie_uploader.cli import plural
+
     lines = [f.line() for f in findings]
     n_errors = len(errors(findings))
     n_warnings = sum(f.severity == WARN for f in findings)
-    lines.append(
-        f"doctor: {n_errors} error{'s' if n_errors != 1 else ''}, "
-        f"{n_warnings} warning{'s' if n_warnings != 1 else ''}"
-    )
+    lines.append(f"doctor: {plural(n_errors, 'error')}, {plural(n_warnings, 'warning')}")
     return "\n".join(lines)
 
 
 def add_parser(commands: Any, common: argparse.ArgumentParser) -> None:
     """Register ``kie-uploader doctor`` (called from cli.build_parser)."""
     from kie_uploader.cli import examples
+
     parser = commands.add_parser(
         "doctor",
         parents=[common],

@@ -56,6 +56,7 @@ from kie_uploader.cli import (
     format_duration,
     interrupt_after,
     output_format,
+    plural,
     redact,
     render_table,
     say,
@@ -98,10 +99,6 @@ _SECRET_REFERENCE_RE = re.compile(
     r"_(?:ID|ARN|NAME|SECONDS|MINUTES|HOURS|DAYS|TTL|PATH|FILE|URL|REGION|ENABLED|COUNT|BYTES)$", re.I
 )
 _CONSOLE_DOMAINS = {"aws-cn": "console.amazonaws.cn", "aws-us-gov": "console.amazonaws-us-gov.com"}
-
-
-def _plural(count: int, word: str) -> str:
-    return f"{count} {word}{'' if count == 1 else 's'}"
 
 
 # --- info ------------------------------------------------------------------------------------------
@@ -533,14 +530,14 @@ def next_steps(*, dead_letter: int, in_flight: int, visibility_timeout: int | No
     ]
     if dead_letter:
         steps.append(
-            f"kie-uploader redrive        # the dead-letter queue holds {_plural(dead_letter, 'message')} "
+            f"kie-uploader redrive        # the dead-letter queue holds {plural(dead_letter, 'message')} "
             "(`kie-uploader dlq peek` shows them)"
         )
     else:
         steps.append("(the dead-letter queue is empty: no redrive needed)")
     if in_flight:
         steps.append(
-            f"{_plural(in_flight, 'message')} in flight on the queue come back by themselves within {wait} "
+            f"{plural(in_flight, 'message')} in flight on the queue come back by themselves within {wait} "
             "(its visibility timeout); retry-failed does not wait for them"
         )
     steps.append(
@@ -816,7 +813,7 @@ def render_peek(entries: Sequence[Mapping[str, Any]], *, depth: int | None = Non
     for entry in entries:
         age = "age unknown" if entry["ageSeconds"] is None else f"{format_duration(entry['ageSeconds'])} old"
         receives = entry["earlierReceives"]
-        received = "receives unknown" if receives is None else f"received {_plural(receives, 'time')} before"
+        received = "receives unknown" if receives is None else f"received {plural(receives, 'time')} before"
         shape = "/".join(_SHAPES.get(part, part) for part in str(entry["shape"]).split("/"))
         lines.append(f"message {entry['messageId']}: {age}, {received}, {shape.replace('sns', 'SNS')}")
         for obj in entry["objects"]:
@@ -826,7 +823,7 @@ def render_peek(entries: Sequence[Mapping[str, Any]], *, depth: int | None = Non
             lines.append(f"  (no object)  {_why(None, entry)}".rstrip())
     about = f" of about {depth}" if depth is not None and depth > len(entries) else ""
     lines.append(
-        f"{_plural(len(entries), 'message')}{about} peeked; all left in the dead-letter queue, visible again"
+        f"{plural(len(entries), 'message')}{about} peeked; all left in the dead-letter queue, visible again"
     )
     return redact("\n".join(lines))
 
@@ -931,7 +928,7 @@ def move_loop(aws: Aws, maximum: int | None) -> Moved:
     except KeyboardInterrupt:
         progress.done()
         raise CliError(
-            f"redrive interrupted: {_plural(result.moved, 'message')} moved to the queue, "
+            f"redrive interrupted: {plural(result.moved, 'message')} moved to the queue, "
             f"{result.failed} failed; the rest is still in the dead-letter queue",
             EXIT_INTERRUPTED,
         ) from None
@@ -992,7 +989,7 @@ def cmd_redrive(aws: Aws, args: argparse.Namespace) -> int:
         how = " (SQS message move task)" if result.method == "move-task" else ""
         say(
             args,
-            f"moved {_plural(result.moved, 'message')} from the dead-letter queue to the queue{how}"
+            f"moved {plural(result.moved, 'message')} from the dead-letter queue to the queue{how}"
             + (f", {result.failed} failed (left in the dead-letter queue)" if result.failed else ""),
         )
         for error in dict.fromkeys(result.errors):

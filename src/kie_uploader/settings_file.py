@@ -298,6 +298,7 @@ def configure(
 def add_parser(commands: Any, common: Any) -> None:
     """Register ``kie-uploader configure`` (called from cli.build_parser)."""
     from kie_uploader.cli import examples
+
     parser = commands.add_parser(
         "configure",
         parents=[common],
