@@ -34,7 +34,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from uploader import liveness
 from uploader.config import Config
 from uploader.errors import (
     ConfigurationError,
@@ -364,7 +363,7 @@ class Processor:
         """Record the failure, unless the record holds a live upload of this version (then kept)."""
         outcome.error, outcome.error_kind = str(exc), exc.kind
         outcome.status, outcome.retry = Status.FAILED, exc.retryable
-        if is_live_upload(record, head, now) if head is not None else liveness.is_live(record, now):
+        if is_live_upload(record, head, now):  # without a reading of S3 (head None): any version
             return self.table.release(ref, rev, sequencer=sequencer)
         return write(
             Settle(Status.FAILED, head=head, error=str(exc), error_kind=exc.kind, sequencer=sequencer)

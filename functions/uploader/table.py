@@ -134,9 +134,13 @@ def same_version(record: Mapping[str, Any], head: ObjectHead) -> bool:
     return record.get("versionId") == head.version_id and record.get("etag") == head.etag
 
 
-def is_live_upload(record: Mapping[str, Any] | None, head: ObjectHead, now: int, min_valid: int = 0) -> bool:
-    """A live ``UPLOADED`` record of this version, with at least ``min_valid`` seconds left
-    (:func:`uploader.liveness.is_live`, the rule the CLI shares)."""
+def is_live_upload(
+    record: Mapping[str, Any] | None, head: ObjectHead | None, now: int, min_valid: int = 0
+) -> bool:
+    """A live ``UPLOADED`` record of this version (of any version when S3 was not read: ``head`` None),
+    with at least ``min_valid`` seconds left (:func:`uploader.liveness.is_live`, the rule the CLI shares)."""
+    if head is None:
+        return liveness.is_live(record, now, min_valid)
     return liveness.is_live(record, now, min_valid, version_id=head.version_id, etag=head.etag)
 
 
