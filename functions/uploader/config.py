@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from uploader import watch
 from uploader.errors import ConfigurationError
 
 #: Variables read by :meth:`Config.from_env` (the handler rebuilds its runtime only when one changes).
@@ -26,6 +27,7 @@ VARIABLES = (
     "PRESIGN_EXPIRES_SECONDS",
     "MAX_OBJECT_BYTES",
     "ALLOWED_BUCKETS",
+    "WATCHED_OBJECTS",
     "MAX_CONCURRENCY",
     "SECRET_CACHE_SECONDS",
     "KIE_TIMEOUT_SECONDS",
@@ -52,8 +54,9 @@ class Config:
     kie_retention_seconds: int = 259_200
     presign_expires_seconds: int = 900
     max_object_bytes: int = 104_857_600
-    #: ``None`` means any bucket.
-    allowed_buckets: frozenset[str] | None = None
+    #: The objects the stack watches (``WATCHED_OBJECTS``, else every key of ``ALLOWED_BUCKETS``); ``None``
+    #: means any object (local runs only): see :mod:`uploader.watch`.
+    watched: watch.Watched | None = None
     max_concurrency: int = 10
     secret_cache_seconds: int = 300
     #: Read timeout of one kie.ai call; kie.ai itself gives up downloading after 30 s.
@@ -62,6 +65,11 @@ class Config:
     kie_max_attempts: int = 4
     #: How long a record outlives its file at kie.ai (or its last change) before DynamoDB's TTL removes it.
     record_retention_seconds: int = 2_592_000
+
+    @property
+    def allowed_buckets(self) -> frozenset[str] | None:
+        """The buckets the stack serves (``None``: any)."""
+        return None if self.watched is None else self.watched.buckets
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
@@ -89,7 +97,7 @@ class Config:
                 env, "PRESIGN_EXPIRES_SECONDS", cls.presign_expires_seconds, 60, _MAX_PRESIGN_SECONDS
             ),
             max_object_bytes=_int(env, "MAX_OBJECT_BYTES", cls.max_object_bytes, 1, None),
-            allowed_buckets=_buckets(get("ALLOWED_BUCKETS")),
+            watched=_watched(env, _buckets(get("ALLOWED_BUCKETS"))),
             max_concurrency=_int(env, "MAX_CONCURRENCY", cls.max_concurrency, 1, 100),
             secret_cache_seconds=_int(env, "SECRET_CACHE_SECONDS", cls.secret_cache_seconds, 0, 86_400),
             kie_timeout_seconds=float(_int(env, "KIE_TIMEOUT_SECONDS", 40, 1, 900)),
@@ -142,3 +150,19 @@ def _buckets(raw: str | None) -> frozenset[str] | None:
     if not names:
         raise ConfigurationError("ALLOWED_BUCKETS is set but names no bucket")
     return frozenset(names)
+
+
+def _watched(env: Mapping[str, str], buckets: frozenset[str] | None) -> watch.Watched | None:
+    raw = env.get(watch.VARIABLE, "").strip()
+    if not raw:
+        return None if buckets is None else watch.Watched.of_buckets(sorted(buckets))
+    try:
+        watched = watch.parse(raw)
+    except ValueError as exc:
+        raise ConfigurationError(str(exc)) from None
+    for name in watched.buckets:
+        if not _BUCKET.fullmatch(name):
+            raise ConfigurationError(f"{watch.VARIABLE} has an invalid bucket name: {name[:70]!r}")
+    if buckets is not None and watched.buckets != buckets:
+        raise ConfigurationError(f"{watch.VARIABLE} and ALLOWED_BUCKETS name different buckets")
+    return watched

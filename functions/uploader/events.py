@@ -325,6 +325,11 @@ def _bucket(value: Any) -> str:
 def _key(value: str) -> str:
     if not value:
         raise _Malformed("object key is empty")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        # A lone surrogate (JSON "\ud800"): no S3 key, no DynamoDB string, no log line can hold it.
+        raise _Malformed("object key is not valid Unicode text (it holds a lone surrogate)") from None
     if len(value.encode("utf-8", "surrogatepass")) > _MAX_KEY_BYTES:
         raise _Malformed("object key is longer than 1024 bytes")
     return value

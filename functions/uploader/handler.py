@@ -52,7 +52,9 @@ warnings.filterwarnings("ignore", message="No application metrics to publish", c
 logger = Logger(service=SERVICE)
 metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
 
-_SKIPPED = frozenset({Status.SKIPPED, Status.DUPLICATE, Status.SUPERSEDED, Status.IN_PROGRESS})
+_SKIPPED = frozenset(
+    {Status.SKIPPED, Status.DUPLICATE, Status.SUPERSEDED, Status.IN_PROGRESS, Status.NOT_FOUND}
+)
 
 
 class RetryNeededError(RuntimeError):
@@ -138,6 +140,8 @@ def _report(parsed: ParsedEvent, outcomes: list[Outcome]) -> list[str]:
             metrics.add_metric(name="UploadSucceeded", unit=MetricUnit.Count, value=1)
         elif outcome.status is Status.FAILED:
             metrics.add_metric(name="UploadFailed", unit=MetricUnit.Count, value=1)
+        elif outcome.status is Status.NOT_WATCHED:
+            metrics.add_metric(name="ObjectsRefused", unit=MetricUnit.Count, value=1)
         elif outcome.status in _SKIPPED:
             metrics.add_metric(name="ObjectsSkipped", unit=MetricUnit.Count, value=1)
         for latency in outcome.kie_latencies_ms:
@@ -161,5 +165,8 @@ def _log_outcome(outcome: Outcome) -> None:
     }
     if outcome.error:
         fields["error"], fields["errorKind"] = outcome.error, outcome.error_kind
+    if outcome.status is Status.NOT_WATCHED:
+        logger.warning("object refused: not watched", extra=fields)
+        return
     level = logger.warning if outcome.status is Status.FAILED else logger.info
     level("object processed", extra=fields)

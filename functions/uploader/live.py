@@ -6,8 +6,11 @@ under a new ``uploadPath`` (the file someone may be using is never overwritten).
 
 ``{"resolve": ["s3://bucket/key", ...], "minValidSeconds": 3600}`` →
 ``{"results": [{"s3Uri", "status", "downloadUrl", "expiresAt", "uploaded", "error"}, ...]}`` in order.
-A bad URI, a refused bucket, a deleted or too large object is a result with its status and a readable
-``error``; only a request that is not a resolve request at all gets ``{"error": ...}`` and no results.
+A bad URI (``INVALID``), an object the stack does not watch (``NOT_WATCHED``), a key without an object
+that never had one (``NOT_FOUND``: nothing is written), a deleted or too large object is a result with its
+status and a readable ``error``; only a request that is not a resolve request at all gets ``{"error": ...}``
+and no results. A ``downloadUrl`` is given only when this request confirmed, by reading S3, that the record
+describes the object's current version (or wrote it).
 
 ``{"refresh": {"prefixes": ["s3://bucket/prefix", ...], "expiringWithinSeconds": 43200}}`` re-uploads the
 live uploads under those prefixes whose file expires within that time, found through the sparse expiry
@@ -94,23 +97,33 @@ def resolve(event: Mapping[str, Any], processor: Processor, deadline: Deadline) 
 
 
 def _answer(processor: Processor, ref: ObjectRef, outcome: Outcome, min_valid: int) -> dict[str, Any]:
+    """A URL only when this request confirmed it: the record, read after processing, describes the S3
+    reading this request made (or wrote) and stays valid ``min_valid`` seconds. Anything else is a status
+    with a readable error and no URL (a live-looking URL this request could not confirm may serve older
+    bytes)."""
+    if outcome.status in (Status.NOT_WATCHED, Status.NOT_FOUND):
+        return _result(ref.pk, outcome.status.value, error=outcome.error)
     record = processor.table.get(ref.pk) or {}
     status = str(record.get("status") or outcome.status.value)
     now = int(processor.now().timestamp())
-    expires = record.get("expiresAt")
-    if liveness.is_live(record, now, min_valid):
+    confirmed = outcome.confirmed if outcome.status in (Status.UPLOADED, Status.DUPLICATE) else None
+    if confirmed is not None and liveness.is_live(
+        record, now, min_valid, version_id=confirmed.version_id, etag=confirmed.etag
+    ):
         return _result(
             ref.pk,
             status,
             download_url=record.get("downloadUrl"),
-            expires_at=expires,
+            expires_at=record.get("expiresAt"),
             uploaded=outcome.status is Status.UPLOADED,
         )
     error = outcome.error or record.get("error")
     if status == Status.DELETED:
         error = "the object does not exist (deleted)"
+    elif outcome.status is Status.FAILED and liveness.is_live(record, now, min_valid):
+        error = f"could not confirm the object's current version: {outcome.error}"
     elif status == Status.UPLOADED:
-        error = error or f"no URL valid for {min_valid} s could be made"
+        error = error or f"no URL valid for {min_valid} s could be confirmed"
     return _result(ref.pk, status, error=str(error or f"no live URL ({status})"))
 
 

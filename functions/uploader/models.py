@@ -29,6 +29,10 @@ class Status(enum.StrEnum):
     SUPERSEDED = "SUPERSEDED"
     #: Another delivery is processing the object and was told to read S3 again: nothing done (not stored).
     IN_PROGRESS = "IN_PROGRESS"
+    #: The object is outside what the stack watches: refused, nothing read, uploaded or written.
+    NOT_WATCHED = "NOT_WATCHED"
+    #: A message or request about a key that has no object and never had a record: nothing written.
+    NOT_FOUND = "NOT_FOUND"
 
 
 #: Statuses that are written to the table.
@@ -71,12 +75,33 @@ class ObjectRef:
 
 @dataclass(frozen=True)
 class ObjectHead:
-    """What S3's HeadObject says about the object. ``version_id`` is ``"null"`` when unversioned."""
+    """What S3's HeadObject says about the object. ``version_id`` is ``"null"`` when unversioned.
+
+    ``last_modified`` and ``s3_time`` (S3's ``Date`` header: its clock when it answered) are epoch seconds,
+    both of one-second resolution; they serve only to tell whether an unversioned object changed between
+    two readings (:meth:`pinned`, and the processor's confirmation rule).
+    """
 
     version_id: str
     etag: str
     size: int
     content_type: str | None = None
+    last_modified: int | None = None
+    s3_time: int | None = None
+
+    @property
+    def pinned(self) -> bool:
+        """A presigned URL can name these exact bytes (a version id): nothing can change what it serves."""
+        return self.version_id != "null"
+
+    def same_bytes(self, other: ObjectHead) -> bool:
+        """Both readings name the same object write (version, ETag, size and Last-Modified)."""
+        return (self.version_id, self.etag, self.size, self.last_modified) == (
+            other.version_id,
+            other.etag,
+            other.size,
+            other.last_modified,
+        )
 
 
 @dataclass(frozen=True)
@@ -106,3 +131,6 @@ class Outcome:
     attempts: int = 0
     duration_ms: float = 0.0
     kie_latencies_ms: list[float] = field(default_factory=list)
+    #: The S3 reading this processing confirmed the record against (UPLOADED, DUPLICATE): a synchronous
+    #: answer hands out a URL only when the record still describes it.
+    confirmed: ObjectHead | None = None

@@ -5,15 +5,17 @@ what S3 holds when the function looks (docs/architecture.md states the invariant
 
 One object:
 
-1. a bucket outside ``ALLOWED_BUCKETS`` → ``FAILED`` (permanent), nothing presigned;
+1. an object the stack does not watch (:mod:`uploader.watch`) → ``NOT_WATCHED``: nothing read, presigned
+   or written;
 2. the record is read: an event already reflected in it (its sequencer) costs nothing more; another
    delivery's live claim is *bumped* (that delivery reads S3 again) and this one is done;
 3. the record is claimed (a conditional write), then S3 is read (HeadObject of the current version):
-   gone → ``DELETED`` (``SKIPPED`` for a plain message about a key that never had a record); larger
+   gone → ``DELETED`` (``NOT_FOUND`` and no record for a key that never had an object); larger
    than ``MAX_OBJECT_BYTES`` → ``FAILED`` (permanent); a live ``UPLOADED`` record of this version (or
    a permanent refusal of it) → nothing to do, unless the message forces a new upload;
 4. the API key, a presigned GET URL right before each call, and kie.ai's URL upload under a new
-   ``uploadPath``, retried with backoff while the invocation has time;
+   ``uploadPath``, retried with backoff while the invocation has time; without a version id to pin the
+   bytes, S3 is read again after kie.ai's answer and a changed object is uploaded again;
 5. the state is written at the claimed revision, which releases the claim. A write that loses a race
    reads again (the upload is kept: no second kie.ai call for the same version).
 
@@ -48,6 +50,7 @@ from uploader.models import ErrorKind, EventKind, Message, ObjectHead, ObjectRef
 from uploader.retry import Deadline, Retrier
 from uploader.s3 import S3Objects
 from uploader.table import (
+    EVENT_SEEN,
     RecordTable,
     Settle,
     Upload,
@@ -68,6 +71,11 @@ MAX_ROUNDS = 12
 LEASE_MARGIN_SECONDS = 5.0
 #: How often a waiting request looks again at a record another delivery holds.
 CLAIM_POLL_SECONDS = 0.2
+#: Uploads of one claim whose object changed while kie.ai fetched it, before the delivery gives up.
+MAX_CHANGES = 3
+#: How long after reading an unversioned object in its write second the presign waits (S3's clock has
+#: one-second resolution; a little more than a second makes sure it moved on).
+WRITE_SECOND_WAIT = 1.05
 #: File names kie.ai (and any file system) refuses.
 _RESERVED_NAMES = frozenset({"", ".", ".."})
 
@@ -180,17 +188,15 @@ class Processor:
         waits: bool,
         precheck: bool,
     ) -> None:
-        allowed = self.config.allowed_buckets
-        if allowed is not None and ref.bucket not in allowed:
-            error = PermanentError(f"bucket {ref.bucket!r} is not in ALLOWED_BUCKETS")
-            moment = self.now()
-            self.table.put_refused(ref, str(error), observed_at=iso_ms(moment), now=int(moment.timestamp()))
-            outcome.status, outcome.retry = Status.FAILED, False
-            outcome.error, outcome.error_kind = str(error), error.kind
+        watched = self.config.watched
+        refusal = watched.refusal(ref.bucket, ref.key) if watched is not None else None
+        if refusal is not None:
+            # Not ours to publish: nothing is read, uploaded or written (bad input, not a lost object).
+            outcome.status, outcome.retry, outcome.error = Status.NOT_WATCHED, False, refusal
             return
         record = self.table.get(ref.pk)
         if precheck and ref.sequencer is None and not ref.force:
-            done, record = self._already_true(ref, record, min_valid)
+            done, record = self._already_true(ref, record, min_valid, outcome)
             if done:
                 outcome.status = Status.DUPLICATE
                 return
@@ -250,7 +256,7 @@ class Processor:
         )
 
     def _already_true(
-        self, ref: ObjectRef, record: dict[str, Any] | None, min_valid: int
+        self, ref: ObjectRef, record: dict[str, Any] | None, min_valid: int, outcome: Outcome
     ) -> tuple[bool, dict[str, Any] | None]:
         """Whether a message finds the record already true without writing, and the latest record read.
 
@@ -273,7 +279,10 @@ class Processor:
             return False, record
         if head is None:
             return record.get("status") == Status.DELETED, record
-        return is_live_upload(record, head, int(self.now().timestamp()), min_valid), record
+        if not is_live_upload(record, head, int(self.now().timestamp()), min_valid):
+            return False, record
+        outcome.confirmed = head
+        return True, record
 
     def _settle(
         self,
@@ -288,65 +297,124 @@ class Processor:
         """Holding the claim at ``rev``: read S3 and write what it says. ``False`` when the claim was lost."""
         moment = self.now()
         observed_at, now = iso_ms(moment), int(moment.timestamp())
-        sequencer = newest_sequencer(record, ref.sequencer)
 
         def write(state: Settle) -> bool:
             return self.table.settle(
                 ref, rev, state, observed_at=observed_at, now=now, attempts=outcome.attempts
             )
 
+        stored = record.get("sequencer") if record else None
         try:
             head = self.s3.head(ref.bucket, ref.key, None)
+            read_at = self.monotonic()
         except ObjectNotFoundError:
-            # Gone: the record says so. SKIPPED only for a message about a key that never had a record.
-            if has_status(record) or ref.sequencer is not None or ref.kind is EventKind.REMOVED:
-                state = Settle(Status.DELETED, sequencer=sequencer)
-            else:
-                missing = "the object does not exist"
-                state = Settle(
-                    Status.SKIPPED, error=missing, error_kind=ErrorKind.PERMANENT, sequencer=sequencer
-                )
+            return self._gone(ref, record, rev, outcome, write, newest_sequencer(record, ref.sequencer))
+        except UploaderError as exc:
+            # S3 was not read: nothing is known of the object, so no ordering state may move on (the
+            # stored sequencer is written back as it was, never this event's).
+            return self._failed(ref, record, rev, None, exc, outcome, write, stored, now)
+        # From here on S3 was read after the claim, hence after this event's change: its sequencer holds.
+        sequencer = newest_sequencer(record, ref.sequencer)
+        forced = _forced(ref, record)
+        for _ in range(MAX_CHANGES):
+            # A permanent refusal of this version settles a (duplicate) event; a plain message tries again.
+            refused = ref.sequencer is not None and is_settled_refusal(record, head)
+            if not forced and (is_live_upload(record, head, now, min_valid) or refused):
+                if not self.table.release(ref, rev, sequencer=sequencer):
+                    return False
+                outcome.status, outcome.confirmed = Status.DUPLICATE, head
+                return True
+            upload = cache.get(head)
+            if upload is None:
+                try:
+                    self._check_size(head)
+                    self._wait_past_write_second(head, read_at)
+                    upload = self._upload(ref, head, outcome, deadline)
+                    changed = self._changed_while_fetched(ref, head, upload)
+                except ObjectNotFoundError:
+                    return self._gone(ref, record, rev, outcome, write, sequencer)
+                except UploaderError as exc:
+                    return self._failed(ref, record, rev, head, exc, outcome, write, sequencer, now)
+                if changed is not None:
+                    # kie.ai may hold other bytes than ``head`` names: that upload is never recorded.
+                    head, read_at = changed, self.monotonic()
+                    continue
+                cache.put(head, upload)
+            state = Settle(
+                Status.UPLOADED,
+                head=head,
+                upload=upload,
+                sequencer=sequencer,
+                request_id=ref.request_id if forced else None,
+            )
             if not write(state):
                 return False
-            outcome.status = state.status
+            outcome.status, outcome.confirmed = Status.UPLOADED, head
             return True
-        except UploaderError as exc:
-            return self._failed(ref, record, rev, None, exc, outcome, write, sequencer, now)
+        changing = TransientError(f"the object changed {MAX_CHANGES} times while kie.ai fetched it")
+        return self._failed(ref, record, rev, head, changing, outcome, write, sequencer, now)
 
-        if head.size > self.config.max_object_bytes:
-            too_large = PermanentError(
-                f"object is {head.size} bytes, over MAX_OBJECT_BYTES ({self.config.max_object_bytes})"
-            )
-            return self._failed(ref, record, rev, head, too_large, outcome, write, sequencer, now)
-        forced = ref.force and not (
-            record is not None and ref.request_id is not None and record.get("requestId") == ref.request_id
+    def _gone(
+        self,
+        ref: ObjectRef,
+        record: dict[str, Any] | None,
+        rev: int,
+        outcome: Outcome,
+        write: Callable[[Settle], bool],
+        sequencer: str | None,
+    ) -> bool:
+        """S3 has no current version. ``DELETED`` when an object existed (a record with a status, or an
+        event seen for the key); otherwise the key never had an object: the record this claim created is
+        removed, and nothing is left (``NOT_FOUND``)."""
+        legacy_skip = record is not None and record.get("status") == Status.SKIPPED
+        existed = (
+            (has_status(record) and not legacy_skip)
+            or bool(record and record.get(EVENT_SEEN))
+            or ref.sequencer is not None
+            or ref.kind is EventKind.REMOVED
         )
-        # A permanent refusal of this version settles a (duplicate) event; a plain message tries again.
-        refused = ref.sequencer is not None and is_settled_refusal(record, head)
-        if not forced and (is_live_upload(record, head, now, min_valid) or refused):
-            if not self.table.release(ref, rev, sequencer=sequencer):
+        if existed:
+            if not write(Settle(Status.DELETED, sequencer=sequencer)):
                 return False
-            outcome.status = Status.DUPLICATE
+            outcome.status = Status.DELETED
             return True
-
-        upload = cache.get(head)
-        if upload is None:
-            try:
-                upload = self._upload(ref, head, outcome, deadline)
-            except UploaderError as exc:
-                return self._failed(ref, record, rev, head, exc, outcome, write, sequencer, now)
-            cache.put(head, upload)
-        state = Settle(
-            Status.UPLOADED,
-            head=head,
-            upload=upload,
-            sequencer=sequencer,
-            request_id=ref.request_id if forced else None,
-        )
-        if not write(state):
+        if not self.table.forget(ref, rev):
             return False
-        outcome.status = Status.UPLOADED
+        outcome.status, outcome.error = Status.NOT_FOUND, "no object at this key"
         return True
+
+    def _check_size(self, head: ObjectHead) -> None:
+        if head.size > self.config.max_object_bytes:
+            limit = self.config.max_object_bytes
+            raise PermanentError(f"object is {head.size} bytes, over MAX_OBJECT_BYTES ({limit})")
+
+    def _wait_past_write_second(self, head: ObjectHead, read_at: float) -> None:
+        """An unversioned object read in the second it was written: wait until S3's clock has left that
+        second before presigning, so that any later write has a later Last-Modified (see
+        :meth:`_changed_while_fetched`)."""
+        if head.pinned:
+            return
+        if head.last_modified is not None and head.s3_time is not None and head.s3_time > head.last_modified:
+            return
+        self.sleep(max(0.0, read_at + WRITE_SECOND_WAIT - self.monotonic()))
+
+    def _changed_while_fetched(self, ref: ObjectRef, head: ObjectHead, upload: Upload) -> ObjectHead | None:
+        """``None`` when kie.ai's copy is confirmed to be the bytes ``head`` names; else a new reading of S3
+        (the object to upload again).
+
+        A version id pins the bytes: kie.ai fetched exactly them. Without one (unversioned or suspended
+        buckets), S3 is read again after kie.ai's answer: the same ETag, size and Last-Modified mean no write
+        happened since ``head`` was read (a write after it has a later Last-Modified second: the presign
+        waited for S3's clock to leave the object's write second). kie.ai's ``fileSize`` must match too.
+        """
+        size = upload.result.file_size
+        if size is not None and size != head.size:
+            log.warning("kie.ai fetched %s bytes where S3 holds %s: uploading again", size, head.size)
+            return head if head.pinned else self.s3.head(ref.bucket, ref.key, None)
+        if head.pinned:
+            return None
+        after = self.s3.head(ref.bucket, ref.key, None)
+        return None if after.same_bytes(head) else after
 
     def _failed(
         self,
@@ -360,14 +428,25 @@ class Processor:
         sequencer: str | None,
         now: int,
     ) -> bool:
-        """Record the failure, unless the record holds a live upload of this version (then kept)."""
+        """Record the failure, unless the record holds a live upload of this version (then kept).
+
+        ``sequencer`` must be one an S3 read of this claim confirmed (the stored one when S3 was not read).
+        A retryable failure stays due in the expiry index, so that a keep-alive round retries it even when
+        no delivery is left to (a refresh, a resolve, a message gone to the DLQ).
+        """
         outcome.error, outcome.error_kind = str(exc), exc.kind
         outcome.status, outcome.retry = Status.FAILED, exc.retryable
         if is_live_upload(record, head, now):  # without a reading of S3 (head None): any version
             return self.table.release(ref, rev, sequencer=sequencer)
-        return write(
-            Settle(Status.FAILED, head=head, error=str(exc), error_kind=exc.kind, sequencer=sequencer)
+        state = Settle(
+            Status.FAILED,
+            head=head,
+            error=str(exc),
+            error_kind=exc.kind,
+            sequencer=sequencer,
+            due_at=now if exc.retryable else None,
         )
+        return write(state)
 
     def _release_quietly(self, ref: ObjectRef, rev: int) -> None:
         try:
@@ -412,9 +491,18 @@ class Processor:
         )
 
 
+def _forced(ref: ObjectRef, record: dict[str, Any] | None) -> bool:
+    """The message forces a new upload (and is not a redelivered copy of one already done)."""
+    done = record is not None and ref.request_id is not None and record.get("requestId") == ref.request_id
+    return ref.force and not done
+
+
 @dataclass
 class _UploadCache:
-    """The upload this delivery made, kept across lost races so that the same version is sent once."""
+    """The upload this delivery made, kept across lost races so that the same version is sent once.
+
+    Only a confirmed upload is kept (kie.ai's copy is the bytes its reading names), so an ETag names its
+    bytes and the key (version id, ETag) is enough."""
 
     head: ObjectHead | None = None
     upload: Upload | None = None

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import threading
+from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 
 from uploader.errors import ConfigurationError, ObjectNotFoundError, PermanentError, TransientError
@@ -50,11 +51,15 @@ class S3Objects:
             raise _classify(exc, f"S3 HeadObject s3://{bucket}/{key}") from exc
         except BotoCoreError as exc:
             raise TransientError(f"S3 HeadObject failed: {type(exc).__name__}") from exc
+        headers = answer.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+        modified = answer.get("LastModified")
         return ObjectHead(
             version_id=answer.get("VersionId") or "null",
             etag=str(answer.get("ETag", "")).strip('"'),
             size=int(answer.get("ContentLength", 0)),
             content_type=answer.get("ContentType"),
+            last_modified=int(modified.timestamp()) if modified is not None else None,
+            s3_time=_http_date(headers.get("date")),
         )
 
     def presign_get(self, bucket: str, key: str, version_id: str | None, expires_seconds: int) -> str:
@@ -97,6 +102,16 @@ class S3Objects:
         except BotoCoreError:
             return None
         return str(headers.get("x-amz-bucket-region") or self._default_region)
+
+
+def _http_date(value: Any) -> int | None:
+    """An HTTP date (S3's ``Date`` header) as epoch seconds, or None when absent or unreadable."""
+    if not value:
+        return None
+    try:
+        return int(parsedate_to_datetime(str(value)).timestamp())
+    except (TypeError, ValueError, IndexError):
+        return None
 
 
 def _new_client(region: str | None) -> Any:

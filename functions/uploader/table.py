@@ -28,6 +28,7 @@ change), so it costs one read.
 from __future__ import annotations
 
 import os
+import secrets
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -55,6 +56,12 @@ UPLOAD_ATTRIBUTES = (
 )
 ERROR_ATTRIBUTES = ("error", "errorKind", "retryable")
 CLAIM_ATTRIBUTES = ("claimOwner", "claimUntil", "claimWaits")
+#: Set by the first claim of a record (never changed): a time-ordered id of this life of the record, so
+#: that a record re-created after a purge or a removal never repeats an earlier life's (generation, rev).
+GENERATION = "generation"
+#: Set by a claim or bump made for an S3 event: an event was seen for the key, so a key found gone is
+#: ``DELETED`` (an object existed), never "never existed".
+EVENT_SEEN = "eventSeen"
 #: The sparse index of live uploads by bucket and expiry: what is due for a refresh, without a scan.
 EXPIRY_INDEX = "byExpiry"
 #: Its partition key: the bucket, present only while the record is ``UPLOADED``.
@@ -88,6 +95,9 @@ class Settle:
     error_kind: ErrorKind | None = None
     sequencer: str | None = None
     request_id: str | None = None
+    #: A retryable failure stays in the expiry index with this ``expiresAt`` (epoch s), so that the
+    #: keep-alive round retries it: no delivery may be left to (a refresh, a resolve, a DLQ'd message).
+    due_at: int | None = None
 
 
 # --- reading the record --------------------------------------------------------------------------------
@@ -261,19 +271,6 @@ class RecordTable:
         update.remove(*CLAIM_ATTRIBUTES)
         return self._write(self._request(update, ref, update.at_revision(rev)))
 
-    def put_refused(self, ref: ObjectRef, error: str, *, observed_at: str, now: int) -> bool:
-        """Record ``FAILED`` for an object the function may not read (whatever S3 holds: no condition)."""
-        update = _Update()
-        self._identity(update, ref, Status.FAILED, observed_at)
-        update.set("purgeAt", now + self._retention)
-        update.set("error", error)
-        update.set("errorKind", ErrorKind.PERMANENT.value)
-        update.set("retryable", False)
-        update.add("rev", 1)
-        update.remove(*UPLOAD_ATTRIBUTES, EXPIRY_INDEX_KEY)
-        update.add("attempts", 0)
-        return self._write(self._request(update, ref, None))
-
     def due(self, bucket: str, *, until: int, pk_prefix: str) -> Iterator[dict[str, Any]]:
         """The live uploads of ``bucket`` whose file expires by ``until`` (epoch s) and whose pk starts
         with ``pk_prefix``: a query of the sparse expiry index, so the cost grows with what is due."""
@@ -319,10 +316,15 @@ class RecordTable:
         else:
             update.remove("claimWaits")
         update.set("purgeAt", now + self._retention, if_not_exists=True)
+        update.set(GENERATION, new_generation(until_ms), if_not_exists=True)
+        if ref.sequencer is not None:
+            update.set(EVENT_SEEN, True)
         return self._request(update, ref, update.at_revision(rev))
 
     def bump_request(self, ref: ObjectRef, rev: int) -> dict[str, Any]:
         update = _Update()
+        if ref.sequencer is not None:
+            update.set(EVENT_SEEN, True)
         return self._request(update, ref, update.at_revision(rev))
 
     def settle_request(
@@ -344,18 +346,48 @@ class RecordTable:
             self._upload(update, state.upload, observed_at)
             update.set(EXPIRY_INDEX_KEY, ref.bucket)
             update.remove(*ERROR_ATTRIBUTES)
+        elif state.due_at is not None:
+            # A retryable failure: no URL, but still in the expiry index, due at ``due_at``.
+            update.set("purgeAt", now + self._retention)
+            update.set("expiresAt", state.due_at)
+            update.set(EXPIRY_INDEX_KEY, ref.bucket)
+            update.remove(*(a for a in UPLOAD_ATTRIBUTES if a != "expiresAt"))
+            self._error(update, state)
         else:
             update.set("purgeAt", now + self._retention)
             update.remove(*UPLOAD_ATTRIBUTES, EXPIRY_INDEX_KEY)
-            if state.error is not None and state.error_kind is not None:
-                update.set("error", state.error)
-                update.set("errorKind", state.error_kind.value)
-                update.set("retryable", state.error_kind is not ErrorKind.PERMANENT)
-            else:
-                update.remove(*ERROR_ATTRIBUTES)
+            self._error(update, state)
         return self._request(update, ref, update.at_revision(rev))
 
+    def forget_request(self, ref: ObjectRef, rev: int) -> dict[str, Any]:
+        """DeleteItem of a record this claim created for a key that turned out to have no object (and no
+        event was ever seen for it): mistakes leave no records."""
+        return {
+            "TableName": self._table,
+            "Key": {"pk": {"S": ref.pk}},
+            # No status (this claim created it), or a SKIPPED record written by an older version.
+            "ConditionExpression": (
+                "#rev = :rev AND (attribute_not_exists(#status) OR #status = :skipped)"
+                " AND attribute_not_exists(#seen)"
+            ),
+            "ExpressionAttributeNames": {"#rev": "rev", "#status": "status", "#seen": EVENT_SEEN},
+            "ExpressionAttributeValues": {":rev": {"N": str(rev)}, ":skipped": {"S": Status.SKIPPED.value}},
+        }
+
+    def forget(self, ref: ObjectRef, rev: int) -> bool:
+        """Remove the record created by the claim at ``rev`` (``False``: it moved on, nothing removed)."""
+        return self._write(self.forget_request(ref, rev), operation="delete_item")
+
     # --- internals ---
+
+    @staticmethod
+    def _error(update: _Update, state: Settle) -> None:
+        if state.error is not None and state.error_kind is not None:
+            update.set("error", state.error)
+            update.set("errorKind", state.error_kind.value)
+            update.set("retryable", state.error_kind is not ErrorKind.PERMANENT)
+        else:
+            update.remove(*ERROR_ATTRIBUTES)
 
     def _identity(self, update: _Update, ref: ObjectRef, status: Status, observed_at: str) -> None:
         update.set("bucket", ref.bucket)
@@ -394,11 +426,11 @@ class RecordTable:
             request["ConditionExpression"] = condition
         return request
 
-    def _write(self, request: dict[str, Any]) -> bool:
+    def _write(self, request: dict[str, Any], operation: str = "update_item") -> bool:
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
-            self._client.update_item(**request)
+            getattr(self._client, operation)(**request)
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
                 return False
@@ -406,6 +438,11 @@ class RecordTable:
         except BotoCoreError as exc:
             raise TransientError(f"DynamoDB unreachable ({type(exc).__name__})") from exc
         return True
+
+
+def new_generation(now_ms: int) -> str:
+    """A time-ordered id of a record's life: epoch milliseconds (13 digits) and 8 random hex digits."""
+    return f"{now_ms:013d}-{secrets.token_hex(4)}"
 
 
 def _classify(exc: Any) -> Exception:

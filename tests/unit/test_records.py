@@ -123,8 +123,35 @@ def test_the_first_claim_creates_the_record_or_takes_one_without_revision() -> N
         "purgeAt",
         "claimOwner",
         "claimUntil",
+        "generation",  # if_not_exists: set once, by the claim that creates the record
+        "eventSeen",  # EVENT is an S3 event
     }
     assert "status" not in names.values()  # a claim never changes what the record says
+    assert "if_not_exists(#generation" in request["UpdateExpression"]
+
+
+def test_a_plain_message_claim_or_bump_does_not_say_an_event_was_seen() -> None:
+    plain = ObjectRef("photos", "a.png")
+    for request in (
+        table().claim_request(plain, 3, owner="me", until_ms=5, now=NOW),
+        table().bump_request(plain, 3),
+    ):
+        assert "eventSeen" not in request["ExpressionAttributeNames"].values()
+    assert "eventSeen" in table().bump_request(EVENT, 3)["ExpressionAttributeNames"].values()
+
+
+def test_a_retryable_failure_stays_due_in_the_expiry_index_and_a_permanent_one_leaves_it() -> None:
+    names_values = settle(
+        Settle(Status.FAILED, error="kie.ai 503", error_kind=ErrorKind.TRANSIENT, due_at=NOW), rev=3
+    )
+    names = names_values["ExpressionAttributeNames"]
+    assert {"liveBucket", "expiresAt"} <= attributes(names_values["UpdateExpression"], "SET", names)
+    assert {"N": str(NOW)} in names_values["ExpressionAttributeValues"].values()
+    assert "downloadUrl" in attributes(names_values["UpdateExpression"], "REMOVE", names)
+    permanent = settle(Settle(Status.FAILED, error="400", error_kind=ErrorKind.PERMANENT), rev=3)
+    assert "liveBucket" in attributes(
+        permanent["UpdateExpression"], "REMOVE", permanent["ExpressionAttributeNames"]
+    )
 
 
 # --- reading --------------------------------------------------------------------------------------------
