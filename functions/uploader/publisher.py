@@ -21,10 +21,12 @@ most 10 per call and never two of one object in one call; failed entries are ret
 the invocation reports the stream record of the first entry still unpublished as its batch item failure,
 so Lambda delivers it and everything after it again (later entries of the same call that did succeed are
 published again with the same ``eventId``). Lambda's retries, bisection and on-failure destination (the
-event source mapping's settings, infra/constructs/publisher.py) take it from there.
+event source mapping's settings, src/kie_uploader/cdk/publisher.py) take it from there.
 
-``eventId`` is derived from the table, the record's key and its ``rev`` (or, without ``rev``, the stream
-record's sequence number): a redelivered batch publishes the same ids, and consumers dedupe on it.
+``eventId`` is derived from the table, the record's key, its ``generation`` and its ``rev`` (or, without
+``rev``, the stream record's sequence number): a redelivered batch publishes the same ids, and consumers
+dedupe on it. A record re-created after a purge starts a new generation: order a key's changes by
+(``generation``, ``rev``).
 """
 
 from __future__ import annotations
@@ -145,7 +147,11 @@ def change_of(record: Mapping[str, Any]) -> Change | None:
         return None
     pk = str(new.get("pk") or item_of(stream.get("Keys") or {}).get("pk") or "")
     event_id = event_id_of(
-        table_of(str(record.get("eventSourceARN", ""))), pk, new.get("rev"), sequence_number
+        table_of(str(record.get("eventSourceARN", ""))),
+        pk,
+        new.get("rev"),
+        sequence_number,
+        generation=new.get("generation"),
     )
     return Change(
         kind=kind,
@@ -210,6 +216,7 @@ def detail_of(
         "errorKind": new.get("errorKind") if not uploaded else None,
         "retryable": new.get("retryable") if not uploaded else None,
         "rev": new.get("rev"),
+        "generation": new.get("generation"),
         "updatedAt": new.get("updatedAt"),
     }
 
@@ -224,10 +231,15 @@ def safe_url(url: Any) -> str | None:
     return url
 
 
-def event_id_of(table: str, pk: str, rev: Any, sequence_number: str) -> str:
-    """A deterministic id: the same record revision (or stream record) gives the same id on redelivery."""
+def event_id_of(table: str, pk: str, rev: Any, sequence_number: str, *, generation: Any = None) -> str:
+    """A deterministic id: the same record revision (or stream record) gives the same id on redelivery.
+
+    A record re-created after a purge or a removal starts a new ``generation`` (and counts ``rev`` from 1
+    again), so its changes never repeat an earlier life's id."""
     if isinstance(rev, int) and not isinstance(rev, bool):
         name = f"{table}\n{pk}\n{rev}"
+        if isinstance(generation, str) and generation:
+            name = f"{table}\n{pk}\n{generation}\n{rev}"
     else:
         name = f"{table}\nseq\n{sequence_number}"
     return str(uuid.uuid5(EVENT_ID_NAMESPACE, name))

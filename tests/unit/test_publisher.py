@@ -20,7 +20,7 @@ from tests.streams import (
     uploaded_item,
 )
 from uploader import publisher
-from uploader.publisher import Kind, MalformedRecordError, Publisher, change_of, entry_of
+from uploader.publisher import Kind, MalformedRecordError, Publisher, change_of, entry_of, event_id_of
 
 SIGNATURE = "0f" * 32
 PRESIGNED = (
@@ -45,6 +45,7 @@ DETAIL_FIELDS = {
     "errorKind",
     "retryable",
     "rev",
+    "generation",
     "updatedAt",
 }
 
@@ -89,6 +90,7 @@ def test_a_new_uploaded_record_is_announced_with_its_url() -> None:
         "errorKind": None,
         "retryable": None,
         "rev": 2,
+        "generation": None,
         "updatedAt": item["updatedAt"],
     }
     assert change.time == datetime.fromtimestamp(CREATED, tz=UTC)
@@ -428,3 +430,12 @@ def test_a_record_without_a_sequence_number_fails_the_whole_invocation() -> None
     with pytest.raises(MalformedRecordError):
         run(client, inserted(uploaded_item()), broken)
     assert client.calls == []
+
+
+def test_a_re_created_record_never_repeats_an_earlier_lifes_event_id() -> None:
+    """Issue 21, defect 5: after a TTL purge (or a removal) and a new upload, the new record's rev 2 had the
+    same eventId as the old record's rev 2; a record's generation now tells its lives apart."""
+    first = event_id_of("records", "s3://photos/a.png", 2, "1", generation="1733300000000-aaaa0000")
+    again = event_id_of("records", "s3://photos/a.png", 2, "9", generation="1733400000000-bbbb1111")
+    assert first != again
+    assert first == event_id_of("records", "s3://photos/a.png", 2, "5", generation="1733300000000-aaaa0000")
