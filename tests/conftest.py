@@ -18,6 +18,7 @@ from tests.leakcheck import LeakWatch
 
 if TYPE_CHECKING:
     from kie_uploader.emulator import KieEmulator
+    from tests.faultproxy import FaultProxy
 
 KIE_TEST_KEY = "test-kie-key"
 
@@ -107,6 +108,23 @@ def world(
         MAX_CONCURRENCY="10",
     )
     return w
+
+
+@pytest.fixture
+def fault_proxy(
+    world: World, ministack: local.Server, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[FaultProxy]:
+    """A fault-injecting proxy in front of ministack (tests/faultproxy.py), with the function's environment
+    pointed at it (``AWS_ENDPOINT_URL``); the world's own clients still talk to ministack directly.
+
+    The test fails at teardown if a rule's callback raised (``proxy.errors``).
+    """
+    from tests.faultproxy import FaultProxy
+
+    with FaultProxy(ministack.endpoint_url) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.endpoint_url)
+        yield proxy
+    assert not proxy.errors, f"the fault proxy's callbacks or upstream failed: {proxy.errors!r}"
 
 
 # --- A whole-run check that no secret reached a log (issue: "the API key and presigned URLs' signatures

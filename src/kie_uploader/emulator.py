@@ -189,6 +189,14 @@ class Call:
         return dataclasses.asdict(self)
 
 
+@dataclass
+class _Hook:
+    """A test's callable run around the next ``times`` downloads of fileUrls (None: every one)."""
+
+    callback: Callable[[str], object]
+    times: int | None
+
+
 @dataclass(frozen=True)
 class _Outcome:
     kind: str
@@ -408,6 +416,10 @@ class KieEmulator:
         self._streamed: list[int] = []
         self._last_purge = 0.0
         self._stopping = threading.Event()
+        # In-process test hooks (see on_fetch, after_fetch, refuse_hosts); cleared by reset().
+        self._hooks: dict[str, list[_Hook]] = {"on_fetch": [], "after_fetch": []}
+        self._refused: set[str] = set()
+        self.hook_errors: list[Exception] = []
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         # The emulator only downloads from loopback stand-ins: never through an environment proxy.
@@ -492,6 +504,73 @@ class KieEmulator:
             self._streamed.clear()
             self._faults = Faults()
             self._rng = random.Random()
+            for hooks in self._hooks.values():
+                hooks.clear()
+            self._refused.clear()
+            self.hook_errors.clear()
+
+    # -- in-process test hooks (no admin endpoint: a callable cannot cross a process boundary) -------------
+
+    def on_fetch(self, callback: Callable[[str], object], times: int | None = 1) -> None:
+        """Run ``callback(fileUrl)`` right before each of the next ``times`` downloads (None: every one).
+
+        It runs in the handler thread, after authentication and validation, so a test can change the
+        object between the client's presign and kie.ai's fetch. An exception it raises is kept in
+        ``hook_errors`` and the call is answered 500, as any bug of the emulator is.
+        """
+        self._add_hook("on_fetch", callback, times)
+
+    def after_fetch(self, callback: Callable[[str], object], times: int | None = 1) -> None:
+        """Run ``callback(fileUrl)`` right after each of the next ``times`` downloads, before the answer.
+
+        It runs whether the download succeeded or failed (a change between kie.ai's fetch and the client
+        reading the answer).
+        """
+        self._add_hook("after_fetch", callback, times)
+
+    def refuse_hosts(self, *hostports: str) -> None:
+        """Fail downloads from these ``host:port`` (or bare ``host``: any port) as an unreachable origin.
+
+        The upload call is answered like a refused connection: HTTP 500 with
+        ``Failed to download file: [Errno 111] Connection refused``. Adds to the hosts refused before.
+        """
+        with self._lock:
+            self._refused.update(hostport.strip().lower() for hostport in hostports)
+
+    def _add_hook(self, kind: str, callback: Callable[[str], object], times: int | None) -> None:
+        if times is not None and times < 1:
+            raise ValueError(f"times must be at least 1 or None, got {times!r}")
+        with self._lock:
+            self._hooks[kind].append(_Hook(callback, times))
+
+    def _run_hooks(self, kind: str, url: str) -> None:
+        """Run (outside the lock) the hooks of ``kind`` that are still due, consuming one use of each."""
+        with self._lock:
+            due = list(self._hooks[kind])
+            for hook in due:
+                if hook.times is not None:
+                    hook.times -= 1
+            self._hooks[kind] = [hook for hook in due if hook.times is None or hook.times > 0]
+        for hook in due:
+            try:
+                hook.callback(url)
+            except Exception as exc:
+                with self._lock:
+                    self.hook_errors.append(exc)
+                raise
+
+    def _refuses(self, url: str) -> bool:
+        with self._lock:
+            if not self._refused:
+                return False
+            refused = set(self._refused)
+        try:
+            parts = urlsplit(url)
+            port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
+        except ValueError:
+            return False
+        host = (parts.hostname or "").lower()
+        return host in refused or f"{host}:{port}" in refused
 
     # -- inspection ----------------------------------------------------------------------------------------
 
@@ -618,7 +697,11 @@ class KieEmulator:
             if body is None:
                 raise _BadRequest("Invalid request body: expected a JSON object")
             file_url, upload_path, given_name = _validate_upload(body)
-            data, content_type = self._download(file_url)
+            self._run_hooks("on_fetch", file_url)
+            try:
+                data, content_type = self._download(file_url)
+            finally:
+                self._run_hooks("after_fetch", file_url)
         except _BadRequest as exc:
             return _error(exc.status, exc.msg), None
         file_name = given_name or file_name_from_url(file_url)
@@ -642,6 +725,9 @@ class KieEmulator:
 
     def _download(self, url: str) -> tuple[bytes, str | None]:
         """Fetch ``url`` into memory within ``download_timeout``; raises _BadRequest with a query-free msg."""
+        if self._refuses(url):
+            # What urllib reports for a closed port, as _describe_download_error words it.
+            raise _BadRequest("Failed to download file: [Errno 111] Connection refused", 500)
         deadline = time.monotonic() + self.download_timeout
         request = urllib.request.Request(url, headers={"User-Agent": "kie-emulator/1.0"})
         try:
