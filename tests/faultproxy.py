@@ -6,10 +6,15 @@ so that SigV4 signatures, presigned URLs' included, still verify upstream. Each 
 decides what happens to it::
 
     with FaultProxy(ministack.endpoint_url) as proxy:
-        proxy.add(Rule("s3", "HeadObject", fail(503), times=3))        # S3 SlowDown, 3 times
+        proxy.add(Rule("s3", "HeadObject", fail(503), times=4))        # S3 SlowDown, 4 times
         proxy.add(Rule("dynamodb", "UpdateItem", after(reset_after=True), key="k1"))  # lands, answer lost
         ... point AWS_ENDPOINT_URL at proxy.endpoint_url ...
-        assert proxy.count("s3", "HeadObject") == 3
+        assert proxy.count("s3", "HeadObject") == 4
+
+Mind botocore's counting: ``retries={"max_attempts": 3}`` in a client's Config means 3 *retries*, 4 attempts
+(the function's S3 client); ``total_max_attempts`` counts them all. botocore 1.44's default is the standard
+mode, where a client without retry settings (the function's DynamoDB and Secrets Manager clients) makes
+4 attempts at DynamoDB (3 elsewhere); throttling backs off for seconds, 5xx and resets for milliseconds.
 
 Callbacks receive the :class:`Request`; an exception they raise is kept in ``proxy.errors`` and the client
 is answered 502. Stdlib only; one upstream connection per forwarded request (no stale keep-alive to retry).
@@ -34,16 +39,11 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 LOOPBACK = "127.0.0.1"
 _TARGET_SERVICES = {"DynamoDB_20120810": "dynamodb", "secretsmanager": "secretsmanager", "AmazonSQS": "sqs"}
+#: Query names that turn an S3 call into a sub-resource's: ``?versioning`` → GetBucketVersioning, ...
 _S3_SUBRESOURCES = {
-    "acl": "Acl",
-    "cors": "Cors",
-    "lifecycle": "LifecycleConfiguration",
-    "location": "Location",
-    "notification": "NotificationConfiguration",
-    "policy": "Policy",
-    "tagging": "Tagging",
-    "versioning": "Versioning",
+    name: name.title() for name in ("acl", "cors", "location", "policy", "tagging", "versioning")
 }
+_S3_SUBRESOURCES |= {"notification": "NotificationConfiguration", "lifecycle": "LifecycleConfiguration"}
 _VERBS = {"GET": "Get", "PUT": "Put", "DELETE": "Delete", "HEAD": "Head", "POST": "Post"}
 _DEFAULT_CODES = {
     ("s3", 500): "InternalError",
@@ -485,20 +485,3 @@ class _Server(ThreadingHTTPServer):
         for connection in connections:
             with contextlib.suppress(OSError):
                 connection.shutdown(socket.SHUT_RDWR)
-
-
-__all__ = [
-    "Action",
-    "FaultProxy",
-    "Request",
-    "Rule",
-    "Seen",
-    "after",
-    "before",
-    "delay",
-    "error_answer",
-    "fail",
-    "fail_after_forward",
-    "identify",
-    "reset",
-]
