@@ -380,7 +380,7 @@ class Processor:
             return True
         if not self.table.forget(ref, rev):
             return False
-        outcome.status, outcome.error = Status.NOT_FOUND, "no object at this key"
+        outcome.status, outcome.error = Status.NOT_FOUND, "the object does not exist (and never had a record)"
         return True
 
     def _check_size(self, head: ObjectHead) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -16,7 +17,9 @@ from typing import Any
 
 import pytest
 
+from kie_uploader.cdk import watched
 from kie_uploader.cdk.notifications import eventbridge_key_pattern
+from uploader import watch
 
 ACCOUNT, REGION = "123456789012", "eu-west-1"
 PHOTOS, DOCS = "user-photos", "user-docs"
@@ -249,8 +252,14 @@ def test_kms_decrypt_is_only_via_s3_for_the_bucket_key_and_via_secrets_manager_f
         for s in statements_of(synth, role)
         if "kms:Decrypt" in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])
     }
+    # The bucket key: for the watched objects only (prefix=incoming/, suffix=.jpg), or for a bucket's ARN,
+    # the encryption context of its objects under an S3 Bucket Key.
+    contexts = [s3_arn(f"{name}/incoming/*.jpg") for name in (PHOTOS, DOCS)] + [s3_arn(PHOTOS), s3_arn(DOCS)]
     assert decrypts == {
-        PHOTOS_KEY: {"StringEquals": {"kms:ViaService": f"s3.{REGION}.amazonaws.com"}},
+        PHOTOS_KEY: {
+            "StringEquals": {"kms:ViaService": f"s3.{REGION}.amazonaws.com"},
+            "StringLike": {"kms:EncryptionContext:aws:s3:arn": contexts},
+        },
         SECRET_KEY: {"StringEquals": {"kms:ViaService": f"secretsmanager.{REGION}.amazonaws.com"}},
     }
 
@@ -263,6 +272,325 @@ def test_the_notifications_handler_may_only_get_and_put_the_source_buckets_notif
     (s3_statement,) = [s for s in statements_of(synth, role) if str(s["Action"]).startswith("['s3:")]
     assert s3_statement["Action"] == ["s3:GetBucketNotification", "s3:PutBucketNotification"]
     assert s3_statement["Resource"] == [s3_arn(PHOTOS), s3_arn(DOCS)]
+
+
+# --- what is watched: the function's rules and the role's reads say the same ---------------------------
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def resources_of(statements: list[dict[str, Any]], action: str) -> list[Any]:
+    return [
+        resource
+        for statement in statements
+        if statement["Effect"] == "Allow" and action in as_list(statement["Action"])
+        for resource in as_list(statement["Resource"])
+    ]
+
+
+def s3_actions(statements: list[dict[str, Any]]) -> set[str]:
+    return {a for statement in statements for a in as_list(statement["Action"]) if a.startswith("s3:")}
+
+
+def watched_objects(synth: UserSynth) -> Any:
+    return uploader_function(synth)["Environment"]["Variables"]["WATCHED_OBJECTS"]
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+def test_the_role_reads_exactly_the_watched_objects_and_the_function_gets_the_same_rules(
+    mode: str, user_synths: dict[str, UserSynth]
+) -> None:
+    # queue: prefix and suffix; eventbridge: a prefix only; lambda: neither (every key).
+    synth = user_synths[mode]
+    prefix, suffix = MODES[mode].get("prefix", ""), MODES[mode].get("suffix", "")
+    statements = statements_of(synth, synth.logical_id(synth.stack.uploader.uploader.role))
+    objects = [s3_arn(f"{name}/{prefix}*{suffix}") for name in (PHOTOS, DOCS)]
+    assert resources_of(statements, "s3:GetObject") == objects
+    assert resources_of(statements, "s3:GetObjectVersion") == objects
+    assert resources_of(statements, "s3:ListBucket") == [s3_arn(PHOTOS), s3_arn(DOCS)]
+    assert s3_actions(statements) == {"s3:GetObject", "s3:GetObjectVersion", "s3:ListBucket"}
+    # Imported by name: the rules are a plain string, one per bucket, in functions/uploader/watch.py's format.
+    raw = watched_objects(synth)
+    assert json.loads(raw) == [
+        {"bucket": name, "prefix": prefix, "suffix": suffix} for name in (PHOTOS, DOCS)
+    ]
+    assert watch.parse(raw) == watch.Watched.of_buckets([PHOTOS, DOCS], prefix, suffix)
+
+
+def iam_matches(pattern: str, text: str) -> bool:
+    """IAM's string matching: ``*`` any characters (``/`` too, or none), ``?`` one; ``${*}``, ``${?}``,
+    ``${$}`` are the characters themselves."""
+    regex, index = "", 0
+    while index < len(pattern):
+        if pattern.startswith(("${*}", "${?}", "${$}"), index):
+            regex, index = regex + re.escape(pattern[index + 2]), index + 4
+            continue
+        char = pattern[index]
+        regex, index = regex + {"*": ".*", "?": "."}.get(char, re.escape(char)), index + 1
+    return re.fullmatch(regex, text, re.DOTALL) is not None
+
+
+@pytest.mark.parametrize(
+    ("prefix", "suffix"),
+    [
+        ("", ""),
+        ("incoming/", ""),
+        ("", ".png"),
+        ("incoming/", ".png"),
+        ("a/b", "b"),  # overlapping: "a/b" is neither the rule's nor the pattern's
+        ("a*b?/", "$x}.png"),  # IAM's wildcards and "${" as literal characters of a key
+    ],
+)
+def test_the_iam_pattern_matches_exactly_the_keys_the_functions_rule_matches(
+    prefix: str, suffix: str
+) -> None:
+    rule = watch.Rule("bucket", prefix, suffix)
+    pattern = watched.key_pattern(prefix, suffix)
+    keys = {
+        "",
+        "payroll.csv",
+        "private/payroll.csv",
+        "incoming/../private/payroll.csv",
+        prefix,
+        suffix,
+        prefix + suffix,
+        prefix + "x/y/z" + suffix,
+        "x" + prefix + suffix,
+        prefix + suffix + "x",
+        prefix[:-1] + "x" + suffix,
+        prefix + "x" + suffix[1:],
+        prefix.replace("*", "X").replace("?", "Y") + suffix.replace("$", "S"),
+    }
+    matched = {key for key in keys if rule.matches("bucket", key)}
+    assert matched and (matched != keys or not (prefix or suffix))  # the keys test both sides
+    assert {key for key in keys if iam_matches(pattern, key)} == matched
+
+
+# --- a created and an imported bucket, and a grantee: the user's app with cdk-nag and cfn-lint --------
+
+
+@dataclass(frozen=True)
+class MixedSynth:
+    stack: Any
+    uploader: Any
+    created_id: str
+    template: dict[str, Any]
+    outdir: Path
+    template_path: Path
+    grants: dict[str, Any]
+
+    def statements(self, role_id: str) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        for resource in self.template["Resources"].values():
+            if resource["Type"] == "AWS::IAM::Policy" and {"Ref": role_id} in resource["Properties"]["Roles"]:
+                found += resource["Properties"]["PolicyDocument"]["Statement"]
+        return found
+
+    def logical_id(self, construct: Any) -> str:
+        return str(self.stack.get_logical_id(construct.node.default_child))
+
+
+MIXED_PROPS = {"prefix": "incoming/", "suffix": ".png"}
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory: pytest.TempPathFactory) -> MixedSynth:
+    from aws_cdk import App, Environment, Stack, Validations
+    from aws_cdk import aws_iam as iam
+    from aws_cdk import aws_kms as kms
+    from aws_cdk import aws_s3 as s3
+    from cdk_nag import AwsSolutionsChecks
+
+    from infra.app import cdk_json_context
+    from kie_uploader.cdk import KieUploader, SourceBuckets
+
+    outdir = tmp_path_factory.mktemp("user-mixed")
+    # A recent `cdk init`'s feature flags (cdk.json's): SourceBuckets' access logs use a bucket policy.
+    app = App(context={**cdk_json_context(), "aws:cdk:bundling-stacks": []}, outdir=str(outdir))
+    stack = Stack(app, "Mixed", env=Environment(account=ACCOUNT, region=REGION))
+    created = SourceBuckets(stack, "Sources", existing_bucket_names=[], existing_kms_key_arns=[]).buckets[0]
+    uploader = KieUploader(
+        stack,
+        "Uploader",
+        buckets=[created, s3.Bucket.from_bucket_name(stack, "Docs", DOCS)],
+        bucket_kms_keys=[kms.Key.from_key_arn(stack, "PhotosKey", PHOTOS_KEY)],
+        **MIXED_PROPS,
+    )
+    caller = iam.Role(stack, "Caller", assumed_by=iam.AccountPrincipal(ACCOUNT))
+    grants = {"resolve": uploader.grant_resolve(caller), "send": uploader.grant_send(caller)}
+    Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+    assembly = app.synth()  # an unacknowledged cdk-nag finding raises here
+    artifact = assembly.get_stack_artifact(stack.artifact_id)
+    template_path = Path(assembly.directory) / artifact.template_file
+    return MixedSynth(
+        stack,
+        uploader,
+        str(stack.get_logical_id(created.node.default_child)),
+        json.loads(template_path.read_text()),
+        outdir,
+        template_path,
+        {**grants, "caller": stack.get_logical_id(caller.node.default_child)},
+    )
+
+
+def test_a_created_buckets_name_reaches_the_functions_rules_through_cloudformation(mixed: MixedSynth) -> None:
+    env = mixed.template["Resources"][mixed.logical_id(mixed.uploader.function)]["Properties"]["Environment"]
+    raw = env["Variables"]["WATCHED_OBJECTS"]
+    assert raw == {
+        "Fn::Join": [
+            "",
+            [
+                '[{"bucket":"',
+                {"Ref": mixed.created_id},
+                '","prefix":"incoming/","suffix":".png"},{"bucket":"user-docs","prefix":"incoming/","suffix":".png"}]',
+            ],
+        ]
+    }
+    deployed = "".join(part if isinstance(part, str) else "photos-abc123" for part in raw["Fn::Join"][1])
+    assert watch.parse(deployed) == watch.Watched.of_buckets(["photos-abc123", DOCS], "incoming/", ".png")
+
+
+def test_the_role_reads_only_the_watched_objects_of_a_created_and_an_imported_bucket(
+    mixed: MixedSynth,
+) -> None:
+    statements = mixed.statements(mixed.logical_id(mixed.uploader.uploader.role))
+    created_arn = {"Fn::GetAtt": [mixed.created_id, "Arn"]}
+    objects = [{"Fn::Join": ["", [created_arn, "/incoming/*.png"]]}, s3_arn(f"{DOCS}/incoming/*.png")]
+    assert resources_of(statements, "s3:GetObject") == objects
+    assert resources_of(statements, "s3:GetObjectVersion") == objects
+    assert resources_of(statements, "s3:ListBucket") == [created_arn, s3_arn(DOCS)]
+    assert s3_actions(statements) == {"s3:GetObject", "s3:GetObjectVersion", "s3:ListBucket"}
+    (decrypt,) = [s for s in statements if "kms:Decrypt" in as_list(s["Action"])]
+    assert decrypt["Condition"]["StringLike"] == {
+        "kms:EncryptionContext:aws:s3:arn": [*objects, created_arn, s3_arn(DOCS)]
+    }
+
+
+def test_grant_resolve_and_grant_send_allow_invoking_the_function_and_sending_to_the_queue_only(
+    mixed: MixedSynth,
+) -> None:
+    from aws_cdk import aws_iam as iam
+
+    assert all(isinstance(mixed.grants[name], iam.Grant) for name in ("resolve", "send"))
+    assert mixed.grants["resolve"].success and mixed.grants["send"].success
+    statements = mixed.statements(mixed.grants["caller"])
+    function_arn = {"Fn::GetAtt": [mixed.logical_id(mixed.uploader.function), "Arn"]}
+    queue_arn = {"Fn::GetAtt": [mixed.logical_id(mixed.uploader.queue), "Arn"]}
+    assert statements == [
+        {"Action": "lambda:InvokeFunction", "Effect": "Allow", "Resource": function_arn},
+        {
+            "Action": ["sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"],
+            "Effect": "Allow",
+            "Resource": queue_arn,
+        },
+    ]
+    # A role of the same account needs no resource policy: no Lambda permission, and the queue's policy lets
+    # S3 alone send.
+    resources = mixed.template["Resources"].values()
+    assert not [r for r in resources if r["Type"] == "AWS::Lambda::Permission"]
+    principals = [
+        statement.get("Principal")
+        for r in resources
+        if r["Type"] == "AWS::SQS::QueuePolicy"
+        and r["Properties"]["Queues"] == [{"Ref": mixed.logical_id(mixed.uploader.queue)}]
+        for statement in r["Properties"]["PolicyDocument"]["Statement"]
+        if statement["Effect"] == "Allow"
+    ]
+    assert principals == [{"Service": "s3.amazonaws.com"}]
+
+
+def test_cdk_nag_and_cfn_lint_pass_on_a_created_bucket_with_a_prefix_and_a_grantee(mixed: MixedSynth) -> None:
+    report = nag_report(mixed.outdir)
+    assert report["conclusion"] == "success" and report["violations"] == []
+    suppressed = {entry["acknowledgedId"] for entry in report["suppressedViolations"]}
+    assert suppressed == set(mixed.uploader.acknowledged_findings)  # none stale
+    assert f"AwsSolutions::AwsSolutions-IAM5[Resource::<{mixed.created_id}.Arn>/incoming/*.png]" in suppressed
+    cfn_lint = Path(sys.executable).parent / "cfn-lint"
+    result = subprocess.run(
+        [str(cfn_lint), "--ignore-checks", "W3005", "--", str(mixed.template_path)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def nag_report(outdir: Path) -> dict[str, Any]:
+    reports = json.loads((outdir / "validation-report.json").read_text())["pluginReports"]
+    (report,) = [r for r in reports if r["pluginName"] == "AwsSolutions"]
+    return dict(report)
+
+
+def test_iam_wildcards_in_a_prefix_are_literal_and_their_finding_is_acknowledged(tmp_path: Path) -> None:
+    from aws_cdk import App, Stack, Validations
+    from aws_cdk import aws_s3 as s3
+    from cdk_nag import AwsSolutionsChecks
+
+    from kie_uploader.cdk import KieUploader
+
+    app = App(context={"aws:cdk:bundling-stacks": []}, outdir=str(tmp_path))
+    stack = Stack(app, "Odd")
+    bucket = s3.Bucket.from_bucket_name(stack, "B", "some-bucket")
+    uploader = KieUploader(
+        stack, "Uploader", buckets=[bucket], prefix="a*b?/", suffix="$x}.png", events_enabled=False
+    )
+    Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+    template = app.synth().get_stack_artifact(stack.artifact_id).template
+    role = str(stack.get_logical_id(uploader.uploader.role.node.default_child))
+    statements = [
+        statement
+        for resource in template["Resources"].values()
+        if resource["Type"] == "AWS::IAM::Policy" and {"Ref": role} in resource["Properties"]["Roles"]
+        for statement in resource["Properties"]["PolicyDocument"]["Statement"]
+    ]
+    assert resources_of(statements, "s3:GetObject") == [s3_arn("some-bucket/a${*}b${?}/*${$}x}.png")]
+    report = nag_report(tmp_path)
+    assert report["conclusion"] == "success" and report["violations"] == []
+    assert {e["acknowledgedId"] for e in report["suppressedViolations"]} == set(
+        uploader.acknowledged_findings
+    )
+
+
+def test_grant_resolve_and_grant_send_to_another_account_use_the_resources_policies() -> None:
+    from aws_cdk import aws_iam as iam
+    from aws_cdk.assertions import Template
+
+    uploader = _construct()
+    other = iam.AccountPrincipal("210987654321")
+    resolve, send = uploader.grant_resolve(other), uploader.grant_send(other)
+    assert resolve.success and send.success
+    template = Template.from_stack(uploader.node.scope).to_json()
+    stack = uploader.node.scope
+    function_id = stack.get_logical_id(uploader.function.node.default_child)
+    queue_id = stack.get_logical_id(uploader.queue.node.default_child)
+    permissions = [
+        r["Properties"] for r in template["Resources"].values() if r["Type"] == "AWS::Lambda::Permission"
+    ]
+    assert permissions == [
+        {
+            "Action": "lambda:InvokeFunction",
+            "FunctionName": {"Fn::GetAtt": [function_id, "Arn"]},
+            "Principal": "210987654321",
+        }
+    ]
+    (queue_policy,) = [
+        r["Properties"]
+        for r in template["Resources"].values()
+        if r["Type"] == "AWS::SQS::QueuePolicy" and r["Properties"]["Queues"] == [{"Ref": queue_id}]
+    ]
+    (statement,) = [
+        s
+        for s in queue_policy["PolicyDocument"]["Statement"]
+        if s["Effect"] == "Allow" and "AWS" in s["Principal"]
+    ]
+    assert statement["Principal"] == {
+        "AWS": {"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, ":iam::210987654321:root"]]}
+    }
+    assert statement["Action"] == ["sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"]
+    assert statement["Resource"] == {"Fn::GetAtt": [queue_id, "Arn"]}
 
 
 # --- stable ids ----------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from tests.infra.conftest import (
     EXISTING_SECRET_ARN,
     Synth,
 )
+from uploader import watch
 from uploader.config import VARIABLES, Config
 from uploader.publisher import SOURCE, Kind
 
@@ -122,7 +123,8 @@ def test_function_environment_is_exactly_the_variables_the_function_reads(
 ) -> None:
     synth: Synth = request.getfixturevalue(synth_name)
     # KIE_API_KEY is the local-only alternative to the secret: a deployed function never gets the key itself.
-    expected = (set(VARIABLES) - {"KIE_API_KEY"}) | set(POWERTOOLS)
+    # WATCHED_OBJECTS is read through uploader.watch.from_env (also listed in VARIABLES once config reads it).
+    expected = ((set(VARIABLES) | {watch.VARIABLE}) - {"KIE_API_KEY"}) | set(POWERTOOLS)
     assert set(environment(synth)) == expected
 
 
@@ -134,12 +136,21 @@ def test_function_environment_passes_the_functions_own_validation(default_synth:
     assert config.kie_base_url == "https://api.kie.ai"
     assert config.max_concurrency == 10
     assert {name: env[name] for name in POWERTOOLS} == POWERTOOLS
+    watched = watch.from_env(env)
+    assert watched is not None and len(watched.rules) == 1
 
 
 def test_function_environment_carries_the_context_options(custom_synth: Synth) -> None:
     env = {name: placeholder(value) for name, value in environment(custom_synth).items()}
     config = Config.from_env(env)
     assert config.allowed_buckets == frozenset(EXISTING_BUCKETS)
+    # Imported by name: no token, the rules are a plain JSON string, one per bucket with the stack's filters.
+    raw = environment(custom_synth)[watch.VARIABLE]
+    assert raw == (
+        '[{"bucket":"existing-bucket-one","prefix":"incoming/","suffix":".png"},'
+        '{"bucket":"existing-bucket-two","prefix":"incoming/","suffix":".png"}]'
+    )
+    assert watch.parse(raw) == watch.Watched.of_buckets(EXISTING_BUCKETS, "incoming/", ".png")
     assert config.api_key_secret_id == EXISTING_SECRET_ARN
     assert config.kie_base_url == CUSTOM_CONTEXT["kieBaseUrl"]
     assert config.kie_upload_path == CUSTOM_CONTEXT["kieUploadPath"]
@@ -165,6 +176,12 @@ def test_function_environment_points_at_the_stacks_own_table_secret_and_bucket(d
     }
     source = source_bucket_id(default_synth)
     assert env["ALLOWED_BUCKETS"] == {"Ref": source}
+    # The created bucket's name is a token: CloudFormation puts it into the JSON (no prefix, no suffix).
+    assert env[watch.VARIABLE] == {
+        "Fn::Join": ["", ['[{"bucket":"', {"Ref": source}, '","prefix":"","suffix":""}]']]
+    }
+    name = placeholder({"Ref": source})
+    assert watch.parse(placeholder(env[watch.VARIABLE])) == watch.Watched.of_buckets([name])
 
 
 def test_function_logs_to_its_own_log_group_with_retention(default_synth: Synth) -> None:
@@ -598,10 +615,12 @@ def test_function_role_reaches_only_this_stacks_data(default_synth: Synth) -> No
     table = logical_id_of(default_synth, "AWS::DynamoDB::Table")
     secret = logical_id_of(default_synth, "AWS::SecretsManager::Secret")
     queue, _ = queue_ids(default_synth)
+    # No prefix or suffix: every key of the stack's bucket is watched, and readable.
     objects = {"Fn::Join": ["", [{"Fn::GetAtt": [bucket, "Arn"]}, "/*"]]}
     assert resources_for(statements, "s3:GetObject") == [objects]
     assert resources_for(statements, "s3:GetObjectVersion") == [objects]
     assert resources_for(statements, "s3:ListBucket") == [{"Fn::GetAtt": [bucket, "Arn"]}]
+    assert s3_actions(statements) == {"s3:GetObject", "s3:GetObjectVersion", "s3:ListBucket"}
     assert resources_for(statements, "dynamodb:GetItem") == [{"Fn::GetAtt": [table, "Arn"]}]
     assert resources_for(statements, "dynamodb:UpdateItem") == [{"Fn::GetAtt": [table, "Arn"]}]
     assert resources_for(statements, "dynamodb:Query") == [expiry_index_arn(table)]
@@ -649,15 +668,39 @@ def test_function_role_has_no_managed_policy_and_writes_only_its_own_logs(defaul
     ]
 
 
-def test_existing_buckets_are_read_by_name_and_their_kms_key_may_decrypt(custom_synth: Synth) -> None:
+def s3_actions(statements: list[dict[str, Any]]) -> set[str]:
+    return {a for statement in statements for a in as_list(statement["Action"]) if a.startswith("s3:")}
+
+
+def partition_arn(rest: str) -> dict[str, Any]:
+    return {"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, f":{rest}"]]}
+
+
+def test_existing_buckets_are_read_by_name_only_where_watched(custom_synth: Synth) -> None:
     statements = function_statements(custom_synth)
-    objects = resources_for(statements, "s3:GetObject")
-    expected = [
-        {"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, f":s3:::{name}/*"]]}
-        for name in EXISTING_BUCKETS
-    ]
-    assert sorted(map(str, objects)) == sorted(map(str, expected))
-    assert resources_for(statements, "kms:Decrypt") == [EXISTING_KEY_ARN]
+    # prefix=incoming/, suffix=.png: the role reads exactly the keys the function's rules accept.
+    expected = [partition_arn(f"s3:::{name}/incoming/*.png") for name in EXISTING_BUCKETS]
+    assert resources_for(statements, "s3:GetObject") == expected
+    assert resources_for(statements, "s3:GetObjectVersion") == expected
+    buckets = [partition_arn(f"s3:::{name}") for name in EXISTING_BUCKETS]
+    assert resources_for(statements, "s3:ListBucket") == buckets
+    assert s3_actions(statements) == {"s3:GetObject", "s3:GetObjectVersion", "s3:ListBucket"}
+
+
+def test_the_bucket_kms_key_decrypts_only_via_s3_for_the_watched_objects(custom_synth: Synth) -> None:
+    statements = function_statements(custom_synth)
+    (decrypt,) = [s for s in statements if "kms:Decrypt" in as_list(s["Action"])]
+    assert decrypt["Resource"] == EXISTING_KEY_ARN
+    # The objects' ARNs (S3's encryption context), and the buckets' (an S3 Bucket Key's context).
+    assert decrypt["Condition"] == {
+        "StringEquals": {"kms:ViaService": "s3.us-east-1.amazonaws.com"},
+        "StringLike": {
+            "kms:EncryptionContext:aws:s3:arn": [
+                *(partition_arn(f"s3:::{name}/incoming/*.png") for name in EXISTING_BUCKETS),
+                *(partition_arn(f"s3:::{name}") for name in EXISTING_BUCKETS),
+            ]
+        },
+    }
 
 
 # --- monitoring and outputs ----------------------------------------------------------------------------

@@ -8,6 +8,7 @@ named operations wrongly would make rules match nothing.
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from typing import Any
@@ -190,6 +191,16 @@ def test_a_connection_reset_is_retried_by_boto_and_fails_a_client_without_retrie
     fault_proxy.add(Rule("dynamodb", "GetItem", reset(), times=1))
     with pytest.raises(botocore.exceptions.ConnectionClosedError):
         client("dynamodb", fault_proxy.endpoint_url, attempts=1).get_item(TableName=TABLE, Key=pk("r1"))
+
+
+def test_reset_is_a_tcp_reset_not_a_clean_close(world: World, fault_proxy: FaultProxy) -> None:
+    fault_proxy.add(Rule("s3", "HeadBucket", reset()))
+    port = int(fault_proxy.endpoint_url.rpartition(":")[2])
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(f"HEAD /{BUCKET} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+        with pytest.raises(ConnectionResetError):  # a FIN would read b"" instead
+            sock.recv(1024)
+    assert fault_proxy.log == [Seen("s3", "HeadBucket", BUCKET, None, None)]
 
 
 def test_dynamodb_throttling_is_retried_then_surfaces_with_its_code(

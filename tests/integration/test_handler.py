@@ -13,7 +13,7 @@ import pytest
 
 from tests import factories as f
 from tests.conftest import KIE_TEST_KEY
-from tests.factories import BUCKET, OTHER, SECRET, VERSIONED, World, failures
+from tests.factories import BUCKET, OTHER, SECRET, TABLE, VERSIONED, World, failures
 from uploader import handler as handler_module
 from uploader.errors import ConfigurationError
 
@@ -212,30 +212,47 @@ def test_an_eventbridge_deletion_marks_the_record(world: World) -> None:
     assert world.existing_record("eb-del.txt")["status"] == "DELETED"
 
 
-def test_a_missing_object_is_skipped_and_not_retried(world: World) -> None:
+def test_a_message_about_a_key_that_never_existed_leaves_no_record_and_is_not_retried(world: World) -> None:
+    """Issue 15: mistakes leave no records (was: a lasting SKIPPED record for any key anybody named)."""
     event, _ = world.sqs(f.plain_message(BUCKET, "never-existed.txt"))
 
     answer = world.invoke(event)
 
     assert failures(answer) == []
-    record = world.existing_record("never-existed.txt")
-    assert record["status"] == "SKIPPED" and record["retryable"] is False
+    assert world.record("never-existed.txt") is None
     assert world.kie.upload_count == 0
+
+
+def test_a_legacy_skipped_record_of_a_key_without_object_is_removed_by_the_next_message(world: World) -> None:
+    world.ddb.put_item(
+        TableName=TABLE,
+        Item={
+            "pk": {"S": f"s3://{BUCKET}/typo.txt"},
+            "status": {"S": "SKIPPED"},
+            "rev": {"N": "1"},
+            "bucket": {"S": BUCKET},
+            "key": {"S": "typo.txt"},
+        },
+    )
+    event, _ = world.sqs(f.plain_message(BUCKET, "typo.txt"))
+
+    assert failures(world.invoke(event)) == []
+    assert world.record("typo.txt") is None
 
 
 # --- refusals -----------------------------------------------------------------------------------------------
 
 
 def test_a_bucket_outside_allowed_buckets_is_refused_without_presigning(world: World) -> None:
+    """Issue 15, reproduction 4: the refusal is acknowledged and logged, and writes no record (was: a
+    lasting FAILED record naming an internal variable)."""
     world.put("secret.txt", bucket=OTHER)
     event, _ = world.sqs(f.plain_message(OTHER, "secret.txt"))
 
     answer = world.invoke(event)
 
     assert failures(answer) == []
-    record = world.existing_record("secret.txt", OTHER)
-    assert record["status"] == "FAILED" and record["errorKind"] == "permanent"
-    assert "ALLOWED_BUCKETS" in record["error"]
+    assert world.record("secret.txt", OTHER) is None
     assert world.kie.calls == []
 
 

@@ -104,15 +104,15 @@ def test_every_kind_of_result_comes_back_in_order_with_a_readable_error(world: W
         ("UPLOADED", True),
         ("DELETED", False),
         ("FAILED", False),
-        ("FAILED", False),
+        ("NOT_WATCHED", False),
         ("INVALID", False),
-        ("SKIPPED", False),
+        ("NOT_FOUND", False),
     ]
     errors = [r["error"] for r in results]
     assert errors[0] is None
     assert "deleted" in errors[1]
     assert "MAX_OBJECT_BYTES" in errors[2]
-    assert "ALLOWED_BUCKETS" in errors[3]
+    assert "not watched" in errors[3] and "ALLOWED_BUCKETS" not in errors[3]
     assert "not an S3 URI" in errors[4]
     assert "does not exist" in errors[5]
     assert all(r["downloadUrl"] is None for r in results[1:])

@@ -125,13 +125,30 @@ def test_a_record_written_before_revisions_existed_is_claimed_at_revision_zero(t
     assert stored(table)["rev"] == 1 and stored(table)["status"] == "UPLOADED"
 
 
-def test_a_refused_bucket_is_recorded_failed_whatever_the_revision(table: RecordTable) -> None:
-    table.claim(EVENT, 0, owner="a", until_ms=10, now=NOW)
+def test_forget_removes_only_the_record_its_own_claim_created(table: RecordTable) -> None:
+    plain = ObjectRef(EVENT.bucket, EVENT.key)  # a plain message: no event seen
+    assert table.claim(plain, 0, owner="a", until_ms=10, now=NOW)
+    assert not table.forget(plain, 2)  # not at the claimed revision
+    assert table.forget(plain, 1)
+    assert table.get(PK) is None
 
-    assert table.put_refused(EVENT, "bucket 'photos' is not in ALLOWED_BUCKETS", observed_at=T2, now=NOW)
 
-    record = stored(table)
-    assert record["status"] == "FAILED" and record["retryable"] is False and record["rev"] == 2
+def test_forget_keeps_a_record_an_event_was_seen_for_or_one_with_a_status(table: RecordTable) -> None:
+    plain = ObjectRef(EVENT.bucket, EVENT.key)
+    assert table.claim(plain, 0, owner="a", until_ms=10, now=NOW)
+    assert table.bump(EVENT, 1)  # an S3 event's delivery found the claim
+    assert not table.forget(plain, 2)
+    assert stored(table)["eventSeen"] is True
+    settle(table, 2, Settle(Status.DELETED), attempts=0)
+    assert not table.forget(plain, 3)  # a settled record is never forgotten
+
+
+def test_forget_removes_a_skipped_record_of_an_older_version(table: RecordTable) -> None:
+    table._client.put_item(
+        TableName=table._table, Item={"pk": {"S": PK}, "status": {"S": "SKIPPED"}, "rev": {"N": "4"}}
+    )
+    assert table.forget(ObjectRef(EVENT.bucket, EVENT.key), 4)
+    assert table.get(PK) is None
 
 
 def test_attempts_accumulate_across_deliveries(table: RecordTable) -> None:
