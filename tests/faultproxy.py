@@ -267,6 +267,11 @@ class _Answer:
     chunked: bool = False  # re-frame the (de-chunked) body as one chunk, keeping the headers verbatim
 
 
+def _one_chunk(body: bytes) -> bytes:
+    """A whole (de-chunked) body framed again as chunked encoding: one chunk, then the last."""
+    return (f"{len(body):x}\r\n".encode() + body + b"\r\n" if body else b"") + b"0\r\n\r\n"
+
+
 class FaultProxy:
     """A reverse proxy on a free loopback port; ``rules`` decide each request's fate, ``requests`` keep it."""
 
@@ -365,10 +370,7 @@ class FaultProxy:
                 if name.lower() != "expect":  # the proxy answered 100-continue itself and has the body
                     connection.putheader(name, value)
             chunked = "chunked" in (request.headers.get("Transfer-Encoding") or "").lower()
-            body = request.body
-            if chunked:
-                body = (f"{len(body):x}\r\n".encode() + body + b"\r\n" if body else b"") + b"0\r\n\r\n"
-            connection.endheaders(body or None)
+            connection.endheaders((_one_chunk(request.body) if chunked else request.body) or None)
             response = connection.getresponse()
             framed = response.chunked or response.getheader("Content-Length") is not None
             answer = _Answer(response.status, response.reason, response.getheaders(), response.read())
@@ -420,7 +422,10 @@ class _Handler(BaseHTTPRequestHandler):
                 answer = error_answer(request, *action.fail)
         assert answer is not None
         request.status = answer.status  # before answering: a client that has its answer finds it logged
-        self._write(answer)
+        try:
+            self._write(answer)
+        except (BrokenPipeError, ConnectionResetError):  # the client gave up (its own timeout)
+            self.close_connection = True
 
     do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_GET  # noqa: N815
 
@@ -441,10 +446,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)  # "Connection: close" also closes ours
         self.end_headers()
         if self.command != "HEAD" and answer.status not in (204, 304):
-            body = answer.body
-            if answer.chunked:
-                body = (f"{len(body):x}\r\n".encode() + body + b"\r\n" if body else b"") + b"0\r\n\r\n"
-            self.wfile.write(body)
+            self.wfile.write(_one_chunk(answer.body) if answer.chunked else answer.body)
 
     def _drop(self) -> None:
         """Close with RST (SO_LINGER 0): the client sees a connection reset, never an answer."""
