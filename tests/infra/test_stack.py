@@ -123,8 +123,8 @@ def test_function_environment_is_exactly_the_variables_the_function_reads(
 ) -> None:
     synth: Synth = request.getfixturevalue(synth_name)
     # KIE_API_KEY is the local-only alternative to the secret: a deployed function never gets the key itself.
-    # WATCHED_OBJECTS is read through uploader.watch.from_env (also listed in VARIABLES once config reads it).
-    expected = ((set(VARIABLES) | {watch.VARIABLE}) - {"KIE_API_KEY"}) | set(POWERTOOLS)
+    expected = (set(VARIABLES) - {"KIE_API_KEY"}) | set(POWERTOOLS)
+    assert {"WATCHED_OBJECTS", "ALLOWED_BUCKETS"} <= expected  # ALLOWED_BUCKETS too, for older functions
     assert set(environment(synth)) == expected
 
 
@@ -136,8 +136,9 @@ def test_function_environment_passes_the_functions_own_validation(default_synth:
     assert config.kie_base_url == "https://api.kie.ai"
     assert config.max_concurrency == 10
     assert {name: env[name] for name in POWERTOOLS} == POWERTOOLS
-    watched = watch.from_env(env)
-    assert watched is not None and len(watched.rules) == 1
+    # Every key of the one bucket the stack creates (no prefix, no suffix).
+    assert config.watched is not None and len(config.watched.rules) == 1
+    assert config.watched.watches(next(iter(config.watched.buckets)), "private/payroll.csv")
 
 
 def test_function_environment_carries_the_context_options(custom_synth: Synth) -> None:
@@ -150,7 +151,8 @@ def test_function_environment_carries_the_context_options(custom_synth: Synth) -
         '[{"bucket":"existing-bucket-one","prefix":"incoming/","suffix":".png"},'
         '{"bucket":"existing-bucket-two","prefix":"incoming/","suffix":".png"}]'
     )
-    assert watch.parse(raw) == watch.Watched.of_buckets(EXISTING_BUCKETS, "incoming/", ".png")
+    assert config.watched == watch.Watched.of_buckets(EXISTING_BUCKETS, "incoming/", ".png")
+    assert config.watched.refusal("existing-bucket-one", "private/payroll.csv") is not None
     assert config.api_key_secret_id == EXISTING_SECRET_ARN
     assert config.kie_base_url == CUSTOM_CONTEXT["kieBaseUrl"]
     assert config.kie_upload_path == CUSTOM_CONTEXT["kieUploadPath"]

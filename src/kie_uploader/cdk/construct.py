@@ -27,7 +27,7 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from kie_uploader.cdk import notifications
+from kie_uploader.cdk import notifications, watched
 from kie_uploader.cdk.bundling import function_package_dir
 from kie_uploader.cdk.function import UploaderFunction, function_environment
 from kie_uploader.cdk.monitoring import Monitoring
@@ -47,11 +47,16 @@ from kie_uploader.cdk.table import EXPIRY_INDEX, PARTITION_KEY, TTL_ATTRIBUTE, R
 
 # Messages older than this mean the function is failing or cannot keep up.
 OLDEST_MESSAGE_AGE_ALARM = Duration.minutes(15)
-# The function reads object metadata (HeadObject, also of a given version) and presigns GETs.
+# The function reads object metadata (HeadObject, also of a given version) and presigns GETs: of the watched
+# objects only (bucket/prefix*suffix, see watched.py), since a presigned URL carries the role's permissions.
 OBJECT_READ_ACTIONS = ["s3:GetObject", "s3:GetObjectVersion"]
 # HeadBucket (the bucket's region, for presigning) needs ListBucket; so does a 404 instead of a 403 for a
-# missing key, which the function records as SKIPPED rather than as a permission problem.
+# missing key, which the function records as SKIPPED rather than as a permission problem. Neither request
+# carries s3:prefix (a key of ListObjects requests), so ListBucket has no s3:prefix condition: it reveals key
+# names, never an object's bytes.
 BUCKET_READ_ACTIONS = ["s3:ListBucket"]
+# Who may ask the function for uploads (grant_resolve / grant_send).
+INVOKE_ACTIONS = ["lambda:InvokeFunction"]
 # The function's record store reads one item and writes it with conditional updates (which also create it).
 TABLE_ITEM_ACTIONS = ["dynamodb:GetItem", "dynamodb:UpdateItem"]
 # A refresh round queries the sparse expiry index.
@@ -157,8 +162,10 @@ class KieUploader(Construct):
       ``s3.Bucket.from_bucket_name`` or created in the same stack). Never replaced, emptied or re-configured
       beyond this construct's own notification entries.
     * ``notify``: ``"queue"`` (default), ``"eventbridge"`` or ``"lambda"`` (see :class:`NotifyMode`).
-    * ``prefix`` / ``suffix``: only keys that match (S3 key filters; an EventBridge pattern with
-      ``notify="eventbridge"``).
+    * ``prefix`` / ``suffix``: the watched keys, the only objects that may go to kie.ai: S3's key filters
+      (an EventBridge pattern with ``notify="eventbridge"``), the function's ``WATCHED_OBJECTS`` (it refuses
+      any other object, whatever asks for it), and the only objects its role may read
+      (``bucket/{prefix}*{suffix}``).
     * ``max_concurrency``: at most this many invocations at once from the queue (2-1000); each one uploads
       up to 10 objects concurrently, so kie.ai sees at most ``max_concurrency`` x 10 uploads in flight.
     * ``reserved_concurrency``: the function's reserved concurrency; with ``notify="lambda"`` it defaults
@@ -175,6 +182,9 @@ class KieUploader(Construct):
       ``refresh_ahead_seconds`` (43,200), found through the table's sparse expiry index.
     * ``events`` / ``event_bus``: publish every change of a record's status or URL on EventBridge (the
       default bus, or ``event_bus``) from the table's stream (docs/events.md). On by default.
+
+    Who may ask for uploads: :meth:`grant_resolve` (invoke the function) and :meth:`grant_send` (send to its
+    queue) are the only ways in; whoever holds either can publish any watched object, and only a watched one.
     """
 
     def __init__(
@@ -261,6 +271,7 @@ class KieUploader(Construct):
                 table_name=self.table.table_name,
                 secret_arn=self.secret.secret_arn,
                 allowed_buckets=bucket_names,
+                watched_objects=watched.rules_json(self, self.buckets, prefix, suffix),
             ),
             dead_letter_queue=self.dead_letter_queue,
             reserved_concurrency=reserved_concurrency,
@@ -392,26 +403,71 @@ class KieUploader(Construct):
             raise KieUploaderPropsError(f"alarm_email={alarm_email!r} is not an e-mail address")
         return mode
 
+    # --- who may ask ----------------------------------------------------------------------------------
+
+    def grant_resolve(self, grantee: iam.IGrantable) -> iam.Grant:
+        """Let ``grantee`` invoke the function: ``lambda:InvokeFunction`` on the function's ARN, nothing else.
+
+        For synchronous requests (``{"resolve": [...]}``, ``{"refresh": {...}}``, see docs/architecture.md).
+        Anyone who may invoke the function can have any *watched* object uploaded to kie.ai and read its
+        public URL in the answer (an object outside ``buckets``/``prefix``/``suffix`` is refused, and the role
+        cannot read it). This and :meth:`grant_send` are the only ways in the construct offers.
+
+        The unqualified ARN only (not ``arn:*``, which ``Function.grant_invoke`` adds for versions and
+        aliases: the construct publishes none), so the grantee's policy has no wildcard for cdk-nag to flag.
+        A principal without a policy of its own (a service, another account) gets a resource-based
+        permission on the function instead.
+        """
+        grant = iam.Grant.add_to_principal(
+            grantee=grantee, actions=INVOKE_ACTIONS, resource_arns=[self.function.function_arn]
+        )
+        if grant.success:
+            return grant
+        return self.function.grant_invoke(grantee)
+
+    def grant_send(self, grantee: iam.IGrantable) -> iam.Grant:
+        """Let ``grantee`` send plain messages (``{"bucket", "key"}``, ``{"s3Uri"}``) to the work queue.
+
+        ``sqs:SendMessage``, ``sqs:GetQueueUrl`` and ``sqs:GetQueueAttributes`` on the queue's ARN (and the
+        queue key's ``kms`` actions if it had one: the construct's queue is SQS-managed, SSE-SQS). Anyone who
+        may send to the queue can have any *watched* object uploaded to kie.ai (its URL lands in the record);
+        an object outside ``buckets``/``prefix``/``suffix`` is refused. This and :meth:`grant_resolve` are the
+        only ways in the construct offers.
+        """
+        return self.queue.grant_send_messages(grantee)
+
     # --- grants ----------------------------------------------------------------------------------------
 
     def _grant(self, bucket_kms_keys: Sequence[kms.IKey], secret_kms_key: kms.IKey | None) -> None:
-        """Least privilege: read objects of the source buckets only, one table, one secret, one queue."""
+        """Least privilege: read the watched objects only, one table, one secret, one queue.
+
+        * ``s3:GetObject``/``s3:GetObjectVersion`` on ``bucket/{prefix}*{suffix}`` of each bucket
+          (:func:`watched.object_arns`): exactly the keys the function's ``WATCHED_OBJECTS`` rules match.
+        * ``s3:ListBucket`` on each bucket, unconditioned (HeadBucket and the 404 of a missing key need it).
+        * ``kms:Decrypt`` on each bucket key only via S3 in the key's region, and only for the watched
+          objects: ``StringLike`` on ``kms:EncryptionContext:aws:s3:arn`` (S3's encryption context, the
+          object's ARN) with the same ``bucket/{prefix}*{suffix}`` patterns, plus each bucket's ARN, which is
+          the context of every object under an S3 Bucket Key (:func:`watched.kms_encryption_contexts`).
+        """
         function = self.function
-        for bucket in self.buckets:
-            iam.Grant.add_to_principal(
-                grantee=function, actions=OBJECT_READ_ACTIONS, resource_arns=[bucket.arn_for_objects("*")]
-            )
+        for bucket, objects in zip(
+            self.buckets, watched.object_arns(self.buckets, self.prefix, self.suffix), strict=True
+        ):
+            iam.Grant.add_to_principal(grantee=function, actions=OBJECT_READ_ACTIONS, resource_arns=[objects])
             iam.Grant.add_to_principal(
                 grantee=function, actions=BUCKET_READ_ACTIONS, resource_arns=[bucket.bucket_arn]
             )
-        # A bucket key decrypts only what S3 asks it to (kie.ai's GET of a presigned URL), in its region.
+        # A bucket key decrypts only what S3 asks it to (kie.ai's GET of a presigned URL), in its region, for
+        # a watched object.
+        contexts = watched.kms_encryption_contexts(self.buckets, self.prefix, self.suffix)
         for key in bucket_kms_keys:
             iam.Grant.add_to_principal(
                 grantee=function,
                 actions=["kms:Decrypt"],
                 resource_arns=[key.key_arn],
                 conditions={
-                    "StringEquals": {"kms:ViaService": f"s3.{_region_of(key.key_arn)}.amazonaws.com"}
+                    "StringEquals": {"kms:ViaService": f"s3.{_region_of(key.key_arn)}.amazonaws.com"},
+                    "StringLike": {watched.S3_ARN_CONTEXT: contexts},
                 },
             )
         # Exact resources: the table for its items, the expiry index for Query (no index/* wildcard).

@@ -21,6 +21,7 @@ from kie_uploader.cdk.options import (
     SQS_BATCH_SIZE,
     FunctionOptions,
 )
+from kie_uploader.cdk.watched import VARIABLE as WATCHED_VARIABLE
 
 HANDLER = "uploader.handler.handler"
 SERVICE_NAME = "kie-uploader"
@@ -31,9 +32,19 @@ ASYNC_MAX_EVENT_AGE = Duration.hours(6)
 
 
 def function_environment(
-    *, settings: FunctionOptions, table_name: str, secret_arn: str, allowed_buckets: Sequence[str]
+    *,
+    settings: FunctionOptions,
+    table_name: str,
+    secret_arn: str,
+    allowed_buckets: Sequence[str],
+    watched_objects: str,
 ) -> dict[str, str]:
-    """Exactly the variables the function reads (its configuration contract), and no others."""
+    """Exactly the variables the function reads (its configuration contract), and no others.
+
+    ``watched_objects`` is ``WATCHED_OBJECTS`` (:func:`kie_uploader.cdk.watched.rules_json`): the objects the
+    function may hand to kie.ai. ``ALLOWED_BUCKETS`` stays for a function that does not read it yet (it then
+    falls back to every key of those buckets; the role's object reads are scoped to the rules either way).
+    """
     return {
         "TABLE_NAME": table_name,
         "KIE_API_KEY_SECRET_ID": secret_arn,
@@ -43,6 +54,7 @@ def function_environment(
         "PRESIGN_EXPIRES_SECONDS": str(settings.presign_expires_seconds),
         "MAX_OBJECT_BYTES": str(settings.max_object_bytes),
         "ALLOWED_BUCKETS": Fn.join(",", list(allowed_buckets)),
+        WATCHED_VARIABLE: watched_objects,
         "MAX_CONCURRENCY": str(SQS_BATCH_SIZE),
         "SECRET_CACHE_SECONDS": str(SECRET_CACHE_SECONDS),
         "KIE_TIMEOUT_SECONDS": str(settings.effective_kie_timeout_seconds),

@@ -5,10 +5,12 @@ Only ``aws_cdk.Validations`` is used: a user's app needs cdk-nag only if it runs
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, cast
+import json
+from typing import TYPE_CHECKING, Any
 
-from aws_cdk import Acknowledgment, CfnResource, Stack, Validations
-from aws_cdk import aws_s3 as s3
+from aws_cdk import Acknowledgment, Stack, Validations
+
+from kie_uploader.cdk import watched
 
 if TYPE_CHECKING:
     from constructs import IConstruct
@@ -34,9 +36,10 @@ REASONS = {
         "permissions, so '*' is the only possible resource. No data action has a wildcard resource."
     ),
     "IAM5-objects": (
-        "The function reads objects whose keys are known only at run time (any key of a source bucket, also "
-        "sent by the backfill tool): the object ARN needs '/*'. Actions are only s3:GetObject and "
-        "s3:GetObjectVersion, on the source buckets only."
+        "The function reads objects whose keys are known only at run time (any watched key, also sent by the "
+        "backfill tool): the object ARN is the watched pattern bucket/prefix*suffix, exactly the keys the "
+        "function's WATCHED_OBJECTS rules accept ('*' alone without a prefix or suffix). Actions are only "
+        "s3:GetObject and s3:GetObjectVersion, on the source buckets only."
     ),
     "IAM5-notifications-logs": (
         "The notifications handler writes its logs to its own log group only; CloudWatch Logs needs the "
@@ -54,12 +57,29 @@ def _ack(rule: str, reason: str) -> Acknowledgment:
     return Acknowledgment(id=f"AwsSolutions::{rule}", reason=reason)
 
 
-def _object_arn_finding(stack: Stack, bucket: s3.IBucket) -> str:
-    """cdk-nag's rendering of ``bucket.arn_for_objects('*')`` in an IAM5 finding id."""
-    resource = bucket.node.default_child
-    if resource is not None:
-        return f"<{stack.get_logical_id(cast(CfnResource, resource))}.Arn>/*"
-    return f"arn:<AWS::Partition>:s3:::{bucket.bucket_name}/*"
+def _flatten(value: Any) -> str:
+    """cdk-nag's rendering of a resolved CloudFormation value in a finding id (its ``flattenCfnReference``).
+
+    ``Fn::Join`` joined, ``{"Fn::GetAtt": [id, attr]}`` as ``<id.attr>``, ``{"Ref": id}`` as ``<id>``, and in
+    a literal string ``${`` as ``<`` and ``}`` as ``>`` (as Fn::Sub's syntax).
+    """
+    if isinstance(value, str):
+        return value.replace("${", "<").replace("}", ">")
+    if isinstance(value, dict) and "Fn::Join" in value:
+        delimiter, items = value["Fn::Join"]
+        return str(delimiter).join(_flatten(item) for item in items)
+    if isinstance(value, dict) and "Fn::GetAtt" in value:
+        resource, attribute = value["Fn::GetAtt"]
+        return f"<{_flatten(resource)}.{_flatten(attribute)}>"
+    if isinstance(value, dict) and "Ref" in value:
+        return f"<{_flatten(value['Ref'])}>"
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _resource_finding(stack: Stack, arn: str) -> str:
+    """The IAM5 finding id of a statement's resource ``arn`` (as the stack renders it: a bucket of the stack
+    as ``<Logical.Arn>``, an imported one with the partition as a literal or as ``<AWS::Partition>``)."""
+    return f"AwsSolutions-IAM5[Resource::{_flatten(stack.resolve(arn))}]"
 
 
 def acknowledge_findings(uploader: KieUploader) -> list[str]:
@@ -77,14 +97,13 @@ def acknowledge_findings(uploader: KieUploader) -> list[str]:
     if uploader.secret_created:
         acknowledge(uploader.secret, _ack("AwsSolutions-SMG4", REASONS["SMG4"]))
     acknowledge(uploader.function, _ack("AwsSolutions-L1", REASONS["L1"]))
+    # The watched objects of each bucket, exactly as the construct grants them (bucket/prefix*suffix).
     acknowledge(
         uploader.uploader.role,
         _ack("AwsSolutions-IAM5[Resource::*]", REASONS["IAM5-xray"]),
         *(
-            _ack(
-                f"AwsSolutions-IAM5[Resource::{_object_arn_finding(stack, bucket)}]", REASONS["IAM5-objects"]
-            )
-            for bucket in uploader.buckets
+            _ack(_resource_finding(stack, arn), REASONS["IAM5-objects"])
+            for arn in watched.object_arns(uploader.buckets, uploader.prefix, uploader.suffix)
         ),
     )
     handler = stack.node.try_find_child(BUCKET_NOTIFICATIONS_HANDLER_ID)
