@@ -22,6 +22,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -44,7 +45,7 @@ from botocore.exceptions import (
 from botocore.parsers import ResponseParserError
 
 from kie_uploader import console, live
-from kie_uploader.function import liveness
+from kie_uploader.function import liveness, watch
 from kie_uploader.function import redact as shared_redact
 
 if TYPE_CHECKING:
@@ -66,6 +67,12 @@ DYNAMODB_BATCH_GET = 100  # BatchGetItem's limit
 SCAN_PAGE = 1000  # items a Scan request reads at most (a 1 MB page is ~2,200 records)
 EXPIRY_INDEX = "byExpiry"  # the table's sparse index of UPLOADED records: liveBucket, expiresAt
 REQUIRED_OUTPUTS = ("BucketNames", "QueueUrl", "DeadLetterQueueUrl", "TableName")
+#: The function's resolve statuses that mean "wrong object" (it wrote nothing), with their default words.
+URL_REFUSALS = {
+    "NOT_WATCHED": "not watched by the stack",
+    "NOT_FOUND": "no such object in S3 (nothing recorded)",
+    "INVALID": "not an S3 URI the function accepts",
+}
 
 # S3 bucket names: 3-63 characters, lowercase letters, digits, dots and hyphens, starting and ending with
 # a letter or digit (the general-purpose rules; a typo such as "s3://My_Bucket" is caught before any call).
@@ -152,13 +159,6 @@ class StackResources:
     table_name: str
     outputs: dict[str, str] = field(default_factory=dict)
 
-    def require_watched(self, bucket: str) -> None:
-        """``CliError`` naming the stack's buckets when it does not serve ``bucket``."""
-        if bucket not in self.bucket_names:
-            names = ", ".join(self.bucket_names) or "none"
-            stack = self.stack_name
-            raise CliError(f"bucket {bucket} is not watched by stack {stack} (its buckets: {names})")
-
     @classmethod
     def from_outputs(cls, stack_name: str, outputs: dict[str, str]) -> StackResources:
         missing = [name for name in REQUIRED_OUTPUTS if not outputs.get(name)]
@@ -175,6 +175,81 @@ class StackResources:
             table_name=outputs["TableName"],
             outputs=dict(outputs),
         )
+
+
+@dataclass(frozen=True)
+class Watching:
+    """What the stack watches: its buckets, and in each the keys of its prefix/suffix rules. The rules are
+    the function's own (:mod:`kie_uploader.function.watch`, from its ``WATCHED_OBJECTS``), so that what the
+    CLI enqueues, reports and refuses is what the function accepts. ``source`` says where they came from."""
+
+    rules: watch.Watched
+    stack_name: str
+    source: str
+
+    @property
+    def buckets(self) -> tuple[str, ...]:
+        """The served buckets, in the rules' order."""
+        return tuple(dict.fromkeys(rule.bucket for rule in self.rules.rules))
+
+    def require_served(self, bucket: str) -> None:
+        """``CliError`` (exit 2, one line naming the stack's buckets) when the stack does not serve it."""
+        if not self.rules.serves(bucket):
+            names = ", ".join(self.buckets) or "none"
+            raise CliError(
+                f"bucket {bucket} is not watched by stack {self.stack_name} (its buckets: {names})"
+            )
+
+    def watches(self, bucket: str, key: str) -> bool:
+        return self.rules.watches(bucket, key)
+
+    def keys_of(self, bucket: str) -> str:
+        """Which keys of a served bucket are watched: ``prefix incoming/`` (several rules: ``... or ...``),
+        ``every key``."""
+        rules = self.rules.rules_of(bucket)
+        if any(not rule.prefix and not rule.suffix for rule in rules):
+            return "every key"
+        return " or ".join(rule.describe() for rule in rules)
+
+    def outside(self, bucket: str, key: str) -> str | None:
+        """Why a key of a served bucket is not watched (``outside prefix incoming/``), ``None`` when it is."""
+        if self.watches(bucket, key):
+            return None
+        return f"outside {self.keys_of(bucket)}"
+
+    def require_prefix(self, uri: S3Uri) -> None:
+        """``CliError`` when the bucket is not served, or when no key under the prefix can be watched (say
+        ``s3://b/other/`` of a stack that watches ``incoming/``): nothing under it is the stack's."""
+        self.require_served(uri.bucket)
+        rules = self.rules.rules_of(uri.bucket)
+        if not any(rule.prefix.startswith(uri.key) or uri.key.startswith(rule.prefix) for rule in rules):
+            raise CliError(
+                f"{uri}: not watched: outside {self.keys_of(uri.bucket)} (stack {self.stack_name} watches "
+                "nothing under it)"
+            )
+
+    def to_json(self) -> list[dict[str, str]]:
+        return [rule.to_json() for rule in self.rules.rules]
+
+
+def watching_of(stack: StackResources, environment: dict[str, str] | None, *, why: str = "") -> Watching:
+    """The stack's rules from the function's environment (``watch.from_env``: ``WATCHED_OBJECTS``, else
+    every key of ``ALLOWED_BUCKETS``), else every key of the buckets of the stack's ``BucketNames`` output
+    (a stack from before ``WATCHED_OBJECTS``, or a function whose configuration could not be read:
+    ``why``)."""
+    env = environment or {}
+    try:
+        rules = watch.from_env(env)
+    except ValueError as exc:
+        raise CliError(f"the function of stack {stack.stack_name} has a malformed {exc}") from None
+    if rules is not None and watch.VARIABLE in env and env[watch.VARIABLE].strip():
+        source = f"the function's {watch.VARIABLE}"
+    elif rules is not None:
+        source = "the function's ALLOWED_BUCKETS (every key: a function from before WATCHED_OBJECTS)"
+    else:
+        rules = watch.Watched.of_buckets(stack.bucket_names)
+        source = "the stack's BucketNames output (every key" + (f": {why})" if why else ")")
+    return Watching(rules, stack.stack_name, source)
 
 
 class Aws:
@@ -236,6 +311,27 @@ class Aws:
                 raise CliError(self._no_such_stack()) from exc
             raise
         return StackResources.from_outputs(self.stack_name, outputs)
+
+    @cached_property
+    def watching(self) -> Watching:
+        """What the stack watches, from its function's configuration (``GetFunctionConfiguration``): every
+        command that names objects checks them here, with the function's own rules."""
+        stack = self.stack
+        if not stack.outputs.get("FunctionName"):
+            return watching_of(stack, None, why="the stack has no FunctionName output")
+        try:
+            config = self.lambda_.get_function_configuration(FunctionName=self.function_name)
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if code not in ("AccessDenied", "AccessDeniedException", "ResourceNotFoundException"):
+                raise
+            why = f"the function's configuration could not be read: {code}"
+            print(
+                f"kie-uploader: note: {why}; every key of the stack's buckets is taken as watched",
+                file=sys.stderr,
+            )
+            return watching_of(stack, None, why=why)
+        return watching_of(stack, dict(config.get("Environment", {}).get("Variables", {})))
 
     def _no_such_stack(self) -> str:
         region = self.session.region_name or "the default region"
@@ -619,124 +715,174 @@ def _batch_get_records(
     return found
 
 
-def _check_bucket(aws: Aws, bucket: str) -> None:
-    """The bucket exists and the stack serves it. The stack is read first: a wrong endpoint or stack is
-    named for what it is, not as a missing bucket."""
-    watched = bucket in aws.stack.bucket_names
+def _check_bucket(aws: Aws, uri: S3Uri) -> Watching:
+    """The bucket exists, the stack serves it and watches keys under the prefix. The stack is read first:
+    a wrong endpoint or stack is named for what it is, not as a missing bucket."""
+    watching = aws.watching
     try:
-        aws.s3.head_bucket(Bucket=bucket)
+        aws.s3.head_bucket(Bucket=uri.bucket)
     except ClientError as exc:
         code = str(exc.response.get("Error", {}).get("Code", ""))
         if code in ("404", "NoSuchBucket"):
-            raise CliError(f"no such bucket: {bucket}") from exc
+            raise CliError(f"no such bucket: {uri.bucket}") from exc
         if code in ("403", "AccessDenied"):
-            raise CliError(f"access denied to bucket {bucket}") from exc
+            raise CliError(f"access denied to bucket {uri.bucket}") from exc
         raise
-    if not watched:
-        aws.stack.require_watched(bucket)
+    watching.require_prefix(uri)
+    return watching
+
+
+@dataclass
+class Backfill:
+    """What a backfill did so far: objects listed (folder markers apart), not watched (outside the stack's
+    prefix/suffix rules: never enqueued), already uploaded, enqueued, failed to send."""
+
+    uri: S3Uri
+    why_not_watched: str | None = None
+    listed: int = 0
+    not_watched: int = 0
+    already_uploaded: int = 0
+    folders: int = 0
+    enqueued: int = 0
+    failed: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "uri": str(self.uri), "listed": self.listed, "notWatched": self.not_watched,
+            "notWatchedReason": self.why_not_watched if self.not_watched else None,
+            "alreadyUploaded": self.already_uploaded, "folders": self.folders, "enqueued": self.enqueued,
+            "failed": self.failed, "errors": self.errors[:10],
+        }  # fmt: skip
+
+    def skipped(self) -> str:
+        """``12 skipped as not watched (outside prefix incoming/), `` or nothing."""
+        if not self.not_watched:
+            return ""
+        return f"{self.not_watched} skipped as not watched ({self.why_not_watched}), "
+
+    def sentence(self) -> str:
+        return (
+            f"{self.uri}: {plural(self.listed, 'object')} listed, {self.skipped()}"
+            f"{self.already_uploaded} already uploaded, {self.enqueued} enqueued, {self.failed} failed"
+        )
+
+
+def backfill(
+    aws: Aws,
+    uri: S3Uri,
+    *,
+    force: bool = False,
+    progress: Progress | None = None,
+    done: Backfill | None = None,
+) -> Backfill:
+    """Enqueue a plain message for every watched object under the prefix that has no live upload of its
+    current bytes (every watched one with ``force``); keys outside the stack's rules are counted, never
+    enqueued. ``done`` is filled as it goes: after Ctrl-C or an AWS error it says what was done."""
+    done = Backfill(uri) if done is None else done
+    watching = _check_bucket(aws, uri)
+    stack = aws.stack
+    done.why_not_watched = f"outside {watching.keys_of(uri.bucket)}"
+    paginator = aws.s3.get_paginator("list_objects_v2")
+    for page in paginator.paginate(Bucket=uri.bucket, Prefix=uri.key):
+        objects = []
+        for obj in page.get("Contents", []):
+            if obj["Key"].endswith("/") and obj.get("Size", 0) == 0:
+                done.folders += 1  # a console "folder" marker, not an object to upload
+                continue
+            done.listed += 1
+            if not watching.watches(uri.bucket, obj["Key"]):
+                done.not_watched += 1  # the function would refuse it: kie.ai must never get it
+                continue
+            objects.append(obj)
+        if not force and objects:
+            records = _batch_get_records(
+                aws.dynamodb, stack.table_name, [f"s3://{uri.bucket}/{o['Key']}" for o in objects]
+            )
+            todo = []
+            for obj in objects:
+                record = records.get(f"s3://{uri.bucket}/{obj['Key']}")
+                if is_live_upload(record, etag=obj.get("ETag")):
+                    done.already_uploaded += 1
+                else:
+                    todo.append(obj)
+            objects = todo
+        for start in range(0, len(objects), SQS_BATCH):
+            chunk = objects[start : start + SQS_BATCH]
+            with interrupt_after():  # a batch SQS took is counted before Ctrl-C stops the loop
+                sent = send_messages(
+                    aws.sqs, stack.queue_url, [_message(uri.bucket, o["Key"], force=force) for o in chunk]
+                )
+                done.enqueued += sent.sent
+                done.failed += sent.failed
+                done.errors += sent.errors
+            _backfill_progress(progress, done)
+        _backfill_progress(progress, done)  # a page with nothing to send moves it too
+    return done
 
 
 def cmd_backfill(aws: Aws, args: argparse.Namespace) -> int:
-    """Enqueue every object under the prefix that has no live UPLOADED record (all with --force)."""
+    """Enqueue every watched object under the prefix that has no live UPLOADED record (all with --force)."""
     uri: S3Uri = args.uri
-    _check_bucket(aws, uri.bucket)
-    stack = aws.stack
-    counts = {"listed": 0, "alreadyUploaded": 0, "folders": 0, "enqueued": 0, "failed": 0}
-    errors: list[str] = []
     progress = Progress("backfill", unit="handled")
-    paginator = aws.s3.get_paginator("list_objects_v2")
+    done = Backfill(uri)
     try:
-        for page in paginator.paginate(Bucket=uri.bucket, Prefix=uri.key):
-            objects = []
-            for obj in page.get("Contents", []):
-                if obj["Key"].endswith("/") and obj.get("Size", 0) == 0:
-                    counts["folders"] += 1  # a console "folder" marker, not an object to upload
-                    continue
-                objects.append(obj)
-            counts["listed"] += len(objects)
-            if not args.force and objects:
-                records = _batch_get_records(
-                    aws.dynamodb, stack.table_name, [f"s3://{uri.bucket}/{o['Key']}" for o in objects]
-                )
-                todo = []
-                for obj in objects:
-                    record = records.get(f"s3://{uri.bucket}/{obj['Key']}")
-                    if is_live_upload(record, etag=obj.get("ETag")):
-                        counts["alreadyUploaded"] += 1
-                    else:
-                        todo.append(obj)
-                objects = todo
-            for start in range(0, len(objects), SQS_BATCH):
-                chunk = objects[start : start + SQS_BATCH]
-                with interrupt_after():  # a batch SQS took is counted before Ctrl-C stops the loop
-                    sent = send_messages(
-                        aws.sqs,
-                        stack.queue_url,
-                        [_message(uri.bucket, o["Key"], force=args.force) for o in chunk],
-                    )
-                    counts["enqueued"] += sent.sent
-                    counts["failed"] += sent.failed
-                    errors += sent.errors
-                _backfill_progress(progress, counts)
-            _backfill_progress(progress, counts)  # a page with nothing to send moves it too
+        backfill(aws, uri, force=args.force, progress=progress, done=done)
     except KeyboardInterrupt:
         progress.done()
         raise CliError(
-            f"backfill interrupted: {counts['enqueued']} of {counts['listed']} objects listed so far were "
-            f"enqueued ({counts['alreadyUploaded']} already uploaded); run it again to go on: enqueued "
+            f"backfill interrupted: {done.enqueued} of {done.listed} objects listed so far were enqueued "
+            f"({done.skipped()}{done.already_uploaded} already uploaded); run it again to go on: enqueued "
             "objects that have been handled since are skipped",
             EXIT_INTERRUPTED,
         ) from None
     except (ClientError, BotoCoreError, CliError):
         progress.done()
-        print(f"backfill stopped after enqueuing {counts['enqueued']} objects", file=sys.stderr)
+        if done.why_not_watched is not None:  # it was listing: say what it did (a refusal did nothing)
+            print(f"backfill stopped after enqueuing {done.enqueued} objects", file=sys.stderr)
         raise
     progress.done()
-    if not emit(args, {"uri": str(uri), **counts, "errors": errors[:10]}):
-        say(
-            args,
-            f"{uri}: {counts['listed']} objects listed, {counts['alreadyUploaded']} already uploaded, "
-            f"{counts['enqueued']} enqueued, {counts['failed']} failed",
-        )
-        for error in dict.fromkeys(errors):
+    if not emit(args, done.summary()):
+        say(args, done.sentence())
+        for error in dict.fromkeys(done.errors):
             print(f"send failed: {redact(error)}", file=sys.stderr)
-    return EXIT_NO if counts["failed"] else EXIT_OK
+    return EXIT_NO if done.failed else EXIT_OK
 
 
-def _backfill_progress(progress: Progress, counts: dict[str, int]) -> None:
-    """The count (and rate) is of objects handled (enqueued, already uploaded or failed): no total is
-    known while S3 lists; the text says how many were listed and what became of them."""
+def _backfill_progress(progress: Progress | None, done: Backfill) -> None:
+    """The count (and rate) is of objects handled (enqueued, not watched, already uploaded or failed): no
+    total is known while S3 lists; the text says how many were listed and what became of them."""
+    if progress is None:
+        return
+    skipped = f"{done.not_watched:,} not watched, " if done.not_watched else ""
     progress.update(
-        f"{counts['listed']:,} listed, {counts['enqueued']:,} enqueued, "
-        f"{counts['alreadyUploaded']:,} already uploaded, {counts['failed']:,} failed",
-        completed=counts["enqueued"] + counts["alreadyUploaded"] + counts["failed"],
+        f"{done.listed:,} listed, {skipped}{done.enqueued:,} enqueued, "
+        f"{done.already_uploaded:,} already uploaded, {done.failed:,} failed",
+        completed=done.enqueued + done.not_watched + done.already_uploaded + done.failed,
     )
 
 
 def cmd_status(aws: Aws, args: argparse.Namespace) -> int:
     """Print one object's record and what it means (with S3's reading of the object: waiting, never
-    seen, changed since, not in S3); exit 0 only when its URL is live and of the object's current bytes."""
+    seen, changed since, not in S3; not watched for a key outside the stack's rules); exit 0 only when its
+    URL is live and of the object's current bytes. A bucket the stack does not serve is an error (exit 2)."""
     uri: S3Uri = args.uri
     now = time.time()
-    watched = uri.bucket in aws.stack.bucket_names
-    record: dict[str, Any] | None = None
-    reading: live.S3Reading | None = None
-    if watched:
-        response = aws.dynamodb.get_item(
-            TableName=aws.stack.table_name, Key={"pk": {"S": str(uri)}}, ConsistentRead=True
-        )
-        record = deserialize(response["Item"]) if "Item" in response else None
-        reading = _read_object(aws, uri)
-    state = live.describe_object(
-        record, now, reading=reading, watched=watched, stack=aws.stack.stack_name
+    watching = aws.watching
+    watching.require_served(uri.bucket)
+    outside = watching.outside(uri.bucket, uri.key)
+    response = aws.dynamodb.get_item(
+        TableName=aws.stack.table_name, Key={"pk": {"S": str(uri)}}, ConsistentRead=True
     )
+    record = deserialize(response["Item"]) if "Item" in response else None
+    # A key outside the rules never gets an event: what S3 holds changes nothing to what it is.
+    reading = None if outside else _read_object(aws, uri)
+    state = live.describe_object(record, now, reading=reading, outside=outside, stack=aws.stack.stack_name)
     if output_format(args) != "table":
         shown = {"pk": str(uri)} if record is None else record
         emit(args, {**shown, "state": state.state, "stateDescription": state.sentence})
     elif record is None:
         say(args, f"{uri}: {state.sentence}")
-        if not watched:
-            say(args, f"the stack's buckets: {', '.join(aws.stack.bucket_names) or 'none'}")
     else:
         say(args, render_record(record, now=now, state=state), page=True)
     return EXIT_OK if state.state == live.LIVE else EXIT_NO
@@ -762,7 +908,9 @@ def _read_object(aws: Aws, uri: S3Uri) -> live.S3Reading | None:
     )
 
 
-def _scan(aws: Aws, *, status: str | None, prefix: S3Uri | None, retryable: bool = False) -> Iterator[dict]:
+def _scan(
+    aws: Aws, *, status: str | Sequence[str] | None, prefix: S3Uri | None, retryable: bool = False
+) -> Iterator[dict]:
     for page in _scan_pages(aws, status=status, prefix=prefix, retryable=retryable):
         yield from page
 
@@ -770,21 +918,23 @@ def _scan(aws: Aws, *, status: str | None, prefix: S3Uri | None, retryable: bool
 def _scan_pages(
     aws: Aws,
     *,
-    status: str | None,
+    status: str | Sequence[str] | None,
     prefix: S3Uri | None,
     retryable: bool = False,
     page_size: int | None = None,
 ) -> Iterator[list[dict[str, Any]]]:
     """The records page by page, as the Scan returns them (at most 1 MB or SCAN_PAGE items), filtered by
-    status and prefix; ``page_size`` bounds the first page of an unfiltered scan (``--limit``). Closing the
-    iterator stops the scan."""
+    status (one, or any of several) and prefix; ``page_size`` bounds the first page of an unfiltered scan
+    (``--limit``). Closing the iterator stops the scan."""
     conditions: list[str] = []
     names: dict[str, str] = {}
     values: dict[str, Any] = {}
-    if status:
-        conditions.append("#s = :s")
+    statuses = [status] if isinstance(status, str) else list(status or ())
+    if statuses:
+        placeholders = [f":s{i}" if len(statuses) > 1 else ":s" for i in range(len(statuses))]
+        conditions.append("#s = :s" if len(statuses) == 1 else f"#s IN ({', '.join(placeholders)})")
         names["#s"] = "status"
-        values[":s"] = {"S": status}
+        values.update({p: {"S": s} for p, s in zip(placeholders, statuses, strict=True)})
     if prefix:
         conditions.append("begins_with(pk, :p)")
         values[":p"] = {"S": str(prefix)}
@@ -814,6 +964,8 @@ def cmd_list(aws: Aws, args: argparse.Namespace) -> int:
     prefix: S3Uri | None = args.prefix or args.prefix_uri
     if args.prefix and args.prefix_uri and args.prefix != args.prefix_uri:
         raise CliError("give the prefix once: s3://bucket/prefix or --prefix s3://bucket/prefix")
+    if prefix is not None:
+        aws.watching.require_served(prefix.bucket)  # a typo is an error, not "0 records"
     now = time.time()
     limit: int | None = getattr(args, "limit", None)
     pages: Iterable[list[dict[str, Any]]]
@@ -871,9 +1023,7 @@ def _expiring(aws: Aws, prefix: S3Uri | None, *, until: int) -> list[dict[str, A
     """The UPLOADED records (of the prefix's bucket, or of every bucket of the stack) whose file expires by
     ``until``, soonest first: a query of the sparse ``byExpiry`` index per bucket, then the records."""
     stack = aws.stack
-    if prefix is not None:
-        stack.require_watched(prefix.bucket)
-    buckets = [prefix.bucket] if prefix is not None else list(stack.bucket_names)
+    buckets = [prefix.bucket] if prefix is not None else list(aws.watching.buckets)
     pks: list[str] = []
     for bucket in buckets:
         request: dict[str, Any] = {
@@ -907,18 +1057,31 @@ def _expiring(aws: Aws, prefix: S3Uri | None, *, until: int) -> list[dict[str, A
 
 
 def cmd_url(aws: Aws, args: argparse.Namespace) -> int:
-    """Print a kie.ai URL of the object valid for at least --min-valid, from the stack's function."""
+    """Print a kie.ai URL of the object valid for at least --min-valid, from the stack's function. An object
+    the stack does not watch, or a key without an object, is an error (exit 2): the function refuses it
+    and writes nothing (``NOT_WATCHED``, ``NOT_FOUND``)."""
     uri: S3Uri = args.uri
+    watching = aws.watching
+    watching.require_served(uri.bucket)
+    outside = watching.outside(uri.bucket, uri.key)
+    if outside is not None:
+        raise CliError(
+            f"{uri}: not watched: {outside} (stack {watching.stack_name} never hands it to kie.ai)"
+        )
     try:
         [result] = live.resolve(aws.lambda_, aws.function_name, [str(uri)], args.min_valid)
     except live.LiveUrlError as exc:
         raise CliError(str(exc)) from exc
+    refused = result.get("status") in URL_REFUSALS
     output = output_format(args)
     if output != "table":
         # Not redacted: the URL is the answer (kie.ai's URL carries no AWS secret; errors are redacted).
         shown = {**result, "error": redact(str(result["error"])) if result.get("error") else None}
         console.write_value(shown, output, redact=lambda text: text)
-        return EXIT_OK if result.get("downloadUrl") else EXIT_NO
+        return EXIT_ERROR if refused else EXIT_OK if result.get("downloadUrl") else EXIT_NO
+    if refused:
+        reason = live.one_line(result.get("error")) or URL_REFUSALS[str(result["status"])]
+        raise CliError(f"{uri}: {reason}")
     try:
         url = live.url_of(result)
     except live.LiveUrlError as exc:
@@ -931,7 +1094,7 @@ def cmd_refresh(aws: Aws, args: argparse.Namespace) -> int:
     """Ask the function to upload again the live uploads under the prefixes that expire within the time."""
     prefixes: list[S3Uri] = args.uris
     for prefix in prefixes:
-        aws.stack.require_watched(prefix.bucket)
+        aws.watching.require_prefix(prefix)
     try:
         counts = live.refresh(
             aws.lambda_, aws.function_name, [str(p) for p in prefixes], args.expiring_within
@@ -981,6 +1144,152 @@ def cmd_retry_failed(aws: Aws, args: argparse.Namespace) -> int:
         for error in dict.fromkeys(result.errors):
             print(f"send failed: {redact(error)}", file=sys.stderr)
     return EXIT_NO if result.failed else EXIT_OK
+
+
+# --- forget: records only older versions wrote -----------------------------------------------------
+
+#: ``forget``: conditional deletes in flight at once.
+FORGET_WORKERS = 8
+FORGET_BATCH = 25
+
+
+@dataclass
+class Forget:
+    """What ``forget`` found and did: SKIPPED records (a key without an object), FAILED records of buckets
+    the stack does not serve; removed, or kept because they changed since they were read."""
+
+    dry_run: bool
+    skipped: int = 0
+    unserved: int = 0
+    unserved_buckets: set[str] = field(default_factory=set)
+    removed: int = 0
+    kept: int = 0
+
+    @property
+    def selected(self) -> int:
+        return self.skipped + self.unserved
+
+    def kinds(self) -> str:
+        parts = []
+        if self.skipped:
+            parts.append(f"{self.skipped} SKIPPED (keys without an object)")
+        if self.unserved:
+            names = sorted(self.unserved_buckets)
+            shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+            parts.append(f"{self.unserved} FAILED of buckets the stack does not serve ({shown})")
+        return "; ".join(parts)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "dryRun": self.dry_run, "selected": self.selected, "skipped": self.skipped,
+            "unservedFailed": self.unserved, "unservedBuckets": sorted(self.unserved_buckets),
+            "removed": self.removed, "kept": self.kept,
+        }  # fmt: skip
+
+    def sentence(self) -> str:
+        if not self.selected:
+            return "no record to forget"
+        if self.dry_run:
+            return (
+                f"would forget {plural(self.selected, 'record')}: {self.kinds()}; nothing removed: run it "
+                "again with --yes to remove them"
+            )
+        kept = f"; {self.kept} kept (changed since they were read)" if self.kept else ""
+        return f"forgot {plural(self.removed, 'record')} of {self.selected}: {self.kinds()}{kept}"
+
+
+def _forget_one(dynamodb: DynamoDBClient, table: str, pk: str, status: str) -> bool:
+    """Delete the record if it still has ``status`` and no claim (no delivery is working on it); False
+    when it changed meanwhile (it is kept)."""
+    try:
+        dynamodb.delete_item(
+            TableName=table,
+            Key={"pk": {"S": pk}},
+            ConditionExpression="#s = :s AND attribute_not_exists(claimOwner)",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues={":s": {"S": status}},
+        )
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+            return False
+        raise
+    return True
+
+
+def forget(
+    aws: Aws,
+    *,
+    skipped: bool,
+    unserved: bool,
+    prefix: S3Uri | None = None,
+    dry_run: bool = True,
+    progress: Progress | None = None,
+    done: Forget | None = None,
+) -> Forget:
+    """Find (and unless ``dry_run`` remove) the records only older versions wrote for mistakes: SKIPPED
+    (``skipped``: a key that never had an object) and FAILED of a bucket the stack does not serve
+    (``unserved``: "not in ALLOWED_BUCKETS"). Each delete is conditional: a record whose status changed, or
+    that a delivery claimed, since the scan read it is kept. One scan, filtered by status."""
+    done = Forget(dry_run) if done is None else done
+    statuses = (["SKIPPED"] if skipped else []) + (["FAILED"] if unserved else [])
+    served = aws.watching if unserved else None
+    dynamodb, table = aws.dynamodb, aws.stack.table_name
+    with ThreadPoolExecutor(max_workers=FORGET_WORKERS) as pool:
+        for page in _scan_pages(aws, status=statuses, prefix=prefix):
+            chosen: list[tuple[str, str]] = []
+            for record in page:
+                if record.get("claimOwner"):
+                    continue  # a delivery is working on it: it will change
+                status, bucket = str(record.get("status")), _bucket_key(record)[0]
+                if status == "SKIPPED" and skipped:
+                    done.skipped += 1
+                elif status == "FAILED" and served is not None and not served.rules.serves(bucket):
+                    done.unserved += 1
+                    done.unserved_buckets.add(bucket)
+                else:
+                    continue
+                chosen.append((str(record["pk"]), status))
+            if dry_run:
+                continue
+            for start in range(0, len(chosen), FORGET_BATCH):
+                batch = chosen[start : start + FORGET_BATCH]
+                with interrupt_after():  # a batch deleted is counted before Ctrl-C stops the loop
+                    results = list(pool.map(lambda one: _forget_one(dynamodb, table, *one), batch))
+                    done.removed += sum(results)
+                    done.kept += len(results) - sum(results)
+                if progress is not None:
+                    progress.update(f"{done.removed:,} removed, {done.kept:,} kept", completed=done.removed)
+    return done
+
+
+def cmd_forget(aws: Aws, args: argparse.Namespace) -> int:
+    """Remove (with --yes; else only count) the records older versions wrote for mistakes."""
+    if not args.status and not args.unserved:
+        raise CliError("say which records to forget: --status SKIPPED, --unserved, or both")
+    progress = Progress("forget", unit="removed")
+    done = Forget(dry_run=not args.yes)
+    try:
+        forget(
+            aws,
+            skipped=args.status == "SKIPPED",
+            unserved=args.unserved,
+            prefix=args.prefix_uri,
+            dry_run=not args.yes,
+            progress=progress,
+            done=done,
+        )
+    except KeyboardInterrupt:
+        progress.done()
+        raise CliError(
+            f"forget interrupted: {plural(done.removed, 'record')} removed, {done.kept} kept; run it again "
+            "to go on",
+            EXIT_INTERRUPTED,
+        ) from None
+    finally:
+        progress.done()
+    if not emit(args, done.summary()):
+        say(args, done.sentence())
+    return EXIT_OK
 
 
 def _bucket_key(record: dict[str, Any]) -> tuple[str, str]:
@@ -1080,8 +1389,9 @@ def build_parser() -> argparse.ArgumentParser:
             "kie-uploader backfill s3://my-bucket/            # every object without a live upload",
             "kie-uploader backfill s3://my-bucket/photos/2025/",
             "kie-uploader backfill s3://my-bucket/big.mov --force   # upload again, even if live",
-            description="Lists the objects under the prefix and enqueues a plain message for each one that "
-            "has no live upload of its current bytes (all of them with --force). Run it again after an "
+            description="Lists the objects under the prefix and enqueues a plain message for each one the "
+            "stack watches (its prefix/suffix) that has no live upload of its current bytes (all of them "
+            "with --force); the others are counted as not watched, never enqueued. Run it again after an "
             "interruption: what was handled since is skipped.",
         ),
     )
@@ -1102,7 +1412,8 @@ def build_parser() -> argparse.ArgumentParser:
             "kie-uploader status s3://my-bucket/photos/cat.png --output json | jq -r .state",
             description="Prints the object's record and its state: live (time left), expired, waiting (put "
             "moments ago, or changed since its upload), in progress, failed, deleted, never seen, not in S3, "
-            "or not watched by the stack. Exit 0 only when its URL is live.",
+            "or not watched (outside the stack's prefix/suffix). Exit 0 only when its URL is live; 2 for a "
+            "bucket the stack does not serve.",
         ),
     )
     status.add_argument("uri", type=_s3_uri_arg(True), metavar="s3://bucket/key")
@@ -1203,6 +1514,37 @@ def build_parser() -> argparse.ArgumentParser:
         help="only objects under this prefix",
     )
     retry.set_defaults(handler=cmd_retry_failed)
+
+    forget_ = commands.add_parser(
+        "forget",
+        parents=[common],
+        help="remove records older versions wrote for mistakes (SKIPPED; FAILED of unserved buckets)",
+        **examples(
+            "kie-uploader forget --status SKIPPED               # says how many; removes nothing",
+            "kie-uploader forget --status SKIPPED --yes",
+            "kie-uploader forget --status SKIPPED s3://my-bucket/photos/ --yes",
+            "kie-uploader forget --unserved --yes              # FAILED records of buckets not served",
+            description="Older versions wrote a record for a mistake: SKIPPED for a key without an object "
+            '(`url s3://bucket/typo`), FAILED ("not in ALLOWED_BUCKETS") for a bucket the stack does not '
+            "serve. This version writes none; forget removes those: it says how many it found, and removes "
+            "them with --yes, each with a conditional delete (a record that changed since, or that a "
+            "delivery is working on, is kept).",
+        ),
+    )
+    forget_.add_argument(
+        "prefix_uri", nargs="?", type=_s3_uri_arg(False), metavar="s3://bucket/prefix", default=None,
+        help="only records of objects under this prefix",
+    )  # fmt: skip
+    forget_.add_argument(
+        "--status", type=str.upper, choices=("SKIPPED",), help="the SKIPPED records (keys without an object)"
+    )
+    forget_.add_argument(
+        "--unserved",
+        action="store_true",
+        help='the FAILED records of buckets the stack does not serve ("not in ALLOWED_BUCKETS")',
+    )
+    forget_.add_argument("--yes", action="store_true", help="remove them (without it: only say how many)")
+    forget_.set_defaults(handler=cmd_forget)
 
     from kie_uploader import doctor, ops, settings_file  # their commands live in their own modules
 

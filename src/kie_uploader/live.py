@@ -99,7 +99,7 @@ def describe_record(record: Mapping[str, Any] | None, now: float) -> RecordState
 
 
 def _settled(record: Mapping[str, Any], status: str, now: float) -> RecordState:
-    error = _one_line(record.get("error")) or "no reason recorded"
+    error = one_line(record.get("error")) or "no reason recorded"
     kind = record.get("errorKind")
     if status == "UPLOADED":
         expires = liveness.expires_at(record)
@@ -125,7 +125,12 @@ def _settled(record: Mapping[str, Any], status: str, now: float) -> RecordState:
             )
         return RecordState(FAILED, "failed", f"failed: {tag}{error}")
     if status == "SKIPPED":
-        return RecordState(SKIPPED, "skipped", f"skipped: {error}")
+        return RecordState(
+            SKIPPED,
+            "skipped",
+            f"skipped: {error} (a record only older versions wrote, for a key without an object: "
+            "`kie-uploader forget --status SKIPPED` removes them)",
+        )
     if status == "DELETED":
         return RecordState(
             DELETED, "deleted", "deleted: the object no longer exists in S3 (its URL is withdrawn)"
@@ -140,7 +145,7 @@ def _number(value: Any, default: Any) -> Any:
         return default
 
 
-def _one_line(value: Any) -> str:
+def one_line(value: Any) -> str:
     return " ".join(str(value).split()) if value is not None else ""
 
 
@@ -160,15 +165,21 @@ def describe_object(
     reading: S3Reading | None = None,
     watched: bool = True,
     stack: str = DEFAULT_STACK,
+    outside: str | None = None,
 ) -> RecordState:
     """The object's state from its record and, when given, S3's reading of it: beside
-    :func:`describe_record`'s states, ``NOT_WATCHED`` (the stack does not serve its bucket), ``WAITING``
-    (put moments ago, or changed since its record was written: its event is on its way) and ``NOT_IN_S3``
-    (no object, no record); ``NEVER_SEEN`` then means an object that was put a while ago and never handled."""
+    :func:`describe_record`'s states, ``NOT_WATCHED`` (the stack does not serve its bucket: ``watched``
+    False; or the key is outside its prefix/suffix rules: ``outside`` says how, ``outside prefix
+    incoming/``), ``WAITING`` (put moments ago, or changed since its record was written: its event is on its
+    way) and ``NOT_IN_S3`` (no object, no record); ``NEVER_SEEN`` then means an object that was put a while
+    ago and never handled."""
     if not watched:
         return RecordState(
             NOT_WATCHED, "not watched", f"not watched by stack {stack}: its bucket is not one of the stack's"
         )
+    if outside is not None:
+        # No event ever comes for it and the function refuses it: a record (an older version's) is history.
+        return RecordState(NOT_WATCHED, "not watched", f"not watched: {outside}")
     if record is None and reading is not None:
         if not reading.exists:
             return RecordState(NOT_IN_S3, "not in S3", "no such object in S3, and no record of one")
@@ -276,15 +287,15 @@ def invoke(lambda_: Any, function_name: str, payload: Mapping[str, Any]) -> dict
         answer = None
     if response.get("FunctionError"):
         if isinstance(answer, Mapping):
-            kind = _one_line(answer.get("errorType")) or "error"
-            message = _one_line(answer.get("errorMessage")) or "no message"
+            kind = one_line(answer.get("errorType")) or "error"
+            message = one_line(answer.get("errorMessage")) or "no message"
         else:
-            kind, message = str(response["FunctionError"]), _one_line(raw.decode("utf-8", "replace"))[:300]
+            kind, message = str(response["FunctionError"]), one_line(raw.decode("utf-8", "replace"))[:300]
         raise LiveUrlError(f"the function {function_name} failed: {kind}: {message[:500]}")
     if not isinstance(answer, dict):
         raise LiveUrlError(f"the function {function_name} gave no answer (is it a kie-uploader function?)")
     if "error" in answer and "results" not in answer:
-        raise LiveUrlError(f"the function refused the request: {_one_line(answer['error'])}")
+        raise LiveUrlError(f"the function refused the request: {one_line(answer['error'])}")
     return answer
 
 
@@ -323,7 +334,7 @@ def url_of(result: Mapping[str, Any]) -> str:
     url = result.get("downloadUrl")
     if isinstance(url, str) and url:
         return url
-    reason = _one_line(result.get("error")) or f"no live URL ({result.get('status') or 'no status'})"
+    reason = one_line(result.get("error")) or f"no live URL ({result.get('status') or 'no status'})"
     raise LiveUrlError(f"{result.get('s3Uri', '')}: {reason}")
 
 

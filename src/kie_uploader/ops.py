@@ -5,8 +5,9 @@ stack's resources from its CloudFormation outputs (``cli.Aws.stack``); errors ar
 line, exit 2); everything printed goes through ``cli.redact`` (message bodies may hold presigned URLs).
 
 - ``info``: the stack's outputs, its CloudWatch dashboard (the stack has one, made by the construct's
-  monitoring, without an output: its name comes from the stack's resources), the function's settings
-  (secret values never shown) and the queues' settings.
+  monitoring, without an output: its name comes from the stack's resources), how S3 tells the stack
+  (``notify``, from the template's resources) and what it watches (each bucket's prefix/suffix, the
+  function's ``WATCHED_OBJECTS``), the function's settings (secret values never shown) and the queues'.
 - ``stats``: records by status, from one parallel projected scan that counts (constant memory); the
   queue's and the dead-letter queue's depth, in-flight messages, and the age of the oldest message from
   CloudWatch (``unknown`` where CloudWatch has no datapoint: never a made-up value).
@@ -61,6 +62,7 @@ from kie_uploader.cli import (
     render_table,
     say,
 )
+from kie_uploader.function import watch
 
 IN_PROGRESS = "IN_PROGRESS"  # a record without a status: its first delivery is still working on it
 #: ``stats``: parallel scan segments by default (each a thread and its own paginated scan).
@@ -183,6 +185,74 @@ def _queue_settings(aws: Aws) -> dict[str, Any]:
     }
 
 
+#: How S3 tells the stack (the construct's ``notify``), read from the stack's template: what the resources
+#: are, not what they are called.
+NOTIFY_MODES = {
+    "queue": "S3 notifications to the queue",
+    "eventbridge": "S3's EventBridge events to the queue, through a rule",
+    "lambda": "S3 invokes the function directly",
+}
+
+
+def notify_modes(template: Mapping[str, Any]) -> list[str]:
+    """The stack's ``notify`` mode(s) from its template: an S3 ``aws.s3`` EventBridge rule (eventbridge), a
+    Lambda permission for ``s3.amazonaws.com`` (lambda), a queue policy letting ``s3.amazonaws.com`` send
+    (queue). Empty when none is there (a stack without notifications)."""
+    found = []
+    for resource in (template.get("Resources") or {}).values():
+        if not isinstance(resource, Mapping):
+            continue
+        kind, props = resource.get("Type"), resource.get("Properties") or {}
+        if kind == "AWS::Events::Rule" and "aws.s3" in _strings(_pattern(props).get("source")):
+            found.append("eventbridge")
+        elif kind == "AWS::Lambda::Permission" and props.get("Principal") == "s3.amazonaws.com":
+            found.append("lambda")
+        elif kind == "AWS::SQS::QueuePolicy":
+            statements = (props.get("PolicyDocument") or {}).get("Statement") or []
+            for statement in statements if isinstance(statements, list) else [statements]:
+                principal = statement.get("Principal") if isinstance(statement, Mapping) else None
+                service = principal.get("Service") if isinstance(principal, Mapping) else None
+                if "s3.amazonaws.com" in _strings(service) and statement.get("Effect", "Allow") == "Allow":
+                    found.append("queue")
+    return sorted(set(found), key=list(NOTIFY_MODES).index)
+
+
+def _pattern(props: Mapping[str, Any]) -> Mapping[str, Any]:
+    """An EventBridge rule's pattern (an object, or JSON text)."""
+    pattern = props.get("EventPattern") or {}
+    if isinstance(pattern, str):
+        try:
+            pattern = json.loads(pattern)
+        except ValueError:
+            return {}
+    return pattern if isinstance(pattern, Mapping) else {}
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
+
+
+def _notify(aws: Aws) -> dict[str, Any]:
+    """``{"mode": "queue", "description": ..., "error": None}``, from the stack's template."""
+    try:
+        body = aws.cloudformation.get_template(StackName=aws.stack_name).get("TemplateBody")
+        template = json.loads(body) if isinstance(body, str) else body
+    except ClientError as exc:  # no cloudformation:GetTemplate: the rest is still worth showing
+        return {"mode": None, "description": None, "error": describe_aws_error(exc)}
+    except ValueError:
+        return {"mode": None, "description": None, "error": "the stack's template is not JSON"}
+    modes = notify_modes(template if isinstance(template, Mapping) else {})
+    if not modes:
+        return {"mode": None, "description": None, "error": "no S3 notification, rule or permission found"}
+    return {
+        "mode": ", ".join(modes),
+        "description": "; ".join(NOTIFY_MODES[mode] for mode in modes),
+        "error": None,
+    }
+
+
 def _int_or_none(value: Any) -> int | None:
     try:
         return int(value)
@@ -191,7 +261,7 @@ def _int_or_none(value: Any) -> int | None:
 
 
 def cmd_info(aws: Aws, args: argparse.Namespace) -> int:
-    """The stack's outputs, dashboard link, function settings and queue settings."""
+    """The stack's outputs, dashboard link, notify mode and watched objects, function and queue settings."""
     stack = aws.stack  # CliError when there is no such stack
     [described] = aws.cloudformation.describe_stacks(StackName=aws.stack_name)["Stacks"]
     outputs = {
@@ -214,6 +284,9 @@ def cmd_info(aws: Aws, args: argparse.Namespace) -> int:
         "outputs": outputs,
         "dashboards": dashboards,
         "dashboardsError": dashboards_error,
+        "notify": _notify(aws),
+        "watched": aws.watching.to_json(),
+        "watchedSource": aws.watching.source,
         "function": _function_settings(aws),
         "queue": _queue_settings(aws),
     }
@@ -240,6 +313,7 @@ def render_info(info: Mapping[str, Any], *, local_endpoint: str | None = None) -
     for dashboard in info["dashboards"]:
         where = dashboard["url"] or f"(no console link: AWS_ENDPOINT_URL is {local_endpoint})"
         lines.append(f"dashboard: {dashboard['name']}  {where}")
+    lines += ["", *render_watched(info)]
     fn = info["function"]
     reserved = fn["reservedConcurrency"]
     lines += [
@@ -268,6 +342,22 @@ def render_info(info: Mapping[str, Any], *, local_endpoint: str | None = None) -
         f"queue keeps messages {format_duration(queue['deadLetterRetentionSeconds'] or 0)}",
     ]
     return redact("\n".join(lines))
+
+
+def render_watched(info: Mapping[str, Any]) -> list[str]:
+    """``notify: queue (S3 notifications to the queue)``, then each bucket and the keys it watches."""
+    notify = info.get("notify") or {}
+    if notify.get("mode"):
+        lines = [f"notify: {notify['mode']} ({notify['description']})"]
+    else:
+        lines = [f"notify: unknown ({notify.get('error') or 'not read'})"]
+    lines.append(f"watched objects (from {info.get('watchedSource') or 'the stack'})")
+    rules = info.get("watched") or []
+    width = max((len(rule["bucket"]) for rule in rules), default=0)
+    for rule in rules:
+        described = watch.Rule(rule["bucket"], rule.get("prefix") or "", rule.get("suffix") or "").describe()
+        lines.append(f"  {rule['bucket'].ljust(width)}  {described}")
+    return lines
 
 
 # --- stats -----------------------------------------------------------------------------------------
@@ -1023,9 +1113,10 @@ def add_parser(commands: Any, common: argparse.ArgumentParser) -> None:
         **examples(
             "kie-uploader info",
             "kie-uploader info --json | jq -r '.outputs.SecretArn.value'",
-            description="The stack's outputs, its CloudWatch dashboard's console link, the function's "
-            "settings (memory, timeout, reserved concurrency, environment without secret values) and the "
-            "queues' (visibility timeout, receives before the dead-letter queue).",
+            description="The stack's outputs, its CloudWatch dashboard's console link, how S3 tells the "
+            "stack (notify: queue, eventbridge or lambda) and what it watches (each bucket's prefix/suffix), "
+            "the function's settings (memory, timeout, reserved concurrency, environment without secret "
+            "values) and the queues' (visibility timeout, receives before the dead-letter queue).",
         ),
     )
     info.set_defaults(handler=cmd_info)
