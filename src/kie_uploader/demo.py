@@ -1,9 +1,12 @@
 """``make demo``: the whole product on a local AWS, in one command.
 
-Starts ministack and the kie.ai emulator on free loopback ports (state under ``.local/demo``), deploys the
-real CDK stack into ministack, puts sample objects into the stack's bucket, sends one plain message
-through the queue, waits for every record, checks the bytes behind each downloadUrl and prints a table.
-Exits 0 only when every object reached its expected status. ``--keep`` leaves everything running.
+Starts ministack and the kie.ai emulator on free loopback ports (state under ``.local/demo``), creates a
+bucket holding two objects from "before the stack" (one under the watched prefix ``incoming/``, one
+outside it), deploys the real CDK stack on that bucket into ministack, runs ``kie-uploader backfill`` (it
+enqueues the first, skips the second as not watched), puts sample objects, sends a plain message and a
+resolve request for the object outside the prefix (the function refuses both and writes nothing), waits
+for every record, checks the bytes behind each downloadUrl and prints a table. Exits 0 only when every
+object reached its expected status. ``--keep`` leaves everything running.
 
 ``run_demo()`` is the same code path for the test suite.
 """
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import dataclasses
 import json
 import os
 import shutil
@@ -29,7 +33,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
-from kie_uploader import console, deploy, live, local
+from kie_uploader import cli, console, deploy, live, local
 from kie_uploader.cli import (
     DEFAULT_STACK,
     deserialize,
@@ -38,9 +42,12 @@ from kie_uploader.cli import (
     redact,
     render_table,
 )
-from kie_uploader.samples import EXISTING_PREFIX, NOTIFIED_PREFIX, Sample, demo_samples
+from kie_uploader.function import watch
+from kie_uploader.samples import NOT_WATCHED, NOTIFIED_PREFIX, Sample, demo_samples
 
 DEMO_API_KEY = "demo-kie-key"
+#: The bucket the local demo creates before the stack, then deploys the stack on (an imported bucket).
+DEMO_BUCKET = "kie-uploader-demo-photos"
 #: Small, so the "over the size limit" sample stays small (1 MiB + 1 byte).
 DEMO_MAX_OBJECT_BYTES = 1024 * 1024
 TERMINAL = ("UPLOADED", "FAILED", "SKIPPED", "DELETED")
@@ -83,16 +90,34 @@ class ObjectResult:
     record: dict[str, Any] | None
     bytes_match: bool | None = None  # None: not uploaded, nothing to compare
     check_error: str = ""
+    #: The function's answer to a resolve request (for an object outside what the stack watches).
+    answer: dict[str, Any] | None = None
 
     @property
     def status(self) -> str:
-        return str(self.record.get("status")) if self.record else "NO RECORD"
+        if self.record:
+            return str(self.record.get("status"))
+        return str(self.answer.get("status")) if self.answer else "NO RECORD"
 
     @property
     def ok(self) -> bool:
         if self.status != self.sample.expected_status:
             return False
+        if self.status == NOT_WATCHED:
+            return self.record is None  # refused, and nothing written
         return self.status != "UPLOADED" or self.bytes_match is True
+
+    @property
+    def detail(self) -> str:
+        """The URL of an upload, else the reason: the record's error, or the function's refusal."""
+        record = self.record or {}
+        if self.status == "UPLOADED":
+            return str(record.get("downloadUrl", ""))
+        if record:
+            return str(record.get("error", "")) or self.check_error
+        if self.answer:
+            return f"{self.answer.get('error') or 'refused'} (nothing written)"
+        return self.check_error
 
 
 @dataclass
@@ -109,6 +134,8 @@ class DemoResult:
     #: ``kie-uploader url`` for one object and one record-change event received (local runs).
     live: list[str] = field(default_factory=list)
     live_ok: bool = True
+    #: ``kie-uploader backfill`` of the objects from before the stack, and what it said (local runs).
+    backfill: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -121,15 +148,11 @@ class DemoResult:
         rows = []
         for obj in self.objects:
             record = obj.record or {}
-            if obj.status == "UPLOADED":
-                detail = str(record.get("downloadUrl", ""))
-            else:
-                detail = str(record.get("error", "")) or obj.check_error
             expires = format_epoch(record["expiresAt"]) if record.get("expiresAt") is not None else ""
             match = {True: "yes", False: "NO", None: "-"}[obj.bytes_match]
             verdict = "ok" if obj.ok else f"expected {obj.sample.expected_status}"
             size = format_size(len(obj.sample.body))
-            rows.append((obj.sample.key, size, obj.status, detail, expires, match, verdict))
+            rows.append((obj.sample.key, size, obj.status, obj.detail, expires, match, verdict))
         return render_table(_TABLE_COLUMNS, rows, width=width, wide=wide)
 
 
@@ -139,7 +162,7 @@ class DemoResult:
 _TABLE_COLUMNS = (
     console.Column("S3 KEY", min=16, want=30, elide="middle", weight=2),
     console.Column("SIZE", min=8, max=10, drop=3),
-    console.Column("STATUS", min=8, max=8),
+    console.Column("STATUS", min=8, max=11),
     console.Column("DOWNLOAD URL / ERROR", min=20, want=40, elide="auto", weight=3),
     console.Column("EXPIRES", min=17, max=20, drop=4),
     console.Column("BYTES MATCH", min=11, max=11),
@@ -157,17 +180,33 @@ class _EndpointSession:
     def client(self, service: str, **kwargs: Any) -> Any:
         return self.session.client(service, endpoint_url=self.endpoint_url, **kwargs)
 
+    @property
+    def region_name(self) -> str | None:
+        return str(self.session.region_name)
+
+
+class _CliAws(cli.Aws):
+    """The command line's view of the demo's stack: ``kie-uploader``'s own code, at the local endpoint."""
+
+    def __init__(self, endpoint_url: str, stack_name: str) -> None:
+        super().__init__(local.LOCAL_REGION, stack_name)
+        self.session = _EndpointSession(_local_session(), endpoint_url)
+
+
+def _local_session() -> Any:
+    return boto3.Session(
+        aws_access_key_id=local.LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=local.LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        region_name=local.LOCAL_REGION,
+    )
+
 
 class _Aws:
     """boto3 clients for the demo's target: a local endpoint (test credentials) or the real chain."""
 
     def __init__(self, endpoint_url: str | None) -> None:
         if endpoint_url:
-            session = boto3.Session(
-                aws_access_key_id=local.LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-                aws_secret_access_key=local.LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-                region_name=local.LOCAL_REGION,
-            )
+            session = _local_session()
         else:
             session = boto3.Session()
         config = Config(retries={"mode": "standard", "max_attempts": 5})
@@ -180,20 +219,45 @@ class _Aws:
         self.secretsmanager = session.client("secretsmanager", endpoint_url=endpoint_url, config=config)
 
 
-def put_samples(aws: _Aws, bucket: str, queue_url: str, samples: Sequence[Sample], log: Log) -> None:
-    """Put every sample; those routed through the queue also get a plain ``{"bucket","key"}`` message."""
+def put_objects(aws: _Aws, bucket: str, samples: Sequence[Sample], log: Log) -> None:
+    """Put the samples' objects."""
     for sample in samples:
         aws.s3.put_object(Bucket=bucket, Key=sample.key, Body=sample.body, ContentType=sample.content_type)
         log(f"  put s3://{bucket}/{sample.key} ({format_size(len(sample.body))}, {sample.note})")
+
+
+def send_plain_messages(aws: _Aws, bucket: str, queue_url: str, samples: Sequence[Sample], log: Log) -> None:
+    """A plain ``{"bucket","key"}`` message for each sample routed through the queue, and for each one the
+    stack does not watch (as any producer allowed to send to the queue could: the function refuses it)."""
     for sample in samples:
-        if sample.route == "queue":
+        if sample.route in ("queue", "refused"):
             body = json.dumps({"bucket": bucket, "key": sample.key}, ensure_ascii=False)
             aws.sqs.send_message(QueueUrl=queue_url, MessageBody=body)
             log(f"  sent {body} to the queue")
 
 
+def ask_the_function(
+    aws: _Aws, outputs: dict[str, str], bucket: str, samples: Sequence[Sample], log: Log
+) -> dict[str, dict[str, Any]]:
+    """The function's answers to a resolve request (``kie-uploader url``'s) for the samples it must refuse."""
+    answers: dict[str, dict[str, Any]] = {}
+    for sample in samples:
+        if sample.route != "refused":
+            continue
+        uri = f"s3://{bucket}/{sample.key}"
+        try:
+            (answers[sample.key],) = live.resolve(aws.lambda_, outputs["FunctionName"], [uri], min_valid=0)
+        except live.LiveUrlError as exc:
+            answers[sample.key] = {"status": "ERROR", "error": str(exc)}
+        log(f"  asked the function for {uri}: {answers[sample.key].get('status')}")
+    return answers
+
+
 def _settled(sample: Sample, record: dict[str, Any] | None) -> bool:
-    """A record is final for the demo once it has the expected status or a status no retry will change."""
+    """A record is final for the demo once it has the expected status or a status no retry will change;
+    an object the stack does not watch has none (a record at all is final: a wrong one)."""
+    if sample.expected_status == NOT_WATCHED:
+        return record is None or record.get("status") in TERMINAL
     if not record or record.get("status") not in TERMINAL:
         return False
     return record["status"] == sample.expected_status or not record.get("retryable", False)
@@ -260,12 +324,16 @@ def download(url: str, timeout: float = 30.0) -> bytes:
         return bytes(response.read())
 
 
-def check_bytes(samples: Sequence[Sample], records: dict[str, dict[str, Any] | None]) -> list[ObjectResult]:
+def check_bytes(
+    samples: Sequence[Sample],
+    records: dict[str, dict[str, Any] | None],
+    answers: dict[str, dict[str, Any]] | None = None,
+) -> list[ObjectResult]:
     """Download each uploaded object back from its downloadUrl and compare it with what was put."""
     results = []
     for sample in samples:
         record = records.get(sample.key)
-        result = ObjectResult(sample, record)
+        result = ObjectResult(sample, record, answer=(answers or {}).get(sample.key))
         if record and record.get("status") == "UPLOADED" and record.get("downloadUrl"):
             try:
                 result.bytes_match = download(str(record["downloadUrl"])) == sample.body
@@ -277,15 +345,64 @@ def check_bytes(samples: Sequence[Sample], records: dict[str, dict[str, Any] | N
 
 
 def exercise_stack(
-    aws: _Aws, outputs: dict[str, str], samples: Sequence[Sample], *, timeout: float, log: Log
+    aws: _Aws,
+    outputs: dict[str, str],
+    samples: Sequence[Sample],
+    *,
+    timeout: float,
+    log: Log,
+    present: frozenset[str] = frozenset(),
+    drain_timeout: float | None = None,
 ) -> list[ObjectResult]:
-    """The demo's core against any deployed stack: put, wait, check."""
+    """The demo's core against any deployed stack: put (the samples not ``present`` yet), send the plain
+    messages, ask the function about what it must refuse, wait, check. An object the stack does not watch
+    is checked once more after the queue is empty (``drain_timeout``, default ``timeout``): the function
+    handled its message, and wrote nothing."""
     bucket = outputs["BucketNames"].split(",")[0].strip()
-    log(f"Putting {len(samples)} sample objects into s3://{bucket}/")
-    put_samples(aws, bucket, outputs["QueueUrl"], samples, log)
+    fresh = [s for s in samples if s.key not in present]
+    log(f"Putting {len(fresh)} sample objects into s3://{bucket}/")
+    put_objects(aws, bucket, fresh, log)
+    send_plain_messages(aws, bucket, outputs["QueueUrl"], samples, log)
+    answers = ask_the_function(aws, outputs, bucket, samples, log)
     records = wait_for_records(aws, outputs, bucket, samples, timeout=timeout, log=log)
+    refused = [s for s in samples if s.route == "refused"]
+    if refused:
+        _wait_until_drained(
+            aws, outputs["QueueUrl"], timeout if drain_timeout is None else drain_timeout, log
+        )
+        for sample in refused:
+            item = aws.dynamodb.get_item(
+                TableName=outputs["TableName"],
+                Key={"pk": {"S": f"s3://{bucket}/{sample.key}"}},
+                ConsistentRead=True,
+            ).get("Item")
+            records[sample.key] = deserialize(item) if item else None
     log("Downloading every downloadUrl to compare the bytes")
-    return check_bytes(samples, records)
+    return check_bytes(samples, records, answers)
+
+
+def _wait_until_drained(aws: _Aws, queue_url: str, timeout: float, log: Log) -> None:
+    """Wait until the queue holds no message, visible or in flight (every message was handled)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        attributes = aws.sqs.get_queue_attributes(
+            QueueUrl=queue_url,
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        ).get("Attributes", {})
+        if not sum(int(value) for value in attributes.values()):
+            return
+        time.sleep(0.5)
+    log(f"  the queue still holds messages after {timeout:.0f} s")
+
+
+def backfill_before_the_samples(cli_aws: cli.Aws, bucket: str, log: Log) -> list[str]:
+    """``kie-uploader backfill s3://bucket/`` (the command's own code), run while the bucket holds only the
+    objects from before the stack: it enqueues the watched one and skips the other as not watched."""
+    uri = cli.S3Uri(bucket, "")
+    log(f"Backfilling the objects from before the stack: kie-uploader backfill {uri}")
+    done = cli.backfill(cli_aws, uri)
+    log(f"  {done.sentence()}")
+    return [f"$ kie-uploader backfill {uri}   (the objects from before the stack)", done.sentence()]
 
 
 def subscribe_to_record_changes(aws: _Aws, outputs: dict[str, str]) -> str | None:
@@ -414,8 +531,9 @@ def _deploy_local(
 ) -> dict[str, str]:
 
     context = {
+        "bucketNames": DEMO_BUCKET,  # created, with its objects from "before the stack", before the deploy
         "maxObjectBytes": str(options.max_object_bytes),
-        "prefix": NOTIFIED_PREFIX,  # EXISTING_PREFIX stays un-notified: only the queue message uploads it
+        "prefix": NOTIFIED_PREFIX,  # archive/ is not watched: backfill skips it, the function refuses it
     }
     return deploy.deploy_local(
         endpoint_url=endpoint_url,
@@ -450,6 +568,13 @@ def run_local(options: DemoOptions, log: Log = _stderr) -> DemoResult:
             api_key = os.environ.get("KIE_API_KEY", api_key)
         timings["start"] = time.monotonic() - started
 
+        aws = _Aws(ministack.endpoint_url)
+        samples = demo_samples(options.max_object_bytes)
+        before = [s for s in samples if s.route in ("backfill", "refused")]
+        log(f"Creating s3://{DEMO_BUCKET}/ with {len(before)} objects from before the stack")
+        aws.s3.create_bucket(Bucket=DEMO_BUCKET)
+        put_objects(aws, DEMO_BUCKET, before, log)
+
         log("Deploying the CDK stack into ministack (cdk bootstrap + deploy)…")
         phase = time.monotonic()
         outputs = _deploy_local(ministack.endpoint_url, kie_url, options, state_dir, timings)
@@ -457,10 +582,18 @@ def run_local(options: DemoOptions, log: Log = _stderr) -> DemoResult:
         deploy.put_api_key(outputs["SecretArn"], api_key, endpoint_url=ministack.endpoint_url)
 
         phase = time.monotonic()
-        aws = _Aws(ministack.endpoint_url)
         consumer = subscribe_to_record_changes(aws, outputs)
-        samples = demo_samples(options.max_object_bytes)
-        objects = exercise_stack(aws, outputs, samples, timeout=options.timeout, log=log)
+        backfilled = backfill_before_the_samples(
+            _CliAws(ministack.endpoint_url, options.stack_name), DEMO_BUCKET, log
+        )
+        objects = exercise_stack(
+            aws,
+            outputs,
+            samples,
+            timeout=options.timeout,
+            log=log,
+            present=frozenset(s.key for s in before),
+        )
         timings["exercise"] = time.monotonic() - phase
         live_lines, live_ok = show_live_url_and_event(aws, outputs, objects, consumer, log=log)
         timings["total"] = time.monotonic() - started
@@ -474,6 +607,7 @@ def run_local(options: DemoOptions, log: Log = _stderr) -> DemoResult:
             servers=list(servers),
             live=live_lines,
             live_ok=live_ok,
+            backfill=backfilled,
         )
         if not result.ok:
             log(
@@ -512,6 +646,7 @@ def run_real(options: DemoOptions, log: Log = _stderr) -> DemoResult:
     if env.get("KIE_BASE_URL", "").rstrip("/") != str(options.kie_url).rstrip("/"):
         raise DemoError(f"the deployed function calls {env.get('KIE_BASE_URL')}, not {options.kie_url}")
     limit = int(env.get("MAX_OBJECT_BYTES", DEMO_MAX_OBJECT_BYTES))
+    watched = watch.from_env(env) or watch.Watched.of_buckets([options.bucket or ""])
     ensure_api_key(
         aws.secretsmanager,
         outputs["SecretArn"],
@@ -520,17 +655,12 @@ def run_real(options: DemoOptions, log: Log = _stderr) -> DemoResult:
         stack_name=options.stack_name,
         log=log,
     )
-    root = f"kie-uploader-demo/{int(time.time())}/"
-    # Every sample goes through the queue: the stack's notification filter is unknown here.
-    samples = [
-        Sample(s.key, s.body, s.content_type, s.expected_status, "queue", s.note)
-        for s in demo_samples(limit, root=root)
-        if len(s.body) <= 8 * 1024 * 1024 or s.expected_status != "FAILED"  # no huge upload for the demo
-    ]
+    samples = real_samples(watched, options.bucket or "", limit, f"kie-uploader-demo/{int(time.time())}/")
     outputs = {**outputs, "BucketNames": options.bucket or ""}
     started = time.monotonic()
     try:
-        objects = exercise_stack(aws, outputs, samples, timeout=options.timeout, log=log)
+        # The real queue may carry other traffic: the refused sample's message is waited for a while only.
+        objects = exercise_stack(aws, outputs, samples, timeout=options.timeout, log=log, drain_timeout=30)
     finally:
         if not options.keep:
             for sample in samples:
@@ -542,6 +672,28 @@ def run_real(options: DemoOptions, log: Log = _stderr) -> DemoResult:
         kie_url=str(options.kie_url),
         timings={"total": time.monotonic() - started},
     )
+
+
+def real_samples(watched: watch.Watched, bucket: str, limit: int, root: str) -> list[Sample]:
+    """The samples for a stack deployed to AWS, under ``root`` inside the first prefix it watches in the
+    bucket (outside it for the one it must refuse). Every watched sample goes through the queue (a plain
+    message: the stack's notifications may not cover ``root``); a sample the stack does not watch (outside
+    its prefix, or without its suffix) is expected refused; none is outside when it watches every key."""
+    rule = (watched.rules_of(bucket) or (watch.Rule(bucket),))[0]
+    samples = []
+    for sample in demo_samples(limit, root=f"{rule.prefix}{root}", outside_root=root):
+        if len(sample.body) > 8 * 1024 * 1024 and sample.expected_status == "FAILED":
+            continue  # no huge upload for the demo
+        if watched.watches(bucket, sample.key):
+            if sample.route == "refused":
+                continue  # the stack watches every key: nothing to refuse
+            samples.append(dataclasses.replace(sample, route="queue"))
+        else:
+            note = "not watched by the stack: refused"
+            samples.append(
+                dataclasses.replace(sample, expected_status=NOT_WATCHED, route="refused", note=note)
+            )
+    return samples
 
 
 def run_demo(options: DemoOptions, log: Log = _stderr) -> DemoResult:
@@ -560,14 +712,17 @@ def keep_instructions(result: DemoResult) -> str:
     env = local.local_aws_env(result.endpoint_url)
     exports = " ".join(f"{name}={value}" for name, value in env.items())
     sample = next((o.sample.key for o in result.objects if o.sample.route == "notification"), "")
+    outside = next((o.sample.key for o in result.objects if o.sample.route == "refused"), "")
     pids = " ".join(f"-{s.pid}" for s in result.servers)
     return "\n".join(
         [
             "Everything is still running. To talk to it:",
             f"  export {exports}",
+            "  .venv/bin/kie-uploader info                    # notify mode, the watched prefix",
             "  .venv/bin/kie-uploader list",
             f"  .venv/bin/kie-uploader status 's3://{result.bucket}/{sample}'",
-            f"  .venv/bin/kie-uploader backfill s3://{result.bucket}/{EXISTING_PREFIX}",
+            f"  .venv/bin/kie-uploader status 's3://{result.bucket}/{outside}'   # not watched",
+            f"  .venv/bin/kie-uploader backfill s3://{result.bucket}/",
             "  .venv/bin/kie-uploader list --status FAILED --json",
             f"  aws s3 ls s3://{result.bucket}/ --recursive   # with the AWS CLI, if installed",
             f"kie.ai emulator: {result.kie_url} (its calls: {result.kie_url}/_emulator/calls)",
@@ -629,9 +784,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print()
     print(result.table())
     print()
-    for line in result.live:
+    for line in result.backfill + result.live:
         print(line)
-    if result.live:
+    if result.backfill or result.live:
         print()
     timings = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in result.timings.items())
     ok = sum(o.ok for o in result.objects)

@@ -1,7 +1,8 @@
 """The demo's sample objects: small, valid files of a few types, generated in code (no binary fixtures).
 
-Each sample says where it goes, how it reaches the function (an S3 notification or a plain message on
-the queue) and which status its record must end in.
+Each sample says where it goes, how it reaches the function (an S3 notification; ``backfill``, for an
+object put before the stack; a plain message on the queue) and which status its record must end in
+(``NOT_WATCHED``: outside the stack's prefix, the function refuses it and nothing is written).
 """
 
 from __future__ import annotations
@@ -13,10 +14,18 @@ from typing import Literal
 
 #: Samples the S3 notification covers live under this prefix; the demo deploys with ``prefix`` set to it.
 NOTIFIED_PREFIX = "incoming/"
-#: Outside the notified prefix: like an object that was in the bucket before the stack existed.
-EXISTING_PREFIX = "archive/"
+#: Under the notified prefix, put before the stack existed: no event ever came for it, ``backfill`` hands
+#: it over.
+EXISTING_PREFIX = f"{NOTIFIED_PREFIX}existing/"
+#: Outside the watched prefix: ``backfill`` skips it, and the function refuses any message about it.
+OUTSIDE_PREFIX = "archive/"
+#: The status of an object the stack does not watch: no record, the function answers ``NOT_WATCHED``.
+NOT_WATCHED = "NOT_WATCHED"
 
-Route = Literal["notification", "queue"]
+#: ``notification``: put after the deploy, its S3 event does it; ``backfill``: put before the deploy,
+#: ``kie-uploader backfill`` enqueues it; ``queue``: a plain message (against a real stack); ``refused``:
+#: outside what the stack watches: a plain message and a resolve request are refused, nothing is written.
+Route = Literal["notification", "backfill", "queue", "refused"]
 
 
 @dataclass(frozen=True)
@@ -75,8 +84,9 @@ def pdf(text: str = "Hello from kie-uploader") -> bytes:
     return bytes(out)
 
 
-def demo_samples(max_object_bytes: int, *, root: str = "") -> list[Sample]:
-    """The demo's objects; ``root`` puts them all under one more prefix (used against a real bucket)."""
+def demo_samples(max_object_bytes: int, *, root: str = "", outside_root: str = "") -> list[Sample]:
+    """The demo's objects; ``root`` puts the watched ones under one more prefix, ``outside_root`` the one
+    outside it (against a real bucket: under the stack's prefix, and outside it)."""
     big = b"x" * (max_object_bytes + 1)
     text = "kie-uploader demo\nS3 → kie.ai → DynamoDB\n".encode()
     return [
@@ -106,9 +116,17 @@ def demo_samples(max_object_bytes: int, *, root: str = "") -> list[Sample]:
         ),
         Sample(
             f"{root}{EXISTING_PREFIX}existing-object.txt",
-            b"This object is outside the notified prefix: only a message on the queue uploads it.\n",
+            b"This object was here before the stack: no event came for it, kie-uploader backfill sent it.\n",
             "text/plain; charset=utf-8",
-            route="queue",
-            note="sent as a plain message through the queue",
+            route="backfill",
+            note="put before the stack, handed over by kie-uploader backfill",
+        ),
+        Sample(
+            f"{outside_root}{OUTSIDE_PREFIX}outside-the-prefix.txt",
+            b"This object is outside the watched prefix: kie.ai must never get it.\n",
+            "text/plain; charset=utf-8",
+            expected_status=NOT_WATCHED,
+            route="refused",
+            note="outside the watched prefix: skipped by backfill, refused by the function",
         ),
     ]

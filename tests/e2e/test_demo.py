@@ -22,8 +22,19 @@ def test_the_demo_uploads_every_sample_and_stops_what_it_started(tmp_path: Path)
     assert result.ok, f"{table}\n" + "\n".join(lines[-15:])
     statuses = {o.sample.key: o.status for o in result.objects}
     assert statuses.pop("incoming/large/too-large.bin") == "FAILED"
+    # Outside the watched prefix: skipped by backfill, refused by the function (a plain message and a
+    # resolve request), and nothing written
+    outside = next(o for o in result.objects if o.sample.key == "archive/outside-the-prefix.txt")
+    assert statuses.pop(outside.sample.key) == "NOT_WATCHED"
+    assert outside.record is None and outside.answer is not None and outside.answer["status"] == "NOT_WATCHED"
     assert set(statuses.values()) == {"UPLOADED"}
-    assert statuses["archive/existing-object.txt"] == "UPLOADED"  # only the queue message could do that
+    # From before the stack: no event ever came for it, only the backfill's message could upload it
+    assert statuses["incoming/existing/existing-object.txt"] == "UPLOADED"
+    assert result.backfill == [
+        f"$ kie-uploader backfill s3://{result.bucket}/   (the objects from before the stack)",
+        f"s3://{result.bucket}/: 2 objects listed, 1 skipped as not watched (outside prefix incoming/), 0 "
+        "already uploaded, 1 enqueued, 0 failed",
+    ]
     too_large = next(o for o in result.objects if o.status == "FAILED")
     assert too_large.record is not None and too_large.record.get("retryable") is False
     assert len(too_large.sample.body) == DEMO_MAX_OBJECT_BYTES + 1
@@ -43,3 +54,4 @@ def test_the_demo_uploads_every_sample_and_stops_what_it_started(tmp_path: Path)
     instructions = keep_instructions(result)
     assert f"AWS_ENDPOINT_URL={result.endpoint_url}" in instructions
     assert ".venv/bin/kie-uploader list" in instructions
+    assert f"status 's3://{result.bucket}/archive/outside-the-prefix.txt'   # not watched" in instructions

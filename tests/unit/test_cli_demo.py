@@ -9,7 +9,17 @@ import zlib
 import pytest
 
 from kie_uploader import demo
-from kie_uploader.samples import EXISTING_PREFIX, NOTIFIED_PREFIX, Sample, demo_samples, pdf, png
+from kie_uploader.function import watch
+from kie_uploader.samples import (
+    EXISTING_PREFIX,
+    NOT_WATCHED,
+    NOTIFIED_PREFIX,
+    OUTSIDE_PREFIX,
+    Sample,
+    demo_samples,
+    pdf,
+    png,
+)
 
 
 def test_the_png_sample_is_a_valid_png_whose_chunks_pass_their_crc() -> None:
@@ -46,9 +56,32 @@ def test_the_samples_cover_what_the_demo_promises() -> None:
     assert any(s.key.count("/") >= 4 for s in samples)
     (large,) = [s for s in samples if s.expected_status == "FAILED"]
     assert len(large.body) == 1025
-    (queued,) = [s for s in samples if s.route == "queue"]
-    assert queued.key.startswith(EXISTING_PREFIX)
+    # One object from before the stack, under the watched prefix: only backfill can hand it over
+    (existing,) = [s for s in samples if s.route == "backfill"]
+    assert existing.key.startswith(EXISTING_PREFIX) and existing.key.startswith(NOTIFIED_PREFIX)
+    assert existing.expected_status == "UPLOADED"
+    # One outside it: backfill skips it and the function refuses it (no record)
+    (outside,) = [s for s in samples if s.route == "refused"]
+    assert outside.key.startswith(OUTSIDE_PREFIX) and not outside.key.startswith(NOTIFIED_PREFIX)
+    assert outside.expected_status == NOT_WATCHED
     assert all(s.key.startswith(NOTIFIED_PREFIX) for s in samples if s.route == "notification")
+
+
+def test_against_a_real_stack_the_samples_go_inside_its_prefix_and_one_outside_is_expected_refused() -> None:
+    rules = watch.Watched((watch.Rule("real-bucket", "incoming/"),))
+    samples = demo.real_samples(rules, "real-bucket", 1024, "kie-uploader-demo/1/")
+    watched = [s for s in samples if s.route == "queue"]
+    assert watched and all(s.key.startswith("incoming/kie-uploader-demo/1/") for s in watched)
+    (refused,) = [s for s in samples if s.route == "refused"]
+    assert refused.key == "kie-uploader-demo/1/archive/outside-the-prefix.txt"
+    assert refused.expected_status == NOT_WATCHED
+    # A suffix rule: what does not end with it is expected refused; a stack watching every key refuses none
+    pngs = demo.real_samples(
+        watch.Watched((watch.Rule("real-bucket", "", ".png"),)), "real-bucket", 1024, "r/"
+    )
+    assert [s.key for s in pngs if s.route == "queue"] == ["r/incoming/images/gradient.png"]
+    everything = demo.real_samples(watch.Watched.of_buckets(["real-bucket"]), "real-bucket", 1024, "r/")
+    assert all(s.route == "queue" for s in everything) and len(everything) == len(demo_samples(1024)) - 1
 
 
 @pytest.mark.parametrize(
@@ -101,6 +134,21 @@ def test_an_object_is_ok_only_with_its_expected_status_and_matching_bytes() -> N
     assert not _result("UPLOADED", match=False).ok
     assert not _result("FAILED").ok
     assert _result("FAILED", expected="FAILED", match=None).ok
+
+
+def _refused(record: dict[str, object] | None) -> demo.ObjectResult:
+    sample = Sample("archive/x.txt", b"x", "text/plain", expected_status=NOT_WATCHED, route="refused")
+    answer = {"status": "NOT_WATCHED", "error": "key is outside what this stack watches (prefix incoming/)"}
+    return demo.ObjectResult(sample, record, bytes_match=None, answer=answer)
+
+
+def test_an_object_outside_the_prefix_is_ok_only_refused_and_without_a_record() -> None:
+    assert _refused(None).ok and _refused(None).status == NOT_WATCHED
+    uploaded = _refused({"status": "UPLOADED", "downloadUrl": "http://127.0.0.1:1/f"})
+    assert uploaded.status == "UPLOADED" and not uploaded.ok  # what older versions did
+    row = demo.DemoResult(objects=[_refused(None)], bucket="b", outputs={}).table(wide=True).splitlines()[2]
+    assert row.split()[3] == NOT_WATCHED and row.endswith("ok")  # after the key and "1 B"
+    assert "key is outside what this stack watches (prefix incoming/) (nothing written)" in row
 
 
 def test_the_demo_table_says_which_object_went_wrong() -> None:
