@@ -368,6 +368,16 @@ def test_the_iam_pattern_matches_exactly_the_keys_the_functions_rule_matches(
     assert {key for key in keys if iam_matches(pattern, key)} == matched
 
 
+def test_an_encoded_filter_value_is_watched_and_read_as_the_keys_it_matches() -> None:
+    """S3's filters are URL-encoded (doctor asks for ``My+Documents/``): the function's rule and IAM get the
+    key's own text, so the objects S3 notifies about are the ones the function accepts and the role reads."""
+    assert watched.key_text("My+Documents/") == "My Documents/"
+    assert watched.key_text("%E6%9D%B1%E4%BA%AC/") == "東京/"
+    assert watched.key_pattern("My+Documents/", ".p%26l") == "My Documents/*.p&l"
+    rule = watch.Rule("bucket", watched.key_text("My+Documents/"), "")
+    assert rule.matches("bucket", "My Documents/a.txt") and not rule.matches("bucket", "My+Documents/a")
+
+
 # --- a created and an imported bucket, and a grantee: the user's app with cdk-nag and cfn-lint --------
 
 

@@ -14,6 +14,10 @@ which objects of its buckets may go there, and that one definition is enforced t
    object outside them.
 3. **The bucket keys decrypt** only for those objects (:func:`kms_encryption_contexts`).
 
+The construct's ``prefix``/``suffix`` are S3's notification filter values, which S3 compares with
+URL-encoded keys (``kie-uploader doctor`` asks for ``My+Documents/``, not ``My Documents/``). The function
+and IAM see keys as they are: both get the decoded value (:func:`key_text`), ``My Documents/``.
+
 A literal ``*``, ``?`` or ``$`` in a prefix or suffix (legal in S3 keys) is written as IAM's ``${*}``,
 ``${?}``, ``${$}``, so that it matches only itself (:func:`iam_literal`).
 """
@@ -21,6 +25,7 @@ A literal ``*``, ``?`` or ``$`` in a prefix or suffix (legal in S3 keys) is writ
 from __future__ import annotations
 
 from collections.abc import Sequence
+from urllib.parse import unquote_plus
 
 from aws_cdk import Stack
 from aws_cdk import aws_s3 as s3
@@ -40,8 +45,16 @@ def rules_json(scope: IConstruct, buckets: Sequence[s3.IBucket], prefix: str, su
     A bucket's name may be a token (a bucket of the same stack, ``{"Ref": ...}``): the stack renders the
     JSON with ``Fn::Join`` around it, so CloudFormation puts the real name in.
     """
-    rules = [{"bucket": bucket.bucket_name, "prefix": prefix, "suffix": suffix} for bucket in buckets]
+    rules = [
+        {"bucket": bucket.bucket_name, "prefix": key_text(prefix), "suffix": key_text(suffix)}
+        for bucket in buckets
+    ]
     return Stack.of(scope).to_json_string(rules)
+
+
+def key_text(filter_value: str) -> str:
+    """A filter value as the keys it matches are written: S3's filters are URL-encoded (``+`` a space)."""
+    return unquote_plus(filter_value)
 
 
 def iam_literal(text: str) -> str:
@@ -51,7 +64,7 @@ def iam_literal(text: str) -> str:
 
 def key_pattern(prefix: str, suffix: str) -> str:
     """The IAM pattern of the watched keys: ``{prefix}*{suffix}`` (``*`` alone without a filter)."""
-    return f"{iam_literal(prefix)}*{iam_literal(suffix)}"
+    return f"{iam_literal(key_text(prefix))}*{iam_literal(key_text(suffix))}"
 
 
 def object_arns(buckets: Sequence[s3.IBucket], prefix: str, suffix: str) -> list[str]:

@@ -1,0 +1,275 @@
+"""The record stays true under faults: each reproduction of issue 21, against ministack (through the fault
+proxy of tests/faultproxy.py where S3 or DynamoDB must fail) and the kie.ai emulator.
+
+Every test here failed on the code before the fix (322d5b3); the docstrings say how.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import Any
+
+import pytest
+import requests
+
+from tests import factories as f
+from tests.factories import BUCKET, TABLE, VERSIONED, World, failures
+from tests.faultproxy import FaultProxy, Rule, fail
+from uploader.config import Config
+from uploader.events import parse_event
+from uploader.models import Outcome
+from uploader.retry import Deadline
+from uploader.runtime import build_processor
+
+#: The emulator's (and the function's) retention in the integration world: kie.ai's 3 days.
+RETENTION = 259_200
+
+
+def serves(record: dict[str, Any], body: bytes) -> bool:
+    return requests.get(record["downloadUrl"], timeout=10).content == body
+
+
+def run(event: dict[str, Any]) -> list[Outcome]:
+    """One invocation in a container of its own."""
+    processor = build_processor(Config.from_env())
+    return processor.process_messages(parse_event(event).messages, Deadline(lambda: 60_000, 3.0))
+
+
+def set_attributes(world: World, key: str, bucket: str = BUCKET, **values: Any) -> None:
+    """Change a record by hand (a clock that moved on, a claim left behind)."""
+    names = {f"#{name}": name for name in values}
+    av = {f":{name}": ({"N": str(v)} if isinstance(v, int) else {"S": str(v)}) for name, v in values.items()}
+    world.ddb.update_item(
+        TableName=TABLE,
+        Key={"pk": {"S": f"s3://{bucket}/{key}"}},
+        UpdateExpression="SET " + ", ".join(f"#{n} = :{n}" for n in values),
+        ExpressionAttributeNames=names,
+        ExpressionAttributeValues=av,
+    )
+
+
+def refresh(world: World, bucket: str = BUCKET) -> dict[str, Any]:
+    answer: dict[str, Any] = world.invoke(
+        {"refresh": {"prefixes": [f"s3://{bucket}/"], "expiringWithinSeconds": RETENTION - 300}}
+    )
+    return answer
+
+
+# 1 ---------------------------------------------------------------------------------------------------------
+
+
+def test_a_failed_head_object_never_stores_the_events_sequencer(world: World, fault_proxy: FaultProxy) -> None:
+    """Before: the failure path stored the delete event's sequencer although S3 was never read, so the
+    redelivery was judged covered (SUPERSEDED) and the record stayed UPLOADED for a deleted object."""
+    world.invoke(f.s3_notification(world.created("gone.txt")))
+    assert world.existing_record("gone.txt")["status"] == "UPLOADED"
+    world.s3.delete_object(Bucket=BUCKET, Key="gone.txt")
+    delete, _ = world.sqs(f.s3_notification(world.removed("gone.txt")))
+
+    fault_proxy.add(Rule("s3", "HeadObject", fail(503, "SlowDown"), key="gone.txt", times=None))
+    assert failures(world.invoke(delete)) == ["m0"]  # delivered again
+    fault_proxy.clear()
+    assert failures(world.invoke(delete)) == []
+
+    record = world.existing_record("gone.txt")
+    assert record["status"] == "DELETED" and "downloadUrl" not in record
+
+
+def test_a_failed_head_object_during_an_overwrite_still_ends_with_the_new_bytes(
+    world: World, fault_proxy: FaultProxy
+) -> None:
+    world.invoke(f.s3_notification(world.created("over.txt", b"old bytes")))
+    overwrite, _ = world.sqs(f.s3_notification(world.created("over.txt", b"new bytes")))
+
+    fault_proxy.add(Rule("s3", "HeadObject", fail(500, "InternalError"), key="over.txt", times=None))
+    assert failures(world.invoke(overwrite)) == ["m0"]
+    fault_proxy.clear()
+    world.invoke(overwrite)
+
+    record = world.existing_record("over.txt")
+    assert record["status"] == "UPLOADED" and serves(record, b"new bytes")
+
+
+# 2 ---------------------------------------------------------------------------------------------------------
+
+
+def test_unversioned_a_b_a_while_kie_fetches_never_records_bs_bytes_under_as_etag(world: World) -> None:
+    """Before: kie.ai fetched B (put between the presign and the fetch), A's bytes were put back (same
+    ETag), and the record said UPLOADED with A's ETag and a URL serving B."""
+    event = f.s3_notification(world.created("aba.txt", b"A bytes"))
+    world.kie.on_fetch(lambda _url: world.put("aba.txt", b"B bytes other"))
+    world.kie.after_fetch(lambda _url: world.put("aba.txt", b"A bytes"))
+
+    world.invoke(event)
+
+    record = world.existing_record("aba.txt")
+    current = world.s3.head_object(Bucket=BUCKET, Key="aba.txt")
+    assert record["status"] == "UPLOADED" and record["etag"] == current["ETag"].strip('"')
+    assert serves(record, b"A bytes")
+    assert world.kie.upload_count == 2  # the first upload (of B's bytes) was never recorded
+
+
+def test_unversioned_overwrite_between_presign_and_fetch_is_uploaded_again(world: World) -> None:
+    event = f.s3_notification(world.created("b.txt", b"first"))
+    world.kie.on_fetch(lambda _url: world.put("b.txt", b"second, longer"))
+
+    world.invoke(event)
+
+    record = world.existing_record("b.txt")
+    assert record["status"] == "UPLOADED" and serves(record, b"second, longer")
+    assert record["size"] == str(len(b"second, longer"))
+
+
+def test_a_versioned_object_is_pinned_and_needs_no_second_read(world: World, fault_proxy: FaultProxy) -> None:
+    event = f.s3_notification(world.created("v.txt", b"version one", bucket=VERSIONED))
+    world.kie.on_fetch(lambda _url: world.put("v.txt", b"version two", bucket=VERSIONED))
+
+    run(event)
+
+    record = world.existing_record("v.txt", VERSIONED)
+    assert record["status"] == "UPLOADED" and serves(record, b"version one")  # the version it names
+    assert fault_proxy.count("s3", "HeadObject") == 1
+
+
+# 3 ---------------------------------------------------------------------------------------------------------
+
+
+def test_resolve_gives_no_url_it_could_not_confirm(world: World, fault_proxy: FaultProxy) -> None:
+    """Before: status UPLOADED, uploaded false, error null, and a URL serving the old bytes."""
+    world.invoke(f.s3_notification(world.created("r.txt", b"old")))
+    world.put("r.txt", b"new")  # its event is not delivered yet
+    fault_proxy.add(Rule("s3", "HeadObject", fail(503, "SlowDown"), key="r.txt", times=None))
+
+    (result,) = world.invoke({"resolve": [f"s3://{BUCKET}/r.txt"], "minValidSeconds": 0})["results"]
+
+    assert result["downloadUrl"] is None and result["uploaded"] is False
+    assert "could not confirm the object's current version" in result["error"]
+    assert "503" in result["error"]  # S3 answers a HEAD without a body: the status is all there is
+
+
+def test_resolve_behind_a_dead_holders_claim_gives_no_url(world: World) -> None:
+    """Before: the resolve waited out its 6 s, then handed out the record's URL with error null."""
+    world.invoke(f.s3_notification(world.created("held.txt", b"old")))
+    world.put("held.txt", b"new")
+    until = int(time.time() * 1000) + 120_000
+    set_attributes(world, "held.txt", claimOwner="dead-holder", claimUntil=until, claimWaits="x")
+
+    from uploader import handler as handler_module
+
+    request = {"resolve": [f"s3://{BUCKET}/held.txt"], "minValidSeconds": 0}
+    started = time.monotonic()
+    answer = handler_module.handler(request, f.CountdownContext(remaining_ms=9_000))  # 6 s to work
+
+    assert time.monotonic() - started < 9
+
+    (result,) = answer["results"]
+    assert result["downloadUrl"] is None and result["error"]
+
+
+# 4 ---------------------------------------------------------------------------------------------------------
+
+
+def test_keep_alive_retries_a_refresh_that_failed_across_the_expiry(world: World) -> None:
+    """Before: round 2 wrote FAILED and dropped the record from the expiry index; round 3, with kie.ai back,
+    found nothing due and the record stayed FAILED forever."""
+    world.invoke(f.s3_notification(world.created("ka.txt", b"keep me")))
+    set_attributes(world, "ka.txt", expiresAt=int(time.time()) + 120)  # due, still live
+    world.kie.set_faults(error_rate=1.0)
+
+    first = refresh(world)
+    assert (first["due"], first["failed"]) == (1, 1)
+    assert world.existing_record("ka.txt")["status"] == "UPLOADED"  # still live: kept
+
+    set_attributes(world, "ka.txt", expiresAt=int(time.time()) - 1)  # kie.ai deleted the file
+    second = refresh(world)
+    assert (second["due"], second["failed"]) == (1, 1)
+    failed = world.existing_record("ka.txt")
+    assert failed["status"] == "FAILED" and "downloadUrl" not in failed
+
+    world.kie.set_faults()  # kie.ai is back
+    third = refresh(world)
+    assert (third["due"], third["refreshed"]) == (1, 1)
+    record = world.existing_record("ka.txt")
+    assert record["status"] == "UPLOADED" and serves(record, b"keep me")
+
+
+def test_a_refresh_bumped_by_an_event_whose_upload_fails_is_finished_by_the_next_round(world: World) -> None:
+    """Before: the event was acknowledged (IN_PROGRESS), the refresh wrote FAILED for the new version, and
+    nothing anywhere would retry it."""
+    world.invoke(f.s3_notification(world.created("bump.txt", b"v1", bucket=VERSIONED)))
+    set_attributes(world, "bump.txt", VERSIONED, expiresAt=int(time.time()) + 120)
+    new_version = f.s3_notification(world.created("bump.txt", b"v2", bucket=VERSIONED))
+    world.kie.set_faults(error_rate=1.0, latency_seconds=0.8)
+
+    refresher = threading.Thread(target=refresh, args=(world, VERSIONED))
+    refresher.start()
+    time.sleep(0.4)  # the refresh holds the claim and waits for kie.ai
+    (bumped,) = run(new_version)
+    refresher.join(60)
+    assert bumped.status.value == "IN_PROGRESS"
+    assert world.existing_record("bump.txt", VERSIONED)["status"] == "FAILED"
+
+    world.kie.set_faults()
+    refresh(world, VERSIONED)
+
+    record = world.existing_record("bump.txt", VERSIONED)
+    assert record["status"] == "UPLOADED" and serves(record, b"v2")
+
+
+# 5 ---------------------------------------------------------------------------------------------------------
+
+
+def test_a_re_created_record_starts_a_new_generation(world: World) -> None:
+    """Before: a record re-created after a removal counted rev from 1 again under the same identity, so two
+    different changes shared an eventId."""
+    world.invoke(f.s3_notification(world.created("life.txt")))
+    first = world.existing_record("life.txt")
+    world.ddb.delete_item(TableName=TABLE, Key={"pk": {"S": f"s3://{BUCKET}/life.txt"}})  # TTL purge
+    world.invoke(f.s3_notification(world.created("life.txt", b"again")))
+    second = world.existing_record("life.txt")
+
+    assert first["rev"] == second["rev"]
+    assert first["generation"] < second["generation"]  # time-ordered
+
+
+# 6 ---------------------------------------------------------------------------------------------------------
+
+
+def test_a_key_with_a_lone_surrogate_is_a_malformed_message(
+    world: World, fault_proxy: FaultProxy, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Before: it passed parsing, failed at DynamoDB on every receive, and its log line was lost to a
+    UnicodeEncodeError."""
+    body = '{"bucket": "photos", "key": "\\ud800lone"}'
+    assert json.loads(body)["key"] == "\ud800lone"
+    event, _ = world.sqs(body)
+
+    answer = world.invoke(event)
+
+    assert failures(answer) == ["m0"]  # malformed: to the DLQ, never lost
+    assert fault_proxy.count("dynamodb") == 0 and fault_proxy.count("s3") == 0
+    rejected = [r for r in caplog.records if r.getMessage() == "message rejected"]
+    assert len(rejected) == 1 and "lone surrogate" in rejected[0].__dict__["reason"]
+
+
+# 7 ---------------------------------------------------------------------------------------------------------
+
+
+def test_a_key_gone_after_its_events_were_seen_is_deleted_not_skipped(world: World) -> None:
+    """Before: the plain message's holder, bumped by the put's and the delete's events, found the object
+    gone and wrote SKIPPED ("does not exist") although events had been seen for the key."""
+    put_event = f.s3_notification(world.created("race.txt"))
+    plain, _ = world.sqs(f.plain_message(BUCKET, "race.txt"))
+    world.kie.set_faults(latency_seconds=1.0)
+    holder = threading.Thread(target=run, args=(plain,))
+    holder.start()
+    time.sleep(0.3)
+    run(put_event)
+    world.s3.delete_object(Bucket=BUCKET, Key="race.txt")
+    run(f.s3_notification(world.removed("race.txt")))
+    holder.join(60)
+
+    record = world.existing_record("race.txt")
+    assert record["status"] == "DELETED" and "downloadUrl" not in record
