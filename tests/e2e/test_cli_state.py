@@ -39,18 +39,18 @@ def test_status_of_a_bucket_the_stack_does_not_serve_says_so(
     cli: Callable[..., Run], aws: SimpleNamespace, bucket: str
 ) -> None:
     # Reported: "no record (the object was never processed)", the words of a pending or expired object.
+    # Then (issue 21): a bucket the stack does not serve is a mistake, as for list: one line, exit 2.
     other = f"not-served-{uuid.uuid4().hex[:8]}"
     aws.s3.create_bucket(Bucket=other)
     aws.s3.put_object(Bucket=other, Key="a.txt", Body=b"a")
 
-    code, out, data = status(cli, f"s3://{other}/a.txt")
-
-    assert code == EXIT_NO
-    assert out.splitlines() == [
-        f"s3://{other}/a.txt: not watched by stack KieUploader: its bucket is not one of the stack's",
-        f"the stack's buckets: {bucket}",
-    ]
-    assert data["state"] == "NOT_WATCHED"
+    for argv in (("status", f"s3://{other}/a.txt"), ("status", f"s3://{other}/a.txt", "--output", "json")):
+        run = cli(*argv)
+        assert (run.code, run.out) == (EXIT_ERROR, ""), argv
+        assert run.err == (
+            f"kie-uploader: error: bucket {other} is not watched by stack KieUploader "
+            f"(its buckets: {bucket})\n"
+        )
 
 
 def test_status_tells_waiting_not_in_s3_and_changed_apart(
