@@ -16,7 +16,7 @@ import requests
 
 from tests import factories as f
 from tests.factories import BUCKET, TABLE, VERSIONED, World, failures
-from tests.faultproxy import FaultProxy, Rule, fail
+from tests.faultproxy import FaultProxy, Rule, before, fail
 from uploader.config import Config
 from uploader.events import parse_event
 from uploader.models import Outcome
@@ -60,7 +60,9 @@ def refresh(world: World, bucket: str = BUCKET) -> dict[str, Any]:
 # 1 ---------------------------------------------------------------------------------------------------------
 
 
-def test_a_failed_head_object_never_stores_the_events_sequencer(world: World, fault_proxy: FaultProxy) -> None:
+def test_a_failed_head_object_never_stores_the_events_sequencer(
+    world: World, fault_proxy: FaultProxy
+) -> None:
     """Before: the failure path stored the delete event's sequencer although S3 was never read, so the
     redelivery was judged covered (SUPERSEDED) and the record stayed UPLOADED for a deleted object."""
     world.invoke(f.s3_notification(world.created("gone.txt")))
@@ -273,3 +275,29 @@ def test_a_key_gone_after_its_events_were_seen_is_deleted_not_skipped(world: Wor
 
     record = world.existing_record("race.txt")
     assert record["status"] == "DELETED" and "downloadUrl" not in record
+
+
+# The write-free check of a message reads the record again after reading S3 (docs/architecture.md, rule 6) --
+
+
+def test_a_message_handled_after_the_last_change_leaves_the_record_true(
+    world: World, fault_proxy: FaultProxy
+) -> None:
+    """Between the message's first read of the record (UPLOADED A) and its HeadObject, B is put and handled
+    (the record says B), then A's bytes are put back (A's ETag again; that event is not delivered: the
+    message, a backfill, is the last word). A check that compared S3's reading with the record read *before*
+    it would find "A, as recorded" and write nothing, leaving B's URL for A's bytes."""
+    world.invoke(f.s3_notification(world.created("c.txt", b"A bytes")))
+
+    def overwrite_twice(_request: Any) -> None:
+        run(f.s3_notification(world.created("c.txt", b"B bytes, other")))
+        assert world.existing_record("c.txt")["size"] == str(len(b"B bytes, other"))
+        world.put("c.txt", b"A bytes")
+
+    fault_proxy.add(Rule("s3", "HeadObject", before(overwrite_twice), key="c.txt", times=1))
+    plain, _ = world.sqs(f.plain_message(BUCKET, "c.txt"))
+    assert failures(world.invoke(plain)) == []
+
+    record = world.existing_record("c.txt")
+    assert record["status"] == "UPLOADED" and serves(record, b"A bytes")
+    assert record["size"] == str(len(b"A bytes"))
