@@ -33,6 +33,7 @@ VARIABLES = (
     "KIE_TIMEOUT_SECONDS",
     "KIE_MAX_ATTEMPTS",
     "RECORD_RETENTION_SECONDS",
+    "KIE_VERIFY_AFTER_SECONDS",
 )
 
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
@@ -65,6 +66,9 @@ class Config:
     kie_max_attempts: int = 4
     #: How long a record outlives its file at kie.ai (or its last change) before DynamoDB's TTL removes it.
     record_retention_seconds: int = 2_592_000
+    #: A URL older than this is checked at kie.ai before it is handed out (``resolve``) and once by the
+    #: keep-alive round: kie.ai documents 24 hours on one page and 3 days on another (0: never checked).
+    kie_verify_after_seconds: int = 86_400
 
     @property
     def allowed_buckets(self) -> frozenset[str] | None:
@@ -104,6 +108,9 @@ class Config:
             kie_max_attempts=_int(env, "KIE_MAX_ATTEMPTS", cls.kie_max_attempts, 1, 20),
             record_retention_seconds=_int(
                 env, "RECORD_RETENTION_SECONDS", cls.record_retention_seconds, 0, 10 * 365 * 86_400
+            ),
+            kie_verify_after_seconds=_int(
+                env, "KIE_VERIFY_AFTER_SECONDS", cls.kie_verify_after_seconds, 0, 10 * 365 * 86_400
             ),
         )
 

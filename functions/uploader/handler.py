@@ -96,7 +96,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any] | None:
     remaining = getattr(context, "get_remaining_time_in_millis", lambda: _DEFAULT_REMAINING_MS)
     deadline = Deadline(remaining, SAFETY_MARGIN_SECONDS)
     if parsed is None:
-        answer = live.handle(event, processor, deadline)
+        answer = live.handle(event, processor, deadline, _count)
         logger.info(
             "request answered",
             extra={"request": "resolve" if "resolve" in event else "refresh", "answer": _summary(answer)},
@@ -109,6 +109,10 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any] | None:
     if retry_ids:
         raise RetryNeededError(f"{len(retry_ids)} of {len(parsed.messages)} records need another try")
     return None
+
+
+def _count(name: str, value: int) -> None:
+    metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
 
 
 def _summary(answer: dict[str, Any]) -> dict[str, Any]:
@@ -144,6 +148,9 @@ def _report(parsed: ParsedEvent, outcomes: list[Outcome]) -> list[str]:
             metrics.add_metric(name="ObjectsRefused", unit=MetricUnit.Count, value=1)
         elif outcome.status in _SKIPPED:
             metrics.add_metric(name="ObjectsSkipped", unit=MetricUnit.Count, value=1)
+        if outcome.probes:
+            _count(live.METRIC_PROBES, len(outcome.probes))
+            _count(live.METRIC_GONE, outcome.probes.count(False))
         for latency in outcome.kie_latencies_ms:
             metrics.add_metric(name="KieLatency", unit=MetricUnit.Milliseconds, value=latency)
     # Answer in delivery order (the ids of messages that were not read are synthetic: record-N).

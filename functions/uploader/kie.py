@@ -84,6 +84,12 @@ def classify_status(status: int, summary: str, retry_after: float | None = None)
     return classify_code(status, summary, retry_after)
 
 
+#: A probe of a download URL gives up after this long (then it says nothing either way).
+PROBE_TIMEOUT_SECONDS = 3.0
+#: Statuses of a download URL whose file kie.ai no longer serves.
+_GONE = frozenset({403, 404, 410})
+
+
 class KieClient:
     """Calls kie.ai's URL upload. ``session`` defaults to a pooled ``requests.Session`` (keep-alive) whose
     connections the per-call watchdog can shut down; a session of your own keeps only the deadline checked
@@ -142,6 +148,34 @@ class KieClient:
             secrets=(api_key, file_url),
             content_type=response.headers.get("Content-Type"),
         )
+
+
+    def probe(self, download_url: str, *, timeout: float = PROBE_TIMEOUT_SECONDS) -> bool | None:
+        """Whether kie.ai still serves ``download_url``: a ranged GET of its first byte within ``timeout``.
+
+        ``True`` for 200/206, ``False`` for 403/404/410 (the file is gone), ``None`` when the answer says
+        neither (another status, no answer in time, no connection): a probe never condemns a URL on a doubt.
+        """
+        import requests
+        from urllib3.exceptions import HTTPError
+
+        try:
+            with _Watchdog(timeout):
+                response = self._session.get(
+                    download_url,
+                    headers={"Range": "bytes=0-0", "Accept-Encoding": "identity"},
+                    timeout=(min(_CONNECT_TIMEOUT, timeout), timeout),
+                    stream=True,
+                    allow_redirects=True,
+                )
+                response.close()
+        except (requests.RequestException, HTTPError, http.client.HTTPException, OSError):
+            return None
+        if response.status_code in (200, 206):
+            return True
+        if response.status_code in _GONE:
+            return False
+        return None
 
 
 def interpret_answer(

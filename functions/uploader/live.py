@@ -13,13 +13,16 @@ and no results. A ``downloadUrl`` is given only when this request confirmed, by 
 describes the object's current version (or wrote it).
 
 ``{"refresh": {"prefixes": ["s3://bucket/prefix", ...], "expiringWithinSeconds": 43200}}`` re-uploads the
-live uploads under those prefixes whose file expires within that time, found through the sparse expiry
-index (no scan), and answers with counts.
+live uploads under those prefixes whose file expires within that time, and retries the retryable failures
+(due at once: they stay in the index), found through the sparse expiry index (no scan). It also checks,
+once each, the URLs that became older than ``KIE_VERIFY_AFTER_SECONDS`` within the last
+``verifyWindowSeconds`` (default 3600, the schedule's interval), and uploads again those kie.ai no longer
+serves. It answers with counts.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -35,6 +38,11 @@ DEFAULT_MIN_VALID_SECONDS = 3600
 RETENTION_MARGIN_SECONDS = 300
 #: A refresh round stops starting new uploads when less than this is left of the invocation.
 REFRESH_RESERVE_SECONDS = 20.0
+#: The keep-alive round checks, once, the URLs that crossed KIE_VERIFY_AFTER_SECONDS in the last window
+#: (the schedule's interval: the construct passes it as ``verifyWindowSeconds``).
+DEFAULT_VERIFY_WINDOW_SECONDS = 3600
+#: Metrics: checks of a download URL at kie.ai, and URLs found gone (uploaded again).
+METRIC_PROBES, METRIC_GONE = "UrlProbes", "UrlsGone"
 
 
 class BadRequestError(ValueError):
@@ -46,14 +54,29 @@ def is_request(event: Any) -> bool:
     return isinstance(event, Mapping) and ("resolve" in event or "refresh" in event)
 
 
-def handle(event: Mapping[str, Any], processor: Processor, deadline: Deadline) -> dict[str, Any]:
-    """Answer a resolve or refresh request."""
+Counter = Callable[[str, int], None]
+
+
+def _uncounted(_name: str, _value: int) -> None:
+    return None
+
+
+def handle(
+    event: Mapping[str, Any], processor: Processor, deadline: Deadline, count: Counter = _uncounted
+) -> dict[str, Any]:
+    """Answer a resolve or refresh request; ``count(metric, n)`` receives the URL checks made."""
     try:
         if "resolve" in event:
-            return resolve(event, processor, deadline)
-        return refresh(event.get("refresh"), processor, deadline)
+            return resolve(event, processor, deadline, count)
+        return refresh(event.get("refresh"), processor, deadline, count)
     except BadRequestError as exc:
         return {"error": str(exc)}
+
+
+def _count_probes(count: Counter, outcome: Outcome | None) -> None:
+    if outcome is not None and outcome.probes:
+        count(METRIC_PROBES, len(outcome.probes))
+        count(METRIC_GONE, outcome.probes.count(False))
 
 
 def _max_valid(processor: Processor) -> int:
@@ -71,7 +94,9 @@ def _seconds(value: Any, name: str, default: int, high: int) -> int:
 # --- resolve --------------------------------------------------------------------------------------------
 
 
-def resolve(event: Mapping[str, Any], processor: Processor, deadline: Deadline) -> dict[str, Any]:
+def resolve(
+    event: Mapping[str, Any], processor: Processor, deadline: Deadline, count: Counter = _uncounted
+) -> dict[str, Any]:
     uris = event.get("resolve")
     if isinstance(uris, str):
         uris = [uris]
@@ -87,7 +112,10 @@ def resolve(event: Mapping[str, Any], processor: Processor, deadline: Deadline) 
             ref = ObjectRef(*parse_s3_uri(uri))
         except ValueError as exc:
             return _result(str(uri)[:1100], "INVALID", error=str(exc))
-        outcome = processor.process(f"resolve-{index}", ref, deadline, min_valid=min_valid, waits=True)
+        outcome = processor.process(
+            f"resolve-{index}", ref, deadline, min_valid=min_valid, waits=True, verify=True
+        )
+        _count_probes(count, outcome)
         return _answer(processor, ref, outcome, min_valid)
 
     workers = max(1, min(len(uris), processor.config.max_concurrency))
@@ -149,7 +177,51 @@ def _result(
 # --- refresh --------------------------------------------------------------------------------------------
 
 
-def refresh(request: Any, processor: Processor, deadline: Deadline) -> dict[str, Any]:
+def refresh(
+    request: Any, processor: Processor, deadline: Deadline, count: Counter = _uncounted
+) -> dict[str, Any]:
+    locations, within, window = _refresh_request(request, processor)
+    now = int(processor.now().timestamp())
+    until = now + within
+    due = _in_index(processor, locations, until=until)
+    checks = [ref for pk, ref in _to_check(processor, locations, now, until, window).items() if pk not in due]
+
+    counts = {"due": len(due), "refreshed": 0, "deleted": 0, "failed": 0, "unchanged": 0, "left": 0}
+    counts |= {"checked": 0, "replaced": 0}
+    # The refresh's own deadline keeps time for the last uploads to finish.
+    reserve = Deadline(lambda: int(deadline.remaining_ms() - REFRESH_RESERVE_SECONDS * 1000), 0.0)
+
+    def one(ref: ObjectRef) -> Outcome | None:
+        if reserve.remaining() <= 0:
+            return None
+        return processor.process("refresh", ref, deadline, min_valid=within, precheck=False)
+
+    def check(ref: ObjectRef) -> Outcome | None:
+        """A URL that crossed the shortest documented retention: still served? If not, upload again."""
+        if reserve.remaining() <= 0:
+            return None
+        served = processor.probe(processor.table.get(ref.pk), now)
+        if served is not False:
+            probes = [] if served is None else [served]
+            return Outcome(ref=ref, message_id="check", status=Status.DUPLICATE, probes=probes)
+        outcome = processor.process("check", ref, deadline, min_valid=_max_valid(processor), precheck=False)
+        outcome.probes.insert(0, False)
+        return outcome
+
+    workers = max(1, min(len(due) + len(checks), processor.config.max_concurrency))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="refresh") as pool:
+        for outcome in pool.map(one, due.values()):
+            counts[_count(outcome)] += 1
+        for outcome in pool.map(check, checks):
+            _count_probes(count, outcome)
+            if outcome is not None and outcome.probes:
+                counts["checked"] += 1
+                counts["replaced"] += outcome.status is Status.UPLOADED
+    return counts
+
+
+def _refresh_request(request: Any, processor: Processor) -> tuple[list[ObjectRef], int, int]:
+    """The locations, ``expiringWithinSeconds`` and ``verifyWindowSeconds`` of a refresh request."""
     if not isinstance(request, Mapping):
         raise BadRequestError("refresh must be an object: {prefixes, expiringWithinSeconds}")
     prefixes = request.get("prefixes")
@@ -165,26 +237,40 @@ def refresh(request: Any, processor: Processor, deadline: Deadline) -> dict[str,
         43_200,
         _max_valid(processor),
     )
-    until = int(processor.now().timestamp()) + within
-    due: dict[str, ObjectRef] = {}
+    window = _seconds(
+        request.get("verifyWindowSeconds"),
+        "refresh.verifyWindowSeconds",
+        DEFAULT_VERIFY_WINDOW_SECONDS,
+        processor.config.kie_retention_seconds,
+    )
+    return locations, within, window
+
+
+def _in_index(
+    processor: Processor, locations: list[ObjectRef], *, until: int, since: int | None = None
+) -> dict[str, ObjectRef]:
+    """The records under ``locations`` in the expiry index with ``since < expiresAt <= until``, by pk."""
+    found: dict[str, ObjectRef] = {}
     for location in locations:
-        for item in processor.table.due(location.bucket, until=until, pk_prefix=location.pk):
-            due[item["pk"]] = ObjectRef(location.bucket, item["pk"][len(f"s3://{location.bucket}/") :])
+        prefix = f"s3://{location.bucket}/"
+        for item in processor.table.due(location.bucket, until=until, since=since, pk_prefix=location.pk):
+            found[item["pk"]] = ObjectRef(location.bucket, item["pk"][len(prefix) :])
+    return found
 
-    counts = {"due": len(due), "refreshed": 0, "deleted": 0, "failed": 0, "unchanged": 0, "left": 0}
-    # The refresh's own deadline keeps time for the last uploads to finish.
-    reserve = Deadline(lambda: int(deadline.remaining_ms() - REFRESH_RESERVE_SECONDS * 1000), 0.0)
 
-    def one(ref: ObjectRef) -> Outcome | None:
-        if reserve.remaining() <= 0:
-            return None
-        return processor.process("refresh", ref, deadline, min_valid=within, precheck=False)
-
-    workers = max(1, min(len(due), processor.config.max_concurrency))
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="refresh") as pool:
-        for outcome in pool.map(one, due.values()):
-            counts[_count(outcome)] += 1
-    return counts
+def _to_check(
+    processor: Processor, locations: list[ObjectRef], now: int, until: int, window: int
+) -> dict[str, ObjectRef]:
+    """The live uploads, not due yet, whose URL became older than ``KIE_VERIFY_AFTER_SECONDS`` within the
+    last ``window`` seconds: each URL is checked once in its life (by the round after it crossed)."""
+    after = processor.config.kie_verify_after_seconds
+    if not after or not window:
+        return {}
+    crossed_by = now + processor.config.kie_retention_seconds - after  # expiresAt of a URL `after` old
+    since = max(crossed_by - window, until)
+    if since >= crossed_by:
+        return {}
+    return _in_index(processor, locations, until=crossed_by, since=since)
 
 
 def _count(outcome: Outcome | None) -> str:

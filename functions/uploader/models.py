@@ -134,3 +134,5 @@ class Outcome:
     #: The S3 reading this processing confirmed the record against (UPLOADED, DUPLICATE): a synchronous
     #: answer hands out a URL only when the record still describes it.
     confirmed: ObjectHead | None = None
+    #: What each check of the record's URL at kie.ai answered (True: still served, False: gone).
+    probes: list[bool] = field(default_factory=list)

@@ -100,15 +100,20 @@ def file_name(key: str) -> str:
     return "object" if name.strip() in _RESERVED_NAMES else name
 
 
+def parse_time(text: Any) -> datetime | None:
+    """An ISO 8601 time (kie.ai's ``uploadedAt``; UTC when it names no zone), or None."""
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
 def expires_at(uploaded_at: str | None, retention_seconds: int, now: datetime) -> int:
     """Epoch seconds when kie.ai forgets the file: its ``uploadedAt`` (or now) + the retention."""
-    start = now
-    if uploaded_at:
-        try:
-            parsed = datetime.fromisoformat(uploaded_at.replace("Z", "+00:00"))
-            start = parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-        except ValueError:
-            pass
+    start = parse_time(uploaded_at) or now
     return int(start.timestamp()) + retention_seconds
 
 
@@ -154,18 +159,23 @@ class Processor:
         min_valid: int = 0,
         waits: bool = False,
         precheck: bool = True,
+        verify: bool = False,
     ) -> Outcome:
         """One object; never raises (an unexpected error becomes a transient failure to deliver again).
 
         ``min_valid``: a live upload with fewer seconds left is uploaded again. ``waits``: the caller waits
         for the answer (a synchronous request), so another delivery's claim is waited for, not bumped.
         ``precheck``: a message (no sequencer) first checks, without writing, whether the record is
-        already true (off for refresh rounds, whose records are due by construction).
+        already true (off for refresh rounds, whose records are due by construction). ``verify``: a live
+        URL older than ``KIE_VERIFY_AFTER_SECONDS`` is checked at kie.ai first, and uploaded again when
+        kie.ai no longer serves it.
         """
         started = self.monotonic()
         outcome = Outcome(ref=ref, message_id=message_id, status=Status.FAILED)
         try:
-            self._process(ref, outcome, deadline, min_valid=min_valid, waits=waits, precheck=precheck)
+            self._process(
+                ref, outcome, deadline, min_valid=min_valid, waits=waits, precheck=precheck, verify=verify
+            )
         except UploaderError as exc:  # the table or the secret failed: nothing could be recorded
             outcome.status, outcome.retry = Status.FAILED, exc.retryable
             outcome.error, outcome.error_kind = str(exc), exc.kind
@@ -187,6 +197,7 @@ class Processor:
         min_valid: int,
         waits: bool,
         precheck: bool,
+        verify: bool,
     ) -> None:
         watched = self.config.watched
         refusal = watched.refusal(ref.bucket, ref.key) if watched is not None else None
@@ -196,11 +207,11 @@ class Processor:
             return
         record = self.table.get(ref.pk)
         if precheck and ref.sequencer is None and not ref.force:
-            done, record = self._already_true(ref, record, min_valid, outcome)
+            done, record = self._already_true(ref, record, min_valid, outcome, verify)
             if done:
                 outcome.status = Status.DUPLICATE
                 return
-        self._converge(ref, record, outcome, deadline, min_valid=min_valid, waits=waits)
+        self._converge(ref, record, outcome, deadline, min_valid=min_valid, waits=waits, verify=verify)
 
     def _converge(
         self,
@@ -211,6 +222,7 @@ class Processor:
         *,
         min_valid: int,
         waits: bool,
+        verify: bool = False,
     ) -> None:
         """Rounds of claim → read S3 → write, from the record last read, until one write lands (or the
         event is reflected, or another delivery holds the object)."""
@@ -244,7 +256,7 @@ class Processor:
             if not self.table.claim(ref, rev, owner=owner, until_ms=now_ms + lease_ms, now=now, waits=waits):
                 continue
             try:
-                if self._settle(ref, record, rev + 1, outcome, deadline, cache, min_valid):
+                if self._settle(ref, record, rev + 1, outcome, deadline, cache, min_valid, verify):
                     return
             except BaseException:
                 self._release_quietly(ref, rev + 1)
@@ -256,7 +268,7 @@ class Processor:
         )
 
     def _already_true(
-        self, ref: ObjectRef, record: dict[str, Any] | None, min_valid: int, outcome: Outcome
+        self, ref: ObjectRef, record: dict[str, Any] | None, min_valid: int, outcome: Outcome, verify: bool
     ) -> tuple[bool, dict[str, Any] | None]:
         """Whether a message finds the record already true without writing, and the latest record read.
 
@@ -279,7 +291,10 @@ class Processor:
             return False, record
         if head is None:
             return record.get("status") == Status.DELETED, record
-        if not is_live_upload(record, head, int(self.now().timestamp()), min_valid):
+        now = int(self.now().timestamp())
+        if not is_live_upload(record, head, now, min_valid) or not self._still_served(
+            record, now, verify, outcome
+        ):
             return False, record
         outcome.confirmed = head
         return True, record
@@ -293,6 +308,7 @@ class Processor:
         deadline: Deadline,
         cache: _UploadCache,
         min_valid: int,
+        verify: bool = False,
     ) -> bool:
         """Holding the claim at ``rev``: read S3 and write what it says. ``False`` when the claim was lost."""
         moment = self.now()
@@ -319,7 +335,10 @@ class Processor:
         for _ in range(MAX_CHANGES):
             # A permanent refusal of this version settles a (duplicate) event; a plain message tries again.
             refused = ref.sequencer is not None and is_settled_refusal(record, head)
-            if not forced and (is_live_upload(record, head, now, min_valid) or refused):
+            live = is_live_upload(record, head, now, min_valid) and self._still_served(
+                record, now, verify, outcome
+            )
+            if not forced and (live or refused):
                 if not self.table.release(ref, rev, sequencer=sequencer):
                     return False
                 outcome.status, outcome.confirmed = Status.DUPLICATE, head
@@ -382,6 +401,29 @@ class Processor:
             return False
         outcome.status, outcome.error = Status.NOT_FOUND, "the object does not exist (and never had a record)"
         return True
+
+    def probe(self, record: dict[str, Any] | None, now: int) -> bool | None:
+        """For a URL older than ``KIE_VERIFY_AFTER_SECONDS`` (the shortest retention kie.ai documents):
+        whether kie.ai still serves it (``None``: not checked, or kie.ai's answer said neither)."""
+        after = self.config.kie_verify_after_seconds
+        if not record or not after or not record.get("downloadUrl"):
+            return None
+        uploaded = parse_time(record.get("uploadedAt"))
+        if uploaded is not None and now - uploaded.timestamp() < after:
+            return None
+        served = self.kie.probe(str(record["downloadUrl"]))
+        if served is False:
+            log.warning("kie.ai no longer serves an uploaded file: uploading it again")
+        return served
+
+    def _still_served(self, record: dict[str, Any] | None, now: int, verify: bool, outcome: Outcome) -> bool:
+        """``False`` only when a check at kie.ai found the URL gone (a doubt never condemns a URL)."""
+        if not verify:
+            return True
+        served = self.probe(record, now)
+        if served is not None:
+            outcome.probes.append(served)
+        return served is not False
 
     def _check_size(self, head: ObjectHead) -> None:
         if head.size > self.config.max_object_bytes:

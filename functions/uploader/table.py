@@ -271,22 +271,26 @@ class RecordTable:
         update.remove(*CLAIM_ATTRIBUTES)
         return self._write(self._request(update, ref, update.at_revision(rev)))
 
-    def due(self, bucket: str, *, until: int, pk_prefix: str) -> Iterator[dict[str, Any]]:
-        """The live uploads of ``bucket`` whose file expires by ``until`` (epoch s) and whose pk starts
-        with ``pk_prefix``: a query of the sparse expiry index, so the cost grows with what is due."""
+    def due(
+        self, bucket: str, *, until: int, pk_prefix: str, since: int | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """The records of ``bucket`` in the expiry index (live uploads, and retryable failures due at their
+        ``expiresAt``) whose ``expiresAt`` is at most ``until`` (and over ``since``, when given), with a pk
+        starting with ``pk_prefix``: a query of the sparse index, so the cost grows with what is due."""
         from botocore.exceptions import BotoCoreError, ClientError
 
+        values = {":b": {"S": bucket}, ":t": {"N": str(until)}, ":p": {"S": pk_prefix}}
+        condition = "#b = :b AND #e <= :t"
+        if since is not None:
+            condition = "#b = :b AND #e BETWEEN :s AND :t"
+            values[":s"] = {"N": str(since + 1)}
         request: dict[str, Any] = {
             "TableName": self._table,
             "IndexName": EXPIRY_INDEX,
-            "KeyConditionExpression": "#b = :b AND #e <= :t",
+            "KeyConditionExpression": condition,
             "FilterExpression": "begins_with(#pk, :p)",
             "ExpressionAttributeNames": {"#b": EXPIRY_INDEX_KEY, "#e": "expiresAt", "#pk": "pk"},
-            "ExpressionAttributeValues": {
-                ":b": {"S": bucket},
-                ":t": {"N": str(until)},
-                ":p": {"S": pk_prefix},
-            },
+            "ExpressionAttributeValues": values,
         }
         try:
             while True:

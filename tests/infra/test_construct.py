@@ -935,7 +935,11 @@ def test_keep_alive_defaults_to_an_hourly_round_of_what_expires_within_twelve_ho
     function_id = uploader.node.scope.get_logical_id(uploader.function.node.default_child)
     assert target["Arn"] == {"Fn::GetAtt": [function_id, "Arn"]}
     assert json.loads(target["Input"]) == {
-        "refresh": {"prefixes": [KEEP, "s3://some-bucket/reports/2025/"], "expiringWithinSeconds": 43_200}
+        "refresh": {
+            "prefixes": [KEEP, "s3://some-bucket/reports/2025/"],
+            "expiringWithinSeconds": 43_200,
+            "verifyWindowSeconds": 3600,
+        }
     }
 
 

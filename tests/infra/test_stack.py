@@ -235,6 +235,7 @@ def test_keep_alive_schedules_refresh_rounds_of_the_uploader_function(custom_syn
         "refresh": {
             "prefixes": ["s3://existing-bucket-one/incoming/", "s3://existing-bucket-two/reports/"],
             "expiringWithinSeconds": 1800,
+            "verifyWindowSeconds": 900,  # the schedule's interval: each URL is checked once
         }
     }
     assert CUSTOM_CONTEXT["refreshAheadSeconds"] == "1800"

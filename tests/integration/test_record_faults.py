@@ -301,3 +301,51 @@ def test_a_message_handled_after_the_last_change_leaves_the_record_true(
     record = world.existing_record("c.txt")
     assert record["status"] == "UPLOADED" and serves(record, b"A bytes")
     assert record["size"] == str(len(b"A bytes"))
+
+
+# URLs are verified, not assumed (kie.ai documents 3 days on one page and 24 hours on another) -------------
+
+
+def _age(world: World, key: str, seconds: int) -> None:
+    """Make the record's upload ``seconds`` old, as if time had passed (kie.ai's emulator keeps its file)."""
+    uploaded = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(time.time() - seconds))
+    set_attributes(world, key, uploadedAt=uploaded, expiresAt=int(time.time()) - seconds + RETENTION)
+
+
+def test_resolve_checks_a_url_older_than_a_day_and_uploads_again_when_kie_lost_it(world: World) -> None:
+    world.invoke(f.s3_notification(world.created("old.txt", b"old bytes")))
+    _age(world, "old.txt", 25 * 3600)
+    url = world.existing_record("old.txt")["downloadUrl"]
+
+    (kept,) = world.invoke({"resolve": [f"s3://{BUCKET}/old.txt"], "minValidSeconds": 0})["results"]
+    assert kept["downloadUrl"] == url and kept["uploaded"] is False  # checked: still served
+
+    world.kie.reset()  # kie.ai deleted its files after 24 hours
+    assert requests.get(url, timeout=5).status_code == 404
+    (fresh,) = world.invoke({"resolve": [f"s3://{BUCKET}/old.txt"], "minValidSeconds": 0})["results"]
+
+    assert fresh["uploaded"] is True and fresh["downloadUrl"] != url
+    assert requests.get(fresh["downloadUrl"], timeout=5).content == b"old bytes"
+
+
+def test_a_url_younger_than_a_day_is_not_checked(world: World) -> None:
+    world.invoke(f.s3_notification(world.created("young.txt", b"young")))
+    world.kie.reset()  # even if kie.ai lost it, nothing asks kie.ai before a day has passed
+    (result,) = world.invoke({"resolve": [f"s3://{BUCKET}/young.txt"], "minValidSeconds": 0})["results"]
+    assert result["uploaded"] is False and world.kie.calls == []
+
+
+def test_the_keep_alive_round_checks_each_url_once_after_a_day(world: World) -> None:
+    for key in ("crossed.txt", "not-yet.txt", "checked-before.txt"):
+        world.invoke(f.s3_notification(world.created(key, key.encode())))
+    _age(world, "crossed.txt", 24 * 3600 + 600)  # crossed a day within the last hour's window
+    _age(world, "not-yet.txt", 23 * 3600)
+    _age(world, "checked-before.txt", 26 * 3600)  # an earlier round's window
+    world.kie.reset()  # kie.ai deleted every file
+
+    answer = world.invoke(
+        {"refresh": {"prefixes": [f"s3://{BUCKET}/"], "expiringWithinSeconds": 3600, "verifyWindowSeconds": 3600}}
+    )
+
+    assert (answer["due"], answer["checked"], answer["replaced"]) == (0, 1, 1)
+    assert serves(world.existing_record("crossed.txt"), b"crossed.txt")

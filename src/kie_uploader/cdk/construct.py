@@ -350,7 +350,15 @@ class KieUploader(Construct):
             description="Refresh rounds: re-upload the live URLs under keep_alive before kie.ai deletes them",
             schedule=events.Schedule.rate(Duration.minutes(minutes)),
         )
-        request = {"refresh": {"prefixes": list(uris), "expiringWithinSeconds": ahead}}
+        # verifyWindowSeconds = the interval: each URL is checked at kie.ai once, by the round after it
+        # became older than the shortest retention kie.ai documents (functions/uploader/live.py).
+        request = {
+            "refresh": {
+                "prefixes": list(uris),
+                "expiringWithinSeconds": ahead,
+                "verifyWindowSeconds": minutes * 60,
+            }
+        }
         # A missed round is made up by the next one (the records stay due): no retries, no dead letters.
         rule.add_target(
             targets.LambdaFunction(
