@@ -343,9 +343,8 @@ def test_the_keep_alive_round_checks_each_url_once_after_a_day(world: World) -> 
     _age(world, "checked-before.txt", 26 * 3600)  # an earlier round's window
     world.kie.reset()  # kie.ai deleted every file
 
-    answer = world.invoke(
-        {"refresh": {"prefixes": [f"s3://{BUCKET}/"], "expiringWithinSeconds": 3600, "verifyWindowSeconds": 3600}}
-    )
+    request = {"prefixes": [f"s3://{BUCKET}/"], "expiringWithinSeconds": 3600, "verifyWindowSeconds": 3600}
+    answer = world.invoke({"refresh": request})
 
     assert (answer["due"], answer["checked"], answer["replaced"]) == (0, 1, 1)
     assert serves(world.existing_record("crossed.txt"), b"crossed.txt")
