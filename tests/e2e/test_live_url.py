@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 import kie_uploader
-from kie_uploader.cli import EXIT_NO, EXIT_OK
+from kie_uploader.cli import EXIT_ERROR, EXIT_NO, EXIT_OK
 from tests.e2e.conftest import DeployedStack, Run
 from tests.e2e.test_cli import drain, paused_queue
 
@@ -177,7 +177,8 @@ def test_url_of_a_deleted_object_exits_non_zero_with_the_reason(
 
     run = cli("url", uri)
 
-    assert (run.code, run.out) == (EXIT_NO, "")
+    # No record was ever written for it (its events were never delivered): NOT_FOUND, a mistake (exit 2).
+    assert (run.code, run.out) == (EXIT_ERROR, "")
     assert run.err.startswith(f"kie-uploader: error: {uri}: the object does not exist"), run.err
     assert run.err.count("\n") == 1
     with pytest.raises(kie_uploader.LiveUrlError, match="does not exist"):
