@@ -23,11 +23,15 @@ import boto3
 
 from bench.common import Report, progress, stdout_to
 from bench.context import Context
-from bench.world import BUCKET, LocalWorld, import_handler, lambda_context, sqs_batches
+from bench.world import BUCKET, VERSIONED_BUCKET, LocalWorld, import_handler, lambda_context, sqs_batches
 from tests import factories
 
 #: Before the convergence rules: GetItem + HeadObject + UpdateItem per new object (bench of 2026-11-23).
 BEFORE = {"dynamodb": 2, "s3": 1, "kie": 1}
+#: What checking URLs at kie.ai costs (functions/uploader/live.py): the keep-alive round checks each upload
+#: once, in the round after it became KIE_VERIFY_AFTER_SECONDS old (one GetItem of the record, one ranged GET
+#: of one byte at kie.ai, no S3 request); an upload lives 3 days, so at most one check per object per day.
+URL_CHECK = {"dynamodb": 1, "s3": 0, "kie_get": 1, "per": "upload (at most one a day per object)"}
 
 
 @contextmanager
@@ -89,6 +93,14 @@ def run(ctx: Context, report: Report) -> None:
                 handler.handler(event, lambda_context())
         new = _per(calls, count, _uploads(world) - before)
 
+        versioned_events = sqs_batches(world.put_objects(count, "requests/versioned", VERSIONED_BUCKET))
+        before = _uploads(world)
+        with counted() as calls:
+            handler._runtime = None
+            for event in versioned_events:
+                handler.handler(event, lambda_context())
+        new_versioned = _per(calls, count, _uploads(world) - before)
+
         before = _uploads(world)
         with counted() as calls:
             handler._runtime = None
@@ -136,6 +148,8 @@ def run(ctx: Context, report: Report) -> None:
         {
             "objects": count,
             "new_object_one_event": new,
+            "new_object_one_event_versioned": new_versioned,
+            "url_check_per_object_per_day": URL_CHECK,
             "duplicate_event": duplicate,
             "plain_message_live_record": plain_live,
             "plain_message_new_object": plain_new,
@@ -148,6 +162,14 @@ def run(ctx: Context, report: Report) -> None:
     report.row(
         "new object, one event: DynamoDB / S3 / kie.ai per object",
         f"{new['dynamodb']:g} / {new['s3']:g} / {new['kie']:g} (before: 2 / 1 / 1)",
+    )
+    report.row(
+        "new object, one event, versioned bucket",
+        f"{new_versioned['dynamodb']:g} / {new_versioned['s3']:g} / {new_versioned['kie']:g}",
+    )
+    report.row(
+        "URL check at kie.ai (a day after each upload; keep-alive round)",
+        "1 GetItem + 1 ranged GET per upload, i.e. at most 1 / 0 / 1 per object per day",
     )
     report.row("duplicate event", f"{duplicate['dynamodb']:g} / {duplicate['s3']:g} / {duplicate['kie']:g}")
     report.row(

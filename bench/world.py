@@ -28,6 +28,8 @@ from kie_uploader import local
 from tests import factories
 
 BUCKET = "bench-objects"
+#: The same with versioning on: a presigned URL pins the version, no second HeadObject.
+VERSIONED_BUCKET = "bench-versioned"
 TABLE = "bench-records"
 SECRET = "bench/kie-api-key"
 API_KEY = "bench-kie-key"
@@ -59,6 +61,7 @@ class PutObject:
     size: int
     version_id: str | None
     sequencer: str
+    bucket: str = BUCKET
 
 
 @dataclass
@@ -85,7 +88,7 @@ class LocalWorld:
             "TABLE_NAME": TABLE,
             "KIE_API_KEY_SECRET_ID": SECRET,
             "KIE_BASE_URL": emulator.endpoint_url,
-            "ALLOWED_BUCKETS": BUCKET,
+            "ALLOWED_BUCKETS": f"{BUCKET},{VERSIONED_BUCKET}",
             "MAX_CONCURRENCY": "10",
             "KIE_TIMEOUT_SECONDS": "40",
             "KIE_MAX_ATTEMPTS": "4",
@@ -120,10 +123,14 @@ class LocalWorld:
     def create_resources(self) -> None:
         """The bucket, the table (as the stack makes it) and the secret holding the key as JSON."""
         self.client("s3").create_bucket(Bucket=BUCKET)
+        self.client("s3").create_bucket(Bucket=VERSIONED_BUCKET)
+        self.client("s3").put_bucket_versioning(
+            Bucket=VERSIONED_BUCKET, VersioningConfiguration={"Status": "Enabled"}
+        )
         self.client("dynamodb").create_table(**factories.records_table_definition(TABLE))
         self.client("secretsmanager").create_secret(Name=SECRET, SecretString=json.dumps({"apiKey": API_KEY}))
 
-    def put_objects(self, count: int, prefix: str) -> list[PutObject]:
+    def put_objects(self, count: int, prefix: str, bucket: str = BUCKET) -> list[PutObject]:
         """Put ``count`` distinct objects (a few threads: this is setup, not the function's time)."""
         run = uuid.uuid4().hex[:8]
         keys = [f"{prefix}/{run}/object {i:05d}.bin" for i in range(count)]
@@ -131,13 +138,14 @@ class LocalWorld:
 
         def put(key: str) -> PutObject:
             body = os.urandom(OBJECT_BYTES)
-            answer = s3.put_object(Bucket=BUCKET, Key=key, Body=body)
+            answer = s3.put_object(Bucket=bucket, Key=key, Body=body)
             return PutObject(
                 key=key,
                 etag=answer["ETag"].strip('"'),
                 size=len(body),
                 version_id=answer.get("VersionId"),
                 sequencer="",
+                bucket=bucket,
             )
 
         with ThreadPoolExecutor(max_workers=4) as pool:
@@ -201,7 +209,7 @@ def sqs_batches(objects: Sequence[PutObject], size: int = BATCH_SIZE) -> list[di
             factories.sqs_record(
                 factories.s3_notification(
                     factories.s3_record(
-                        BUCKET,
+                        o.bucket,
                         o.key,
                         size=o.size,
                         etag=o.etag,

@@ -202,7 +202,7 @@ def refresh(
             return None
         served = processor.probe(processor.table.get(ref.pk), now)
         if served is not False:
-            probes = [] if served is None else [served]
+            probes: list[bool] = [] if served is None else [served]
             return Outcome(ref=ref, message_id="check", status=Status.DUPLICATE, probes=probes)
         outcome = processor.process("check", ref, deadline, min_valid=_max_valid(processor), precheck=False)
         outcome.probes.insert(0, False)
