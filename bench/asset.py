@@ -68,8 +68,8 @@ def _import_from_asset(asset_dir: Path, runs: int) -> dict[str, Any]:
 
 def run(ctx: Context, report: Report) -> None:
     os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")  # as the Makefile does
-    from infra.settings import StackSettings
     from kie_uploader.cdk import bundling  # imports aws_cdk (a few seconds): only when this section runs
+    from kie_uploader.settings import StackSettings
 
     architecture = StackSettings().architecture
     output = ctx.state_dir / "asset"

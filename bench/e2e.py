@@ -76,8 +76,8 @@ def _deploy_failure(exc: DeployError, ministack: local.Server) -> str:
 
 def _settings_summary(context: dict[str, str]) -> dict[str, Any]:
     """The deployed function's settings that shape the figures (as the stack derives them)."""
-    from infra.settings import StackSettings
     from kie_uploader.cdk.options import BATCHING_WINDOW_SECONDS, SQS_BATCH_SIZE
+    from kie_uploader.settings import StackSettings
 
     settings = StackSettings.from_context(context.get)
     return {

@@ -14,8 +14,8 @@ from typing import Any
 from aws_cdk import App, Validations
 from cdk_nag import AwsSolutionsChecks
 
-from infra.settings import StackSettings, from_context_and_file
 from infra.stack import KieUploaderStack
+from kie_uploader.settings import StackSettings, from_context_and_file
 
 CDK_JSON = Path(__file__).resolve().parent.parent / "cdk.json"
 

@@ -1,6 +1,6 @@
 """The repository's stack: a thin app around :class:`kie_uploader.cdk.KieUploader`.
 
-It turns the context options (infra/settings.py) into the construct's props: buckets imported by name (or
+It turns the context options (kie_uploader.settings) into the construct's props: buckets imported by name (or
 one new, locked-down bucket), KMS keys and the secret imported by ARN; and it writes the outputs the
 ``kie-uploader`` command line reads.
 """
@@ -15,8 +15,8 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct, IConstruct
 
-from infra.settings import StackSettings
 from kie_uploader.cdk import FunctionOptions, KieUploader, SourceBuckets
+from kie_uploader.settings import StackSettings
 
 #: Logical ids the stack's stateful resources had before the construct existed (0.1). Kept, so that an
 #: upgrade updates them in place: a new logical id would create a second, empty table (the first one is

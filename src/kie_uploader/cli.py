@@ -35,16 +35,11 @@ from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
-    ConnectTimeoutError,
-    EndpointConnectionError,
-    NoCredentialsError,
-    NoRegionError,
-    PartialCredentialsError,
-    ProfileNotFound,
 )
 from botocore.parsers import ResponseParserError
 
 from kie_uploader import console, live
+from kie_uploader.aws_errors import describe_aws_error
 from kie_uploader.function import liveness, watch
 from kie_uploader.function import redact as shared_redact
 
@@ -77,17 +72,6 @@ URL_REFUSALS = {
 # S3 bucket names: 3-63 characters, lowercase letters, digits, dots and hyphens, starting and ending with
 # a letter or digit (the general-purpose rules; a typo such as "s3://My_Bucket" is caught before any call).
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-_CREDENTIAL_ERRORS = frozenset(
-    {
-        "InvalidAccessKeyId",
-        "InvalidClientTokenId",
-        "UnrecognizedClientException",
-        "SignatureDoesNotMatch",
-        "ExpiredToken",
-        "ExpiredTokenException",
-        "InvalidToken",
-    }
-)
 _DESERIALIZER = TypeDeserializer()
 
 
@@ -1583,52 +1567,6 @@ def version() -> str:
         return distribution_version("kie-s3-uploader")
     except PackageNotFoundError:
         return "unknown"
-
-
-def describe_aws_error(exc: Exception) -> str:
-    """One line that says what went wrong and what to do about it."""
-    if isinstance(exc, NoCredentialsError | PartialCredentialsError):
-        return (
-            "no AWS credentials found: set AWS_PROFILE or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
-            "(or run `aws configure`)"
-        )
-    if isinstance(exc, NoRegionError):
-        return (
-            "no AWS region: pass --region, set AWS_REGION (or AWS_DEFAULT_REGION), or give the profile "
-            "a region (`aws configure set region REGION`)"
-        )
-    if isinstance(exc, ProfileNotFound):
-        return f"no such AWS profile: {exc.kwargs.get('profile')} (see `aws configure list-profiles`)"
-    if isinstance(exc, ResponseParserError):
-        endpoint = os.environ.get("AWS_ENDPOINT_URL")
-        where = f"the endpoint {endpoint} (AWS_ENDPOINT_URL)" if endpoint else "the AWS endpoint"
-        return f"{where} gave an answer that is not AWS's: is it the right endpoint (host and port)?"
-    if isinstance(exc, EndpointConnectionError | ConnectTimeoutError):
-        endpoint = getattr(exc, "kwargs", {}).get("endpoint_url", "the AWS endpoint")
-        hint = ""
-        if os.environ.get("AWS_ENDPOINT_URL"):
-            hint = " (AWS_ENDPOINT_URL is set: is the local stack running?)"
-        return f"cannot connect to {endpoint}{hint}"
-    if isinstance(exc, ClientError):
-        return _describe_client_error(exc)
-    return f"AWS error: {exc}"
-
-
-def _describe_client_error(exc: ClientError) -> str:
-    error = exc.response.get("Error", {})
-    code, message = str(error.get("Code", "")), str(error.get("Message", ""))
-    operation = getattr(exc, "operation_name", "AWS call")
-    if code in _CREDENTIAL_ERRORS:
-        return f"AWS rejected the credentials ({code}): check AWS_PROFILE / AWS_ACCESS_KEY_ID"
-    if code in ("AccessDenied", "AccessDeniedException", "403"):
-        return f"access denied: {operation}: {message or code}"
-    if code in ("NoSuchBucket", "404") and error.get("BucketName"):
-        return f"no such bucket: {error['BucketName']}"
-    if code == "ResourceNotFoundException":
-        return f"not found: {operation}: {message} (was the stack deleted?)"
-    if code in ("AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"):
-        return f"the stack's queue does not exist: {message} (was the stack deleted?)"
-    return f"{operation} failed: {code}: {message}".rstrip(": ")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

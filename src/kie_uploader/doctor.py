@@ -23,14 +23,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
-from urllib.parse import quote_plus
 
 from botocore.exceptions import ClientError
+
+from kie_uploader import bucket_policy
+from kie_uploader.settings import encode_filter, may_be_encoded, unencoded
 
 ERROR = "ERROR"
 WARN = "WARN"
@@ -46,11 +47,6 @@ _NOTIFICATION_TYPES = {
 }
 #: Modes in which the stack adds S3 notification rules of its own (eventbridge adds none).
 _RULE_MODES = ("lambda", "queue")
-#: Characters S3 matches only URL-encoded in a filter value (keys appear URL-encoded in events).
-_MUST_ENCODE = set(' "#$&,:;=?@[]^`{|}<>\\')
-#: Characters whose encoding in events is not certain: worth a look, not a refusal.
-_MAY_ENCODE = set("!'()*")
-_HEX2 = re.compile(r"%[0-9A-Fa-f]{2}")
 
 
 @dataclass(frozen=True)
@@ -318,41 +314,31 @@ def _policy(plan: Plan, clients: Clients, bucket: str) -> list[Finding]:
 
 def policy_findings(policy: Mapping[str, Any], bucket: str, plan: Plan) -> list[Finding]:
     """Deny statements that would stop kie.ai's GET of a presigned URL for an object under the prefix."""
-    statements = policy.get("Statement", [])
-    if isinstance(statements, dict):
-        statements = [statements]
     findings = []
+    subject = f"bucket {bucket}"
+    todo = (
+        "exempt presigned GETs of the stack's function role from this Deny (e.g. a StringNotLike "
+        "aws:PrincipalArn condition with the role's ARN), or limit it to other prefixes"
+    )
     resource = f"arn:aws:s3:::{bucket}/{plan.prefix}example"
-    for index, statement in enumerate(statements):
-        if statement.get("Effect") != "Deny" or not _denies_get(statement, resource):
-            continue
-        sid = statement.get("Sid") or f"#{index + 1}"
-        verdicts = _condition_verdicts(statement.get("Condition", {}), plan.presign_expires_seconds)
-        if any(v is False for _, v, _ in verdicts):
-            continue  # a condition kie.ai's request does not meet: this Deny does not apply to it
-        blocking = [why for _, v, why in verdicts if v]
-        unknown = [key for key, v, _ in verdicts if v is None]
-        subject = f"bucket {bucket}"
-        todo = (
-            "exempt presigned GETs of the stack's function role from this Deny (e.g. a StringNotLike "
-            "aws:PrincipalArn condition with the role's ARN), or limit it to other prefixes"
-        )
-        if unknown:
+    for denial in bucket_policy.denials(policy, resource, plan.presign_expires_seconds):
+        sid = denial.sid
+        if denial.unknown:
             findings.append(
                 Finding(
                     WARN,
                     subject,
                     f"policy statement {sid} denies s3:GetObject under conditions doctor cannot evaluate "
-                    f"({', '.join(unknown)}); it may block kie.ai's download of the presigned URL",
+                    f"({', '.join(denial.unknown)}); it may block kie.ai's download of the presigned URL",
                     "check that it spares the stack's function role",
                 )
             )
-        elif blocking:
+        elif denial.blocking:
             findings.append(
                 Finding(
                     ERROR,
                     subject,
-                    f"policy statement {sid} blocks kie.ai's download: {'; '.join(blocking)}",
+                    f"policy statement {sid} blocks kie.ai's download: {'; '.join(denial.blocking)}",
                     todo,
                 )
             )
@@ -361,134 +347,6 @@ def policy_findings(policy: Mapping[str, Any], bucket: str, plan: Plan) -> list[
                 Finding(ERROR, subject, f"policy statement {sid} denies s3:GetObject to everyone", todo)
             )
     return findings
-
-
-def _as_list(value: Any) -> list[Any]:
-    if value is None:
-        return []
-    return value if isinstance(value, list) else [value]
-
-
-def _wildcard(pattern: str, text: str, *, fold: bool = False) -> bool:
-    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
-    return re.fullmatch(regex, text, re.IGNORECASE if fold else 0) is not None
-
-
-def _denies_get(statement: Mapping[str, Any], resource: str) -> bool:
-    principal = statement.get("Principal")
-    if "NotPrincipal" not in statement:
-        principals = _as_list(principal.get("AWS")) if isinstance(principal, dict) else _as_list(principal)
-        if "*" not in principals:
-            return False  # a Deny for named principals, not for the function role kie.ai's URL is signed as
-    if "Action" in statement:
-        if not any(_wildcard(a, "s3:GetObject", fold=True) for a in _as_list(statement["Action"])):
-            return False
-    elif any(_wildcard(a, "s3:GetObject", fold=True) for a in _as_list(statement.get("NotAction"))):
-        return False
-    normalized = re.sub(r"^arn:aws[a-z-]*:", "arn:aws:", resource)
-
-    def matches(patterns: Any) -> bool:
-        return any(
-            _wildcard(re.sub(r"^arn:aws[a-z-]*:", "arn:aws:", p), normalized) for p in _as_list(patterns)
-        )
-
-    if "Resource" in statement:
-        return matches(statement["Resource"])
-    return not matches(statement.get("NotResource"))
-
-
-#: kie.ai's GET of a presigned URL: what each condition key holds in that request (None: not present).
-_ABSENT = object()
-
-
-def _condition_verdicts(
-    condition: Mapping[str, Any], presign_seconds: int
-) -> list[tuple[str, bool | None, str]]:
-    """For each (operator, key): does kie.ai's request meet it (True), not (False), or unknown (None)?"""
-    verdicts = []
-    for operator, pairs in condition.items():
-        op = operator.split(":")[-1]  # ForAnyValue:StringEquals -> StringEquals
-        if_exists = op.endswith("IfExists")
-        op = op.removesuffix("IfExists")
-        for key, expected in (pairs or {}).items():
-            values = [str(v) for v in _as_list(expected)]
-            verdict, why = _verdict(op, if_exists, key, values, presign_seconds)
-            verdicts.append((key, verdict, why))
-    return verdicts
-
-
-def _verdict(
-    op: str, if_exists: bool, key: str, values: list[str], presign_seconds: int
-) -> tuple[bool | None, str]:
-    name = key.lower()
-    if name == "aws:sourceip":
-        if op == "NotIpAddress":
-            return (
-                True,
-                f"it denies requests from outside {', '.join(values)} (aws:SourceIp); "
-                "kie.ai downloads from its own servers",
-            )
-        return (False, "") if op == "IpAddress" else (None, "")
-    if name in ("aws:sourcevpce", "aws:sourcevpc"):
-        return _absent(
-            op,
-            if_exists,
-            values,
-            f"it denies requests that do not come through {key} {', '.join(values)}; "
-            "kie.ai is outside your VPC",
-        )
-    if name == "s3:authtype":
-        met = _string_op(op, "REST-QUERY-STRING", values)
-        return met, f"it denies s3:authType REST-QUERY-STRING (presigned URLs) ({op} {', '.join(values)})"
-    if name == "s3:signatureage":
-        limit_ms = _number(values)
-        if limit_ms is None or op not in ("NumericGreaterThan", "NumericGreaterThanEquals"):
-            return None, ""
-        too_short = limit_ms < presign_seconds * 1000
-        return too_short, (
-            f"it denies signatures older than {limit_ms:.0f} ms (s3:signatureAge) but the stack's "
-            f"presigned URLs live {presign_seconds} s (presignExpiresSeconds): raise the limit to "
-            f"{presign_seconds * 1000} or "
-            f"set presignExpiresSeconds below {max(int(limit_ms // 1000), 1)}"
-        )
-    if name == "aws:securetransport":
-        met = _string_op("StringEquals" if op == "Bool" else op, "true", [v.lower() for v in values])
-        return met, "it denies https"
-    if name == "s3:signatureversion":
-        return _string_op(op, "AWS4-HMAC-SHA256", values), "it denies SigV4 signatures"
-    if name in ("aws:referer", "aws:sourcearn", "aws:sourceaccount"):
-        return _absent(op, if_exists, values, f"it denies requests without {key}")
-    return None, ""
-
-
-def _absent(op: str, if_exists: bool, values: list[str], why: str) -> tuple[bool | None, str]:
-    """A key kie.ai's request does not carry: negated operators and ...IfExists match, the others do not."""
-    if op == "Null":
-        return any(v.lower() == "true" for v in values), why
-    if if_exists or "Not" in op:
-        return True, why
-    return False, ""
-
-
-def _string_op(op: str, actual: str, values: list[str]) -> bool | None:
-    negated = "Not" in op
-    base = op.replace("Not", "")
-    if base in ("StringEquals", "ArnEquals"):
-        hit = actual in values
-    elif base == "StringEqualsIgnoreCase":
-        hit = actual.lower() in (v.lower() for v in values)
-    elif base in ("StringLike", "ArnLike"):
-        hit = any(_wildcard(v, actual) for v in values)
-    else:
-        return None
-    return hit != negated
-
-
-def _number(values: list[str]) -> float | None:
-    try:
-        return min(float(v) for v in values)
-    except ValueError:
-        return None
 
 
 # --- encryption ------------------------------------------------------------------------------------
@@ -554,25 +412,10 @@ def check_filters(plan: Plan) -> list[Finding]:
     return findings
 
 
-def encode_filter(value: str) -> str:
-    """The value as S3 wants it in a filter: what S3 writes in events (a space as ``+``), ``%XX`` kept."""
-    out, i = [], 0
-    while i < len(value):
-        if _HEX2.match(value, i):
-            out.append(value[i : i + 3])
-            i += 3
-            continue
-        c = value[i]
-        out.append(c if c in "+/" or c in _MAY_ENCODE else quote_plus(c))
-        i += 1
-    return "".join(out)
-
-
 def filter_findings(name: str, value: str) -> list[Finding]:
     """A prefix/suffix that S3 would not match as written (S3 compares it with URL-encoded keys)."""
     findings = []
-    plain = _HEX2.sub("", value)
-    must = sorted({c for c in plain if c in _MUST_ENCODE or not c.isascii()})
+    must = unencoded(value)
     if must:
         findings.append(
             Finding(
@@ -583,7 +426,7 @@ def filter_findings(name: str, value: str) -> list[Finding]:
                 f"kie-uploader configure {name}={encode_filter(value)}",
             )
         )
-    if "+" in plain:
+    if "+" in value:
         findings.append(
             Finding(
                 WARN,
@@ -592,7 +435,7 @@ def filter_findings(name: str, value: str) -> list[Finding]:
                 "keep it if you mean a space; write a literal '+' as %2B",
             )
         )
-    maybe = sorted({c for c in plain if c in _MAY_ENCODE})
+    maybe = may_be_encoded(value)
     if maybe:
         findings.append(
             Finding(

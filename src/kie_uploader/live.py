@@ -370,14 +370,17 @@ def live_url(
     from botocore.exceptions import BotoCoreError, ClientError
     from botocore.parsers import ResponseParserError
 
+    from kie_uploader.aws_errors import describe_aws_error, endpoint_problem
+
+    problem = endpoint_problem()
+    if problem is not None:  # botocore would say only "Invalid endpoint"
+        raise LiveUrlError(problem)
     try:
         seconds = _seconds(min_valid)
         aws = session(region)
         name = function_name_of(aws.client("cloudformation"), stack)
         [result] = resolve(lambda_client(aws), name, [s3_uri], seconds)
     except (ClientError, BotoCoreError, ResponseParserError) as exc:
-        from kie_uploader.cli import describe_aws_error  # boto3 only
-
         raise LiveUrlError(describe_aws_error(exc)) from exc
     except ValueError as exc:
         raise LiveUrlError(str(exc)) from exc

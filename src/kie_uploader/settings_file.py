@@ -14,8 +14,9 @@ replaces the user's). So the CDK app reads its options from this file first:
 The format is one JSON object: ``{"settings": {"bucketNames": "a,b", "notify": "queue", ...}}`` with the
 context options' names and their values as strings (lists as comma-separated strings).
 
-No aws-cdk-lib here: the command line imports this module, and ``infra/settings.py`` calls
-:func:`layered_context` in one place.
+No aws-cdk-lib here, and no settings model: the model (:mod:`kie_uploader.settings`) reads its options
+through :func:`layered_context`, and ``configure`` is given the model's parser (``read``) to refuse what
+the deploy would.
 """
 
 from __future__ import annotations
@@ -248,26 +249,6 @@ def parse_assignments(items: Iterable[str]) -> dict[str, str | None]:
 # --- `kie-uploader configure` ----------------------------------------------------------------------
 
 
-def _stack_settings_parser() -> Callable[[Callable[[str], Any]], object] | None:
-    """``infra.settings.StackSettings.from_context`` when the repository's CDK app is at hand, else None."""
-    import importlib
-    import sys
-
-    from kie_uploader.local import repo_root
-
-    root = repo_root()
-    if not (root / "infra" / "settings.py").is_file():
-        return None
-    if str(root) not in sys.path:
-        sys.path.append(str(root))
-    try:
-        module = importlib.import_module("infra.settings")
-    except ImportError:
-        return None
-    parser: Callable[[Callable[[str], Any]], object] = module.StackSettings.from_context
-    return parser
-
-
 def configure(
     path: Path,
     changes: Mapping[str, str | None],
@@ -288,7 +269,7 @@ def configure(
     if read is not None:
         try:
             read(updated.get)
-        except ValueError as exc:  # infra.settings.SettingsError
+        except ValueError as exc:  # kie_uploader.settings.SettingsError
             raise SettingsFileError(str(exc)) from None
     if updated != current:
         save(path, updated)
@@ -328,7 +309,9 @@ def cmd_configure(aws: Any, args: Any) -> int:
     path = Path(args.settings_file) if args.settings_file else default_path()
     try:
         changes = parse_assignments(args.assignments)
-        values = configure(path, changes, accept_change=args.accept_change, read=_stack_settings_parser())
+        from kie_uploader.settings import StackSettings
+
+        values = configure(path, changes, accept_change=args.accept_change, read=StackSettings.from_context)
     except SettingsFileError as exc:
         raise CliError(str(exc)) from exc
     if args.json:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from infra.settings import SettingsError, StackSettings
+from kie_uploader.settings import SettingsError, StackSettings
 
 
 def settings(**context: object) -> StackSettings:
@@ -107,8 +107,8 @@ def test_the_secrets_kms_key_and_the_reserved_concurrency_come_from_context() ->
 
 
 def test_the_stacks_constants_are_the_constructs() -> None:
-    # infra/settings.py keeps its own copies (the CLI's settings do not import the construct): they agree.
-    from infra import settings as stack_settings
+    # The settings model keeps its own copies (it does not import the construct): they agree.
+    from kie_uploader import settings as stack_settings
     from kie_uploader.cdk import options
 
     for name in ("FUNCTION_TIMEOUT_SECONDS", "KIE_TIMEOUT_SECONDS", "KIE_MAX_ATTEMPTS", "SQS_BATCH_SIZE"):

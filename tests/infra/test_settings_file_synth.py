@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from infra.app import build_app
-from infra.settings import SettingsError
+from kie_uploader.settings import SettingsError
 from tests.infra.conftest import EXISTING_SECRET_ARN
 
 NO_BUNDLING: dict[str, Any] = {"aws:cdk:bundling-stacks": []}

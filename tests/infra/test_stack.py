@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Match
 
-from infra.settings import KIE_TIMEOUT_SECONDS
+from kie_uploader.settings import KIE_TIMEOUT_SECONDS
 from tests.factories import EVENT_OUTPUT_KEYS, OUTPUT_KEYS
 from tests.infra.conftest import (
     ALARM_EMAIL,

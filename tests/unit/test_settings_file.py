@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from infra.settings import SettingsError, StackSettings, from_context_and_file
 from kie_uploader import settings_file
+from kie_uploader.settings import SettingsError, StackSettings, from_context_and_file
 from kie_uploader.settings_file import SettingsFileError
 
 SECRET_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:kie/api-key-AbCdEf"

@@ -1,15 +1,21 @@
 """The stack's settings, parsed once from CDK context (``-c name=value`` or cdk.json) and validated.
 
 Every option has a default that deploys a working stack; a malformed value fails synth with an error
-that names the context key, before anything reaches CloudFormation.
+that names the context key, before anything reaches CloudFormation. The model lives in the package (no
+aws_cdk import): the repository's CDK app (``infra/``) builds the stack from it, and ``kie-uploader
+configure`` and ``doctor`` refuse what it refuses (:func:`problems`), so that a setting the command line
+accepts is one the deploy accepts.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote_plus
+
+from kie_uploader import settings_file
 
 DEFAULT_STACK_NAME = "KieUploader"
 
@@ -55,6 +61,11 @@ _KMS_KEY_ARN = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[\w-]+$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _S3_PREFIX_URI = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/\S*)?$")
 _EVENT_BUS = re.compile(r"^(arn:aws[a-z-]*:events:[a-z0-9-]+:\d{12}:event-bus/)?[\w.\-/]{1,256}$")
+#: Characters S3 matches only URL-encoded in a filter value (keys appear URL-encoded in events).
+MUST_ENCODE = frozenset(' "#$&,:;=?@[]^`{|}<>\\')
+#: Characters whose encoding in events is not certain: worth a look, not a refusal.
+MAY_ENCODE = frozenset("!'()*")
+_HEX2 = re.compile(r"%[0-9A-Fa-f]{2}")
 
 
 class SettingsError(ValueError):
@@ -131,8 +142,8 @@ class StackSettings:
             bucket_names=reader.names("bucketNames", _BUCKET_NAME, "an S3 bucket name"),
             bucket_kms_key_arns=reader.names("bucketKmsKeyArns", _KMS_KEY_ARN, "a KMS key ARN"),
             notify=reader.choice("notify", defaults.notify, NOTIFY_TARGETS),
-            prefix=reader.text("prefix", defaults.prefix),
-            suffix=reader.text("suffix", defaults.suffix),
+            prefix=reader.key_filter("prefix", defaults.prefix),
+            suffix=reader.key_filter("suffix", defaults.suffix),
             max_concurrency=reader.integer("maxConcurrency", defaults.max_concurrency, low=2, high=1000),
             api_key_secret_arn=reader.optional(
                 "apiKeySecretArn", _SECRET_ARN, "a Secrets Manager secret ARN"
@@ -204,6 +215,18 @@ class _ContextReader:
             raise SettingsError(f"context {key}={value!r} is malformed (expected to match {pattern})")
         return value
 
+    def key_filter(self, key: str, default: str) -> str:
+        """A prefix or suffix as S3 matches it: URL-encoded, as keys appear in its events."""
+        value = self.text(key, default)
+        must = unencoded(value)
+        if must:
+            raise SettingsError(
+                f"context {key}={value!r} holds {', '.join(repr(c) for c in must)}, which S3 matches only "
+                f"URL-encoded (as keys appear in its events): as written it matches nothing; write "
+                f"{key}={encode_filter(value)}"
+            )
+        return value
+
     def optional(self, key: str, pattern: re.Pattern[str], what: str) -> str | None:
         value = self._raw(key)
         if value is not None and not pattern.match(value):
@@ -249,7 +272,7 @@ class _ContextReader:
 
 
 def from_context_and_file(
-    get: Callable[[str], Any], settings_file: Any, *, remember: bool = False
+    get: Callable[[str], Any], path: Any, *, remember: bool = False
 ) -> StackSettings:
     """The settings from ``kie-uploader.settings.json`` with the context (``-c``) on top.
 
@@ -257,13 +280,55 @@ def from_context_and_file(
     that a changed ``bucketNames``/``apiKeySecretArn`` is refused without ``-c acceptSettingsChange=true``.
     With ``remember``, the options given with ``-c`` are written back to the file (the CDK CLI's runs).
     """
-    from kie_uploader.settings_file import SettingsFileError, layered_context
-
     try:
-        layers = layered_context(get, settings_file)
+        layers = settings_file.layered_context(get, path)
         settings = StackSettings.from_context(layers)
         if remember:
             layers.remember()
-    except SettingsFileError as exc:
+    except settings_file.SettingsFileError as exc:
         raise SettingsError(str(exc)) from None
     return settings
+
+
+def problems(values: Mapping[str, str | None]) -> list[str]:
+    """What the deploy would refuse in these settings (strings, as the file and ``-c`` give them): unknown
+    names, then the first malformed value (one line each). ``configure`` refuses them; ``doctor`` reports
+    them."""
+    known = settings_file.known_keys(StackSettings.from_context) | {settings_file.ACCEPT_KEY}
+    unknown = sorted(set(values) - known)
+    found = []
+    if unknown:
+        found.append(f"unknown setting {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+    try:
+        StackSettings.from_context(lambda key: values.get(key))
+    except SettingsError as exc:
+        found.append(str(exc))
+    return found
+
+
+# --- S3 key filters ------------------------------------------------------------------------------------
+
+
+def unencoded(value: str) -> list[str]:
+    """The characters of a prefix/suffix that S3 matches only URL-encoded (a space, ``#``, non-ASCII...)."""
+    plain = _HEX2.sub("", value)
+    return sorted({c for c in plain if c in MUST_ENCODE or not c.isascii()})
+
+
+def may_be_encoded(value: str) -> list[str]:
+    """The characters S3 may write encoded in events (``!'()*``): a filter holding them is worth a test."""
+    return sorted({c for c in _HEX2.sub("", value) if c in MAY_ENCODE})
+
+
+def encode_filter(value: str) -> str:
+    """The value as S3 wants it in a filter: what S3 writes in events (a space as ``+``), ``%XX`` kept."""
+    out, i = [], 0
+    while i < len(value):
+        if _HEX2.match(value, i):
+            out.append(value[i : i + 3])
+            i += 3
+            continue
+        c = value[i]
+        out.append(c if c in "+/" or c in MAY_ENCODE else quote_plus(c))
+        i += 1
+    return "".join(out)
