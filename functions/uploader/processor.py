@@ -350,8 +350,8 @@ class Processor:
                     self._wait_past_write_second(head, read_at)
                     upload = self._upload(ref, head, outcome, deadline)
                     changed = self._changed_while_fetched(ref, head, upload)
-                except ObjectNotFoundError:
-                    return self._gone(ref, record, rev, outcome, write, sequencer)
+                except ObjectNotFoundError:  # deleted while kie.ai fetched it: it did exist
+                    return self._gone(ref, record, rev, outcome, write, sequencer, seen=True)
                 except UploaderError as exc:
                     return self._failed(ref, record, rev, head, exc, outcome, write, sequencer, now)
                 if changed is not None:
@@ -381,13 +381,16 @@ class Processor:
         outcome: Outcome,
         write: Callable[[Settle], bool],
         sequencer: str | None,
+        *,
+        seen: bool = False,
     ) -> bool:
-        """S3 has no current version. ``DELETED`` when an object existed (a record with a status, or an
-        event seen for the key); otherwise the key never had an object: the record this claim created is
-        removed, and nothing is left (``NOT_FOUND``)."""
+        """S3 has no current version. ``DELETED`` when an object existed (this claim read it, a record with a
+        status, or an event seen for the key); otherwise the key never had an object: the record this claim
+        created is removed, and nothing is left (``NOT_FOUND``)."""
         legacy_skip = record is not None and record.get("status") == Status.SKIPPED
         existed = (
-            (has_status(record) and not legacy_skip)
+            seen
+            or (has_status(record) and not legacy_skip)
             or bool(record and record.get(EVENT_SEEN))
             or ref.sequencer is not None
             or ref.kind is EventKind.REMOVED
