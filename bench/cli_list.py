@@ -1,9 +1,10 @@
 """9. ``kie-uploader list`` over a large table: the first line at once, and memory that does not grow with it.
 
 Records shaped as the function writes them go into a table of the local ministack (a small and a large
-count). A fresh process runs the CLI's ``list`` command (``cli.cmd_list``, the code the console script runs)
-against that table, with stdout a sink that notes when the first line came and counts the lines, and reports
-its RSS before, its peak while listing (sampled every 5 ms, and maxrss) and the time taken. The CLI reads the
+count). A fresh process runs the CLI's ``list`` command (``kie_uploader.cli.records.cmd_list``, the code the
+console script runs) against that table, with stdout a sink that notes when the first line came and counts the
+lines, and reports its RSS before, its peak while listing (sampled every 5 ms, and maxrss) and the time taken.
+The CLI reads the
 stack's outputs from CloudFormation; here the stack is given directly (the table is the only resource
 ``list`` reads).
 
@@ -147,20 +148,21 @@ class _Sink:
 def _measure(table: str, output: str) -> dict[str, Any]:
     """In the child: the CLI's list over the table, with stdout the sink."""
     from bench.worker import RssWatch
-    from kie_uploader import cli
+    from kie_uploader.cli import aws as cli_aws
+    from kie_uploader.cli import entry, records
 
-    aws = cli.Aws()
+    aws = cli_aws.Aws()
     # What the stack's outputs would say (cached_property: set once, read by every command).
-    aws.__dict__["stack"] = cli.StackResources(
+    aws.__dict__["stack"] = cli_aws.StackResources(
         stack_name="Bench", bucket_names=(BUCKET,), queue_url="-", dead_letter_queue_url="-", table_name=table
     )
-    args = cli.build_parser().parse_args(["list", "--output", output])
+    args = entry.build_parser().parse_args(["list", "--output", output])
     aws.dynamodb.describe_table(TableName=table)  # warm-up: the client, its endpoint and connection
     sink, stdout = _Sink(), sys.stdout
     sys.stdout = sink
     try:
         with RssWatch() as watch:
-            code = cli.cmd_list(aws, args)
+            code = records.cmd_list(aws, args)
     finally:
         sys.stdout = stdout
     return {

@@ -33,15 +33,13 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
-from kie_uploader import cli, console, deploy, live, local
-from kie_uploader.cli import (
-    DEFAULT_STACK,
-    deserialize,
-    format_epoch,
-    format_size,
-    redact,
-    render_table,
-)
+from kie_uploader import deploy, live, local
+from kie_uploader.cli import console
+from kie_uploader.cli.args import DEFAULT_STACK, S3Uri
+from kie_uploader.cli.aws import Aws
+from kie_uploader.cli.moving import backfill
+from kie_uploader.cli.output import format_epoch, format_size, redact, render_table
+from kie_uploader.cli.store import deserialize
 from kie_uploader.function import watch
 from kie_uploader.samples import NOT_WATCHED, NOTIFIED_PREFIX, Sample, demo_samples
 
@@ -185,7 +183,7 @@ class _EndpointSession:
         return str(self.session.region_name)
 
 
-class _CliAws(cli.Aws):
+class _CliAws(Aws):
     """The command line's view of the demo's stack: ``kie-uploader``'s own code, at the local endpoint."""
 
     def __init__(self, endpoint_url: str, stack_name: str) -> None:
@@ -395,12 +393,12 @@ def _wait_until_drained(aws: _Aws, queue_url: str, timeout: float, log: Log) -> 
     log(f"  the queue still holds messages after {timeout:.0f} s")
 
 
-def backfill_before_the_samples(cli_aws: cli.Aws, bucket: str, log: Log) -> list[str]:
+def backfill_before_the_samples(cli_aws: Aws, bucket: str, log: Log) -> list[str]:
     """``kie-uploader backfill s3://bucket/`` (the command's own code), run while the bucket holds only the
     objects from before the stack: it enqueues the watched one and skips the other as not watched."""
-    uri = cli.S3Uri(bucket, "")
+    uri = S3Uri(bucket, "")
     log(f"Backfilling the objects from before the stack: kie-uploader backfill {uri}")
-    done = cli.backfill(cli_aws, uri)
+    done = backfill(cli_aws, uri)
     log(f"  {done.sentence()}")
     return [f"$ kie-uploader backfill {uri}   (the objects from before the stack)", done.sentence()]
 

@@ -84,10 +84,7 @@ def preflight(
 
     Raises :class:`DoctorRefused` on errors; returns the findings otherwise (warnings, notes).
     """
-    values = settings_file.merged(context, settings_path) if settings_path else dict(context)
-    refused = settings_file.unaccepted_changes(context, settings_path) if settings_path else []
-    findings = [doctor.Finding(doctor.ERROR, "settings", message) for message in refused]
-    findings += doctor.run(doctor.Plan.from_settings(values, region=region), clients)
+    findings = doctor.check(context, region=region, clients=clients, settings_path=settings_path)
     for finding in findings:
         if finding.severity != doctor.ERROR:
             logger.info("doctor: %s", finding.line())

@@ -21,16 +21,15 @@ Each finding is one line: severity, what, what to do. Only ``ERROR`` findings ma
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import ClientError
 
-from kie_uploader import bucket_policy
+from kie_uploader import bucket_policy, settings, settings_file
 from kie_uploader.settings import encode_filter, may_be_encoded, unencoded
 
 ERROR = "ERROR"
@@ -115,6 +114,26 @@ class Clients:
 
 
 # --- the checks ------------------------------------------------------------------------------------
+
+
+def check(
+    context: Mapping[str, str],
+    *,
+    region: str,
+    clients: Clients,
+    settings_path: Path | None = None,
+    buckets: Sequence[str] = (),
+) -> list[Finding]:
+    """Doctor on what a deploy with ``context`` (``-c``, over the settings file) would use: first what the
+    deploy would refuse in the settings (unknown names, malformed values: :func:`settings.problems`; a
+    changed guarded option), then every check of the plan (``buckets`` instead of the settings' own)."""
+    values = settings_file.merged(context, settings_path) if settings_path else dict(context)
+    refused = settings_file.unaccepted_changes(context, settings_path) if settings_path else []
+    # A prefix or suffix S3 would not match is reported once, with its fix, by check_filters.
+    problems = settings.problems({k: v for k, v in values.items() if k not in ("prefix", "suffix")})
+    findings = [Finding(ERROR, "settings", message) for message in [*problems, *refused]]
+    findings += run(Plan.from_settings(values, region=region, buckets=buckets), clients)
+    return findings
 
 
 def run(plan: Plan, clients: Clients) -> list[Finding]:
@@ -508,78 +527,3 @@ def _holds_key(value: Mapping[str, Any]) -> bool:
 
 def errors(findings: Iterable[Finding]) -> list[Finding]:
     return [f for f in findings if f.severity == ERROR]
-
-
-def report(findings: Sequence[Finding]) -> str:
-    """Every finding on its line, then a count."""
-    from kie_uploader.cli import plural
-
-    lines = [f.line() for f in findings]
-    n_errors = len(errors(findings))
-    n_warnings = sum(f.severity == WARN for f in findings)
-    lines.append(f"doctor: {plural(n_errors, 'error')}, {plural(n_warnings, 'warning')}")
-    return "\n".join(lines)
-
-
-def add_parser(commands: Any, common: argparse.ArgumentParser) -> None:
-    """Register ``kie-uploader doctor`` (called from cli.build_parser)."""
-    from kie_uploader.cli import examples
-
-    parser = commands.add_parser(
-        "doctor",
-        parents=[common],
-        help="check the buckets, policy, encryption, filters and secret before deploying",
-        **examples(
-            "kie-uploader doctor                          # the settings file's buckets",
-            "kie-uploader doctor --bucket my-bucket -c prefix=photos/",
-        ),
-    )
-    parser.add_argument(
-        "--bucket",
-        action="append",
-        default=[],
-        help="check this bucket (repeatable) instead of the settings' bucketNames",
-    )
-    parser.add_argument("--settings-file", help="the settings file (default: kie-uploader.settings.json)")
-    parser.add_argument(
-        "-c",
-        "--context",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="a context option on top of the file, as for cdk deploy",
-    )
-    parser.set_defaults(handler=cmd_doctor)
-
-
-def cmd_doctor(aws: Any, args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from kie_uploader import settings_file
-    from kie_uploader.cli import EXIT_NO, EXIT_OK, CliError
-
-    try:
-        context = settings_file.parse_assignments(args.context)
-        path = Path(args.settings_file) if args.settings_file else settings_file.default_path()
-        values = settings_file.merged({k: v for k, v in context.items() if v is not None}, path)
-    except settings_file.SettingsFileError as exc:
-        raise CliError(str(exc)) from exc
-    region = aws.session.region_name
-    if not region:
-        raise CliError("no AWS region: pass --region or set AWS_REGION (the stack's region)")
-    values.setdefault("stackName", aws.stack_name)
-    plan = Plan.from_settings(values, region=region, buckets=args.bucket)
-    refused = settings_file.unaccepted_changes({k: v for k, v in context.items() if v is not None}, path)
-    findings = [Finding(ERROR, "settings", message) for message in refused]
-    findings += run(plan, Clients(aws._client))
-    if args.json:
-        print(json.dumps([asdict(f) for f in findings], indent=2, ensure_ascii=False))
-    else:
-        print(report(findings))
-    return EXIT_NO if errors(findings) else EXIT_OK
-
-
-if __name__ == "__main__":  # pragma: no cover
-    from kie_uploader.cli import main
-
-    sys.exit(main(["doctor", *sys.argv[1:]]))

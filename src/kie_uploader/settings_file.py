@@ -254,70 +254,16 @@ def configure(
     changes: Mapping[str, str | None],
     *,
     accept_change: bool,
-    read: Callable[[Callable[[str], Any]], object] | None = None,
+    check: Callable[[Mapping[str, str]], list[str]] | None = None,
 ) -> dict[str, str]:
-    """Apply ``changes`` to the file: unknown names and malformed values are refused before it is written."""
+    """Apply ``changes`` to the file. A guarded option's change needs ``accept_change``; what ``check``
+    finds wrong in the result (``kie_uploader.settings.problems``: unknown names, malformed values) is
+    refused before the file is written."""
     current = load(path)
-    if read is not None:
-        known = known_keys(read)
-        unknown = sorted(set(changes) - known)
-        if unknown:
-            raise SettingsFileError(
-                f"unknown setting {', '.join(unknown)} (known: {', '.join(sorted(known))})"
-            )
     updated = apply_changes(current, changes, accept_change=accept_change, path=path)
-    if read is not None:
-        try:
-            read(updated.get)
-        except ValueError as exc:  # kie_uploader.settings.SettingsError
-            raise SettingsFileError(str(exc)) from None
+    problems = check(updated) if check is not None else []
+    if problems:
+        raise SettingsFileError("; ".join(problems) + " (nothing was written)")
     if updated != current:
         save(path, updated)
     return updated
-
-
-def add_parser(commands: Any, common: Any) -> None:
-    """Register ``kie-uploader configure`` (called from cli.build_parser)."""
-    from kie_uploader.cli import examples
-
-    parser = commands.add_parser(
-        "configure",
-        parents=[common],
-        help="show or change the deploy settings (kie-uploader.settings.json)",
-        **examples(
-            "kie-uploader configure                        # show them",
-            "kie-uploader configure bucketNames=my-bucket notify=queue",
-            "kie-uploader configure prefix=                # remove an option",
-            description="Show or change the settings every `cdk deploy` reads. NAME= removes an option.",
-        ),
-    )
-    parser.add_argument(
-        "assignments", nargs="*", metavar="NAME=VALUE", help="e.g. bucketNames=a,b notify=queue"
-    )
-    parser.add_argument(
-        "--accept-change",
-        action="store_true",
-        help="allow changing a recorded bucketNames or apiKeySecretArn (detaches the stack from them)",
-    )
-    parser.add_argument("--settings-file", help="the settings file (default: kie-uploader.settings.json)")
-    parser.set_defaults(handler=cmd_configure)
-
-
-def cmd_configure(aws: Any, args: Any) -> int:
-    from kie_uploader.cli import EXIT_OK, CliError
-
-    path = Path(args.settings_file) if args.settings_file else default_path()
-    try:
-        changes = parse_assignments(args.assignments)
-        from kie_uploader.settings import StackSettings
-
-        values = configure(path, changes, accept_change=args.accept_change, read=StackSettings.from_context)
-    except SettingsFileError as exc:
-        raise CliError(str(exc)) from exc
-    if args.json:
-        print(json.dumps({"file": str(path), "settings": values}, indent=2, ensure_ascii=False))
-        return EXIT_OK
-    print(f"{path}:" + ("" if values else " no settings (every option has its default)"))
-    for key in sorted(values):
-        print(f"  {key} = {values[key]}")
-    return EXIT_OK

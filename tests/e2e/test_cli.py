@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from kie_uploader import local
-from kie_uploader.cli import EXIT_ERROR, EXIT_NO, EXIT_OK
+from kie_uploader.cli.errors import EXIT_ERROR, EXIT_NO, EXIT_OK
 from tests.e2e.conftest import Run
 
 RECORD_TIMEOUT = 120.0

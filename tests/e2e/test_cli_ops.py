@@ -19,7 +19,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from kie_uploader.cli import EXIT_ERROR, EXIT_OK
+from kie_uploader.cli.errors import EXIT_ERROR, EXIT_OK
 from tests.conftest import LEAK_WATCH
 from tests.e2e.conftest import Run
 from tests.e2e.test_cli import drain, keys_under, paused_queue

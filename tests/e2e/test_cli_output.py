@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from rich.cells import cell_len
 
-from kie_uploader.cli import EXIT_OK
+from kie_uploader.cli.errors import EXIT_OK
 from tests.e2e.conftest import Run
 
 RECORDS = 3_000

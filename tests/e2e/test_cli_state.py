@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from kie_uploader.cli import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_NO, EXIT_OK
+from kie_uploader.cli.errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_NO, EXIT_OK
 from tests.e2e.conftest import Run
 from tests.e2e.test_cli import drain, paused_queue, put_uploaded
 

@@ -25,7 +25,7 @@ from types import SimpleNamespace
 import pytest
 
 from kie_uploader import live
-from kie_uploader.cli import EXIT_NO, EXIT_OK
+from kie_uploader.cli.errors import EXIT_NO, EXIT_OK
 from tests.e2e.conftest import DeployedStack, Run, deploy_beside
 from tests.e2e.test_cli import drain, one_line_error, paused_queue
 

@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 import kie_uploader
-from kie_uploader.cli import EXIT_ERROR, EXIT_NO, EXIT_OK
+from kie_uploader.cli.errors import EXIT_ERROR, EXIT_NO, EXIT_OK
 from tests.e2e.conftest import DeployedStack, Run
 from tests.e2e.test_cli import drain, paused_queue
 

@@ -14,8 +14,10 @@ from typing import Any
 import boto3
 import pytest
 
-from kie_uploader import cli
-from kie_uploader.cli import EXIT_ERROR, EXIT_OK, StackResources, main
+from kie_uploader.cli import aws as cli_aws
+from kie_uploader.cli import entry, main
+from kie_uploader.cli.aws import StackResources
+from kie_uploader.cli.errors import EXIT_ERROR, EXIT_OK
 
 
 @pytest.fixture
@@ -74,7 +76,7 @@ def run(
     DynamoDB operations it made too."""
     operations: list[str] = []
 
-    class LocalAws(cli.Aws):
+    class LocalAws(cli_aws.Aws):
         @cached_property
         def stack(self) -> StackResources:
             return StackResources.from_outputs(
@@ -89,13 +91,13 @@ def run(
 
         @cached_property
         def dynamodb(self) -> Any:
-            client = self._client("dynamodb")
+            client = self.client("dynamodb")
             client.meta.events.register(
                 "before-call.dynamodb.*", lambda model, **_: operations.append(model.name)
             )
             return client
 
-    monkeypatch.setattr(cli, "Aws", LocalAws)
+    monkeypatch.setattr(entry, "Aws", LocalAws)
 
     def invoke(*argv: str) -> tuple[int, str, str, list[str]]:
         operations.clear()

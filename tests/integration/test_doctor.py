@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from kie_uploader import cli, doctor, local
+from kie_uploader.cli import errors, setting_up
 
 BUCKET = "doctor-bucket"
 REGION = local.LOCAL_REGION
@@ -220,7 +221,7 @@ def test_a_secret_that_holds_a_key_is_fine_and_the_key_is_never_printed(clients:
     )["ARN"]
     found = findings_of(clients, api_key_secret_arn=arn)
     assert only_errors(found) == []
-    assert "doctor-secret-key" not in doctor.report(found)
+    assert "doctor-secret-key" not in setting_up.report(found)
 
 
 def test_a_bucket_the_stack_will_create_needs_no_check(clients: doctor.Clients) -> None:
@@ -239,10 +240,11 @@ def test_the_command_prints_one_line_per_finding_and_exits_1_on_errors(
     settings_path.write_text(json.dumps({"settings": {"bucketNames": BUCKET, "prefix": "My Docs/"}}))
     code = cli.main(["doctor", "--settings-file", str(settings_path)])
     out = capsys.readouterr().out
-    assert code == cli.EXIT_NO
+    assert code == errors.EXIT_NO
     assert "ERROR prefix: 'My Docs/'" in out
     assert out.strip().splitlines()[-1].startswith("doctor: 1 error")
-    assert cli.main(["doctor", "--settings-file", str(settings_path), "-c", "prefix=My+Docs/"]) == cli.EXIT_OK
+    code = cli.main(["doctor", "--settings-file", str(settings_path), "-c", "prefix=My+Docs/"])
+    assert code == errors.EXIT_OK
 
 
 def test_the_local_deploy_path_refuses_on_doctor_errors_before_running_cdk(
@@ -323,6 +325,6 @@ def test_doctor_names_a_c_bucket_set_the_deploy_would_refuse(
     settings_path.write_text(json.dumps({"settings": {"bucketNames": BUCKET}}))
     code = cli.main(["doctor", "--settings-file", str(settings_path), "-c", "bucketNames=other-bucket"])
     out = capsys.readouterr().out
-    assert code == cli.EXIT_NO
+    assert code == errors.EXIT_NO
     assert "ERROR settings: context bucketNames='other-bucket' differs" in out
     assert "acceptSettingsChange=true" in out

@@ -11,7 +11,11 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import ClientError
 
-from kie_uploader.cli import EXIT_ERROR, Aws, describe_aws_error, main, redact
+from kie_uploader.aws_errors import describe_aws_error
+from kie_uploader.cli import main
+from kie_uploader.cli.aws import Aws
+from kie_uploader.cli.errors import EXIT_ERROR
+from kie_uploader.cli.output import redact
 
 
 @pytest.fixture

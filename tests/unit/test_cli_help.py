@@ -8,7 +8,7 @@ import shlex
 
 import pytest
 
-from kie_uploader.cli import build_parser
+from kie_uploader.cli.entry import build_parser
 
 
 def commands(

@@ -17,8 +17,12 @@ import boto3
 import pytest
 
 import kie_uploader
-from kie_uploader import cli, live
-from kie_uploader.cli import EXIT_ERROR, EXIT_NO, EXIT_OK, build_parser, main, records_table, render_record
+from kie_uploader import live
+from kie_uploader.cli import aws as cli_aws
+from kie_uploader.cli import entry, main, output, records, store
+from kie_uploader.cli.entry import build_parser
+from kie_uploader.cli.errors import EXIT_ERROR, EXIT_NO, EXIT_OK
+from kie_uploader.cli.output import records_table, render_record
 from kie_uploader.live import LiveUrlError, describe_record, parse_duration
 
 NOW = 1_700_000_000.0
@@ -65,7 +69,7 @@ def test_a_malformed_duration_is_refused(text: str) -> None:
 def test_url_takes_one_object_and_a_minimum_validity_of_an_hour_by_default() -> None:
     parser = build_parser()
     args = parser.parse_args(["url", "s3://bkt/a b.png"])
-    assert (str(args.uri), args.min_valid, args.handler) == ("s3://bkt/a b.png", 3600, cli.cmd_url)
+    assert (str(args.uri), args.min_valid, args.handler) == ("s3://bkt/a b.png", 3600, records.cmd_url)
     assert parser.parse_args(["url", "s3://bkt/k", "--min-valid", "90s", "--json"]).min_valid == 90
     assert parser.parse_args(["--json", "url", "s3://bkt/k", "--min-valid", "2d"]).json is True
 
@@ -220,7 +224,7 @@ def test_the_list_table_shows_each_state_and_only_live_urls() -> None:
 
 
 def test_json_records_carry_their_state() -> None:
-    shown = cli.with_state(record(expiresAt=int(NOW) - 60), now=NOW)
+    shown = output.with_state(record(expiresAt=int(NOW) - 60), now=NOW)
     assert (shown["status"], shown["state"]) == ("UPLOADED", "EXPIRED")
     assert shown["stateDescription"].startswith("expired 1 min ago")
 
@@ -229,11 +233,11 @@ def test_json_records_carry_their_state() -> None:
 
 
 def test_a_plain_message_names_the_object_only() -> None:
-    assert json.loads(cli._message("bkt", "a/é.txt")) == {"bucket": "bkt", "key": "a/é.txt"}
+    assert json.loads(store.message_body("bkt", "a/é.txt")) == {"bucket": "bkt", "key": "a/é.txt"}
 
 
 def test_a_forced_message_asks_for_a_new_upload_with_a_fresh_request_id() -> None:
-    first, second = (json.loads(cli._message("bkt", "k", force=True)) for _ in range(2))
+    first, second = (json.loads(store.message_body("bkt", "k", force=True)) for _ in range(2))
     assert {k: v for k, v in first.items() if k != "requestId"} == {
         "bucket": "bkt",
         "key": "k",
@@ -282,16 +286,17 @@ def fake_stack(monkeypatch: pytest.MonkeyPatch) -> Callable[..., FakeLambda]:
                 self.stack_name = stack_name
                 self.lambda_ = function
                 self.function_name = "kie-fn"
-                self.stack = cli.StackResources(
+                self.stack = cli_aws.StackResources(
                     stack_name=stack_name,
                     bucket_names=("bkt",),
                     queue_url="-",
                     dead_letter_queue_url="-",
                     table_name="-",
                 )
-                self.watching = cli.watching_of(self.stack, {"WATCHED_OBJECTS": watched} if watched else None)
+                watched_objects = {"WATCHED_OBJECTS": watched} if watched else None
+                self.watching = cli_aws.watching_of(self.stack, watched_objects)
 
-        monkeypatch.setattr(cli, "Aws", FakeAws)
+        monkeypatch.setattr(entry, "Aws", FakeAws)
         return function
 
     return install

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from kie_uploader.cli import EXIT_ERROR, CliError, S3Uri, build_parser, main
+from kie_uploader.cli import main
+from kie_uploader.cli.args import S3Uri
+from kie_uploader.cli.entry import build_parser
+from kie_uploader.cli.errors import EXIT_ERROR, CliError
 
 
 @pytest.mark.parametrize(

@@ -7,18 +7,17 @@ from decimal import Decimal
 
 import pytest
 
-from kie_uploader.cli import (
-    deserialize,
+from kie_uploader.cli.output import (
     format_duration,
     format_epoch,
     format_size,
-    is_live_upload,
     records_table,
     redact,
     render_record,
     render_table,
     to_json,
 )
+from kie_uploader.cli.store import deserialize, is_live_upload
 
 NOW = 1_700_000_000.0
 PRESIGNED = (

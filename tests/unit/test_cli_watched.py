@@ -19,8 +19,11 @@ import boto3
 import pytest
 from botocore.stub import ANY, Stubber
 
-from kie_uploader import cli, console, ops
-from kie_uploader.cli import EXIT_ERROR, EXIT_NO, EXIT_OK, CliError, StackResources, main, watching_of
+from kie_uploader.cli import aws as cli_aws
+from kie_uploader.cli import console, entry, info, main
+from kie_uploader.cli.args import S3Uri
+from kie_uploader.cli.aws import StackResources, watching_of
+from kie_uploader.cli.errors import EXIT_ERROR, EXIT_NO, EXIT_OK, CliError
 
 BUCKET = "photos"
 QUEUE_URL = "https://sqs.us-east-1.amazonaws.com/123456789012/kie-queue"
@@ -87,19 +90,19 @@ def test_several_rules_and_suffixes_say_which_keys() -> None:
 def test_a_prefix_with_nothing_watched_under_it_is_refused_and_one_that_overlaps_is_not() -> None:
     watching = watching_of(stack(), {"WATCHED_OBJECTS": PREFIXED})
     for uri in ("s3://photos/", "s3://photos/inc", "s3://photos/incoming/", "s3://photos/incoming/2025/"):
-        watching.require_prefix(cli.S3Uri.parse(uri))
+        watching.require_prefix(S3Uri.parse(uri))
     with pytest.raises(CliError) as refused:
-        watching.require_prefix(cli.S3Uri.parse("s3://photos/other/"))
+        watching.require_prefix(S3Uri.parse("s3://photos/other/"))
     assert str(refused.value) == (
         "s3://photos/other/: not watched: outside prefix incoming/ (stack KieUploader watches nothing under "
         "it)"
     )
     with pytest.raises(CliError, match=r"^bucket wrong-bucket is not watched by stack KieUploader \(its "):
-        watching.require_prefix(cli.S3Uri.parse("s3://wrong-bucket/"))
+        watching.require_prefix(S3Uri.parse("s3://wrong-bucket/"))
 
 
 def test_the_cli_reads_the_rules_from_the_functions_configuration() -> None:
-    aws = cli.Aws(region="us-east-1")
+    aws = cli_aws.Aws(region="us-east-1")
     aws.__dict__["stack"] = stack()
     lambda_ = aws.__dict__["lambda_"] = client("lambda")
     with Stubber(lambda_) as stub:
@@ -116,7 +119,7 @@ def test_the_cli_reads_the_rules_from_the_functions_configuration() -> None:
 def test_without_permission_to_read_the_function_every_key_of_its_buckets_is_taken_as_watched(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    aws = cli.Aws(region="us-east-1")
+    aws = cli_aws.Aws(region="us-east-1")
     aws.__dict__["stack"] = stack()
     lambda_ = aws.__dict__["lambda_"] = client("lambda")
     with Stubber(lambda_) as stub:
@@ -148,13 +151,13 @@ def stubs(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stubs]:
     """``main`` against the stack above, its function watching ``incoming/`` of ``photos``."""
     made = Stubs()
 
-    class StubbedAws(cli.Aws):
+    class StubbedAws(cli_aws.Aws):
         def __init__(self, region: str | None = None, stack_name: str = "KieUploader", **_: Any) -> None:
             super().__init__("us-east-1", stack_name)
             self.__dict__.update(made.clients, stack=stack())
             self.__dict__["watching"] = watching_of(self.stack, {"WATCHED_OBJECTS": PREFIXED})
 
-    monkeypatch.setattr(cli, "Aws", StubbedAws)
+    monkeypatch.setattr(entry, "Aws", StubbedAws)
     with ExitStack() as stack_:
         for stub in made.stubs.values():
             stack_.enter_context(stub)
@@ -301,14 +304,14 @@ def function(stubs: Stubs, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Fak
 
     def install(*results: dict[str, Any]) -> FakeLambda:
         fake = FakeLambda(*results)
-        stubbed = cli.Aws
+        stubbed = entry.Aws  # the stubs fixture's
 
         class WithFunction(stubbed):  # type: ignore[misc, valid-type]
             def __init__(self, *args: Any, **kwargs: Any) -> None:
                 super().__init__(*args, **kwargs)
                 self.__dict__["lambda_"] = fake
 
-        monkeypatch.setattr(cli, "Aws", WithFunction)
+        monkeypatch.setattr(entry, "Aws", WithFunction)
         return fake
 
     return install
@@ -387,7 +390,7 @@ EVENTBRIDGE_MODE = {"Resources": {
 def test_the_notify_mode_is_read_from_what_the_stacks_resources_are(
     template: dict[str, Any], modes: list[str]
 ) -> None:
-    assert ops.notify_modes(template) == modes
+    assert info.notify_modes(template) == modes
 
 
 def _info(stubs: Stubs) -> None:
@@ -439,7 +442,7 @@ def test_info_shows_the_notify_mode_and_each_buckets_prefix_and_suffix(
 
 
 def test_info_says_when_it_cannot_tell_the_notify_mode() -> None:
-    lines = ops.render_watched(
+    lines = info.render_watched(
         {"notify": {"mode": None, "error": "access denied: GetTemplate"}, "watched": [],
          "watchedSource": "x"}
     )  # fmt: skip

@@ -1,4 +1,5 @@
-"""The CLI's output layer (kie_uploader.console): widths, elision, streamed formats, progress. No network."""
+"""The CLI's terminal layer (kie_uploader.cli.console): widths, elision, streamed formats, progress. No
+network."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from rich.cells import cell_len
 
-from kie_uploader import console
-from kie_uploader.cli import records_table, redact, render_table
+from kie_uploader.cli import console
+from kie_uploader.cli.output import records_table, redact, render_table
 
 NOW = 1_700_000_000.0
 SIGNATURE = "d3adb33fd3adb33f"

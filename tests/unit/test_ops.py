@@ -15,8 +15,9 @@ import pytest
 from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 
-from kie_uploader import ops
-from kie_uploader.cli import EXIT_NO, EXIT_OK, CliError, StackResources
+from kie_uploader.cli import dlq, info, messages, moving, operating
+from kie_uploader.cli.aws import StackResources
+from kie_uploader.cli.errors import EXIT_NO, EXIT_OK, CliError
 
 QUEUE_URL = "https://sqs.us-east-1.amazonaws.com/123456789012/kie-queue"
 DLQ_URL = "https://sqs.us-east-1.amazonaws.com/123456789012/kie-dlq"
@@ -34,7 +35,7 @@ def client(service: str) -> Any:
 
 
 class FakeAws:
-    """What the commands use of ``cli.Aws``: the stack's resources and clients (stubbed)."""
+    """What the commands use of ``cli_aws.Aws``: the stack's resources and clients (stubbed)."""
 
     def __init__(self, **clients: Any) -> None:
         self.stack_name = "KieUploader"
@@ -54,7 +55,7 @@ class FakeAws:
         self.function_name = "uploader"
         self.lambda_ = clients.get("lambda")
 
-    def _client(self, service: str) -> Any:
+    def client(self, service: str) -> Any:
         return self.clients[service]
 
 
@@ -62,7 +63,7 @@ class FakeAws:
 
 
 def objects(body: Any) -> list[tuple[str, str, str]]:
-    decoded = ops.decode_body(body if isinstance(body, str) else json.dumps(body))
+    decoded = messages.decode_body(body if isinstance(body, str) else json.dumps(body))
     assert decoded.problem is None, decoded.problem
     return decoded.objects
 
@@ -97,7 +98,7 @@ def test_decodes_an_s3_notification_with_its_url_encoded_keys() -> None:
 
 def test_decodes_sns_eventbridge_and_a_lambda_destination_record() -> None:
     plain = json.dumps({"bucket": "photos", "key": "k"})
-    assert ops.decode_body(json.dumps({"Type": "Notification", "Message": plain})).shape == "sns/plain"
+    assert messages.decode_body(json.dumps({"Type": "Notification", "Message": plain})).shape == "sns/plain"
     event = {
         "source": "aws.s3",
         "detail-type": "Object Created",
@@ -112,19 +113,21 @@ def test_decodes_sns_eventbridge_and_a_lambda_destination_record() -> None:
             "errorMessage": "1 of 1 records need another try",
         },
     }
-    decoded = ops.decode_body(json.dumps(destination))
+    decoded = messages.decode_body(json.dumps(destination))
     assert decoded.objects == [("photos", "new file.txt", "Object Created")]
     assert decoded.note == "RetriesExhausted: RetryNeededError: 1 of 1 records need another try"
 
 
 def test_an_unreadable_body_is_a_problem_not_an_exception() -> None:
-    assert ops.decode_body("hello world").problem == "not JSON: 'hello world'"
-    assert ops.decode_body("[1]").problem == "JSON but not an object (list)"
+    assert messages.decode_body("hello world").problem == "not JSON: 'hello world'"
+    assert messages.decode_body("[1]").problem == "JSON but not an object (list)"
     assert (
-        ops.decode_body('{"Records": [{"eventSource": "aws:s3"}]}').problem == "unreadable message (KeyError)"
+        messages.decode_body('{"Records": [{"eventSource": "aws:s3"}]}').problem
+        == "unreadable message (KeyError)"
     )
-    assert ops.decode_body('{"other": 1}').shape == "unknown"
-    assert ops.decode_body(json.dumps({"Event": "s3:TestEvent"})).note == "s3:TestEvent (nothing to upload)"
+    assert messages.decode_body('{"other": 1}').shape == "unknown"
+    test_event = messages.decode_body(json.dumps({"Event": "s3:TestEvent"}))
+    assert test_event.note == "s3:TestEvent (nothing to upload)"
 
 
 def _published(name: str) -> Any:
@@ -148,7 +151,7 @@ def _published(name: str) -> Any:
 def test_decodes_the_bodies_of_published_sqs_events(name: str, expected: str) -> None:
     """Each SQS record's body is what a dead-letter message of that delivery holds."""
     for record in _published(name)["Records"]:
-        decoded = ops.decode_body(record["body"])
+        decoded = messages.decode_body(record["body"])
         assert decoded.problem is None and decoded.shape == expected
         assert decoded.objects and all(bucket and key for bucket, key, _ in decoded.objects)
 
@@ -165,7 +168,7 @@ def test_decodes_the_bodies_of_published_sqs_events(name: str, expected: str) ->
 )
 def test_decodes_published_events_as_whole_bodies(name: str) -> None:
     """A failed direct invocation leaves its whole event in the DLQ; an SNS or EventBridge delivery too."""
-    decoded = ops.decode_body(json.dumps(_published(name)))
+    decoded = messages.decode_body(json.dumps(_published(name)))
     assert decoded.problem is None and decoded.objects
 
 
@@ -177,9 +180,9 @@ def test_decodes_happy_face_key_as_s3_sent_it() -> None:
 
 
 def test_the_key_is_one_line_without_whitespace_and_errors_never_contain_it() -> None:
-    assert ops.validate_key("abc-123\n") == "abc-123"
-    assert ops.validate_key("abc-123\r\n") == "abc-123"
-    assert ops.validate_key("abc-123") == "abc-123"
+    assert operating.validate_key("abc-123\n") == "abc-123"
+    assert operating.validate_key("abc-123\r\n") == "abc-123"
+    assert operating.validate_key("abc-123") == "abc-123"
     for text, reason in [
         ("", "no key"),
         ("\n", "no key"),
@@ -188,7 +191,7 @@ def test_the_key_is_one_line_without_whitespace_and_errors_never_contain_it() ->
         ("sekrit" * 1000, "no kie.ai key"),
     ]:
         with pytest.raises(CliError, match=reason) as caught:
-            ops.validate_key(text)
+            operating.validate_key(text)
         assert "sekrit" not in str(caught.value)
 
 
@@ -199,7 +202,8 @@ class Tty(io.StringIO):
 
 def test_the_key_comes_from_stdin_or_from_a_prompt_without_echo_on_a_terminal() -> None:
     assert (
-        ops.read_key(io.StringIO("from-stdin\n"), prompt=lambda _: pytest.fail("no prompt")) == "from-stdin"
+        operating.read_key(io.StringIO("from-stdin\n"), prompt=lambda _: pytest.fail("no prompt"))
+        == "from-stdin"
     )
     prompts: list[str] = []
 
@@ -207,14 +211,14 @@ def test_the_key_comes_from_stdin_or_from_a_prompt_without_echo_on_a_terminal() 
         prompts.append(text)
         return "typed"
 
-    assert ops.read_key(Tty("ignored"), prompt=prompt) == "typed"
+    assert operating.read_key(Tty("ignored"), prompt=prompt) == "typed"
     assert prompts == ["kie.ai API key (not echoed): "]
 
     def ctrl_d(text: str) -> str:
         raise EOFError
 
     with pytest.raises(CliError, match="no key"):
-        ops.read_key(Tty(""), prompt=ctrl_d)
+        operating.read_key(Tty(""), prompt=ctrl_d)
 
 
 def test_put_key_writes_the_json_shape_and_redacts_an_error_that_echoes_the_key() -> None:
@@ -228,7 +232,7 @@ def test_put_key_writes_the_json_shape_and_redacts_an_error_that_echoes_the_key(
             expected_params={"SecretId": SECRET_ARN, "SecretString": json.dumps({"apiKey": "sekrit-key-42"})},
         )
         with pytest.raises(CliError) as caught:
-            ops.put_key(FakeAws(secretsmanager=secrets), SECRET_ARN, "sekrit-key-42")  # type: ignore[arg-type]
+            operating.put_key(FakeAws(secretsmanager=secrets), SECRET_ARN, "sekrit-key-42")  # type: ignore[arg-type]
     assert "sekrit-key-42" not in str(caught.value) and "[redacted]" in str(caught.value)
     assert caught.value.__cause__ is None and caught.value.__suppress_context__
 
@@ -244,17 +248,17 @@ def test_put_key_keeps_the_other_fields_of_a_json_secret_and_skips_the_same_key(
         )
         stub.add_response("get_secret_value", {"SecretString": "new-key"})  # a raw key, the same
         aws: Any = FakeAws(secretsmanager=secrets)
-        assert ops.put_key(aws, SECRET_ARN, "new-key") == (VERSION, True)
-        assert ops.put_key(aws, SECRET_ARN, "new-key") == (None, False)
+        assert operating.put_key(aws, SECRET_ARN, "new-key") == (VERSION, True)
+        assert operating.put_key(aws, SECRET_ARN, "new-key") == (None, False)
         stub.assert_no_pending_responses()
 
 
 def test_next_steps_say_retry_failed_recovers_and_how_long_in_flight_messages_wait() -> None:
-    steps = "\n".join(ops.next_steps(dead_letter=3, in_flight=2, visibility_timeout=720))
+    steps = "\n".join(operating.next_steps(dead_letter=3, in_flight=2, visibility_timeout=720))
     assert "kie-uploader retry-failed" in steps and "recovers" in steps
     assert "kie-uploader redrive" in steps and "3 messages" in steps
     assert "2 messages in flight on the queue come back by themselves within 720 s" in steps
-    quiet = "\n".join(ops.next_steps(dead_letter=0, in_flight=0, visibility_timeout=720))
+    quiet = "\n".join(operating.next_steps(dead_letter=0, in_flight=0, visibility_timeout=720))
     assert "no redrive needed" in quiet and "in flight" not in quiet
 
 
@@ -280,16 +284,16 @@ def test_next_steps_say_retry_failed_recovers_and_how_long_in_flight_messages_wa
     ],
 )
 def test_secret_environment_variables(name: str, secret: bool) -> None:
-    assert ops.is_secret_variable(name) is secret
+    assert info.is_secret_variable(name) is secret
 
 
 def test_dashboard_links_per_partition() -> None:
-    assert ops.dashboard_url("eu-west-1", "KieUploaderDashboard-1A2B") == (
+    assert info.dashboard_url("eu-west-1", "KieUploaderDashboard-1A2B") == (
         "https://eu-west-1.console.aws.amazon.com/cloudwatch/home?region=eu-west-1"
         "#dashboards/dashboard/KieUploaderDashboard-1A2B"
     )
-    assert ops.dashboard_url("cn-north-1", "d").startswith("https://console.amazonaws.cn/cloudwatch/")
-    assert ops.dashboard_url("us-gov-west-1", "a b").endswith("#dashboards/dashboard/a%20b")
+    assert info.dashboard_url("cn-north-1", "d").startswith("https://console.amazonaws.cn/cloudwatch/")
+    assert info.dashboard_url("us-gov-west-1", "a b").endswith("#dashboards/dashboard/a%20b")
 
 
 def test_info_never_shows_a_secret_variables_value() -> None:
@@ -310,15 +314,15 @@ def test_info_never_shows_a_secret_variables_value() -> None:
             "list_event_source_mappings",
             {"EventSourceMappings": [{"EventSourceArn": QUEUE_ARN, "State": "Enabled", "BatchSize": 10}]},
         )
-        settings = ops._function_settings(FakeAws(sqs=sqs, **{"lambda": lambda_}))  # type: ignore[arg-type]
+        settings = info._function_settings(FakeAws(sqs=sqs, **{"lambda": lambda_}))  # type: ignore[arg-type]
     assert settings["environment"] == {"KIE_API_KEY": "(secret, not shown)", "TABLE_NAME": "records"}
     assert settings["reservedConcurrency"] == 4 and settings["memoryMb"] == 512
-    info = {
+    shown = {
         "stack": "KieUploader",
         "region": "us-east-1",
         "status": "CREATE_COMPLETE",
         "outputs": {"QueueUrl": {"value": QUEUE_URL, "description": "Send messages here"}},
-        "dashboards": [{"name": "Dash", "url": ops.dashboard_url("us-east-1", "Dash")}],
+        "dashboards": [{"name": "Dash", "url": info.dashboard_url("us-east-1", "Dash")}],
         "function": settings,
         "queue": {
             "visibilityTimeoutSeconds": 720,
@@ -326,7 +330,7 @@ def test_info_never_shows_a_secret_variables_value() -> None:
             "deadLetterRetentionSeconds": 1209600,
         },
     }
-    text = ops.render_info(info)
+    text = info.render_info(shown)
     assert "sekrit" not in text
     assert "reserved concurrency 4" in text and f"QueueUrl  {QUEUE_URL}" in text
     assert "queue: visibility timeout 720 s" in text and "after 5 receives" in text
@@ -361,7 +365,7 @@ def test_peek_makes_every_received_message_visible_again_even_when_a_receive_fai
             },
         )
         with pytest.raises(ClientError):
-            ops.peek(FakeAws(sqs=sqs), DLQ_URL, 10)  # type: ignore[arg-type]
+            dlq.peek(FakeAws(sqs=sqs), DLQ_URL, 10)  # type: ignore[arg-type]
         stub.assert_no_pending_responses()
 
 
@@ -372,7 +376,7 @@ def test_peek_shows_a_message_once_when_sqs_hands_it_out_twice() -> None:
         stub.add_response("receive_message", {"Messages": [_message(0), _message(1)]})
         stub.add_response("receive_message", {})
         stub.add_response("change_message_visibility_batch", {"Successful": [], "Failed": []})
-        peeked = ops.peek(FakeAws(sqs=sqs), DLQ_URL, 10)  # type: ignore[arg-type]
+        peeked = dlq.peek(FakeAws(sqs=sqs), DLQ_URL, 10)  # type: ignore[arg-type]
     assert [m["MessageId"] for m in peeked] == ["m0", "m1"]
 
 
@@ -406,7 +410,7 @@ def _task(handle: str, status: str, moved: int, to_move: int = 13, **extra: Any)
 
 def _redrive(aws: Any, capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     args = argparse.Namespace(max=None, json="--json" in argv)
-    code = ops.cmd_redrive(aws, args)
+    code = moving.cmd_redrive(aws, args)
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 
@@ -414,7 +418,7 @@ def _redrive(aws: Any, capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[
 def test_redrive_starts_a_move_task_from_the_dlq_to_the_queue_and_reports_what_it_moved(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(ops, "MOVE_TASK_POLL_SECONDS", 0.0)
+    monkeypatch.setattr(moving, "MOVE_TASK_POLL_SECONDS", 0.0)
     sqs = client("sqs")
     with Stubber(sqs) as stub:
         _arns(stub)
@@ -436,7 +440,7 @@ def test_redrive_starts_a_move_task_from_the_dlq_to_the_queue_and_reports_what_i
 def test_redrive_follows_a_task_that_is_already_running_instead_of_starting_another(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(ops, "MOVE_TASK_POLL_SECONDS", 0.0)
+    monkeypatch.setattr(moving, "MOVE_TASK_POLL_SECONDS", 0.0)
     sqs = client("sqs")
     with Stubber(sqs) as stub:
         _arns(stub)
@@ -457,7 +461,7 @@ def test_redrive_follows_a_task_that_is_already_running_instead_of_starting_anot
 def test_a_failed_move_task_reports_only_what_it_moved(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(ops, "MOVE_TASK_POLL_SECONDS", 0.0)
+    monkeypatch.setattr(moving, "MOVE_TASK_POLL_SECONDS", 0.0)
     sqs = client("sqs")
     with Stubber(sqs) as stub:
         _arns(stub)
@@ -483,13 +487,13 @@ def test_without_the_move_task_api_redrive_falls_back_to_the_loop(
     with Stubber(sqs) as stub:
         _arns(stub)
         stub.add_client_error("list_message_move_tasks", code, "not here")
-        assert ops.move_task(FakeAws(sqs=sqs)) is None  # type: ignore[arg-type]
+        assert moving.move_task(FakeAws(sqs=sqs)) is None  # type: ignore[arg-type]
         # The loop: one message received, sent, deleted; then an empty receive.
         stub.add_response("receive_message", {"Messages": [_message(0)]})
         stub.add_response("send_message_batch", {"Successful": [_ok("0")], "Failed": []})
         stub.add_response("delete_message_batch", {"Successful": [{"Id": "0"}], "Failed": []})
         stub.add_response("receive_message", {})
-        result = ops.move_loop(FakeAws(sqs=sqs), None)  # type: ignore[arg-type]
+        result = moving.move_loop(FakeAws(sqs=sqs), None)  # type: ignore[arg-type]
     assert (result.moved, result.failed, result.method) == (1, 0, "loop")
     assert f"no SQS message move task here ({code})" in capsys.readouterr().err
 
@@ -505,7 +509,7 @@ def test_another_error_of_the_move_task_is_not_hidden_by_the_loop() -> None:
         stub.add_response("list_message_move_tasks", {"Results": []})
         stub.add_client_error("start_message_move_task", "ResourceNotFoundException", "no such queue")
         with pytest.raises(ClientError):
-            ops.move_task(FakeAws(sqs=sqs))  # type: ignore[arg-type]
+            moving.move_task(FakeAws(sqs=sqs))  # type: ignore[arg-type]
 
 
 def test_the_loop_reports_a_message_sent_but_not_deleted(capsys: pytest.CaptureFixture[str]) -> None:
@@ -526,7 +530,7 @@ def test_the_loop_reports_a_message_sent_but_not_deleted(capsys: pytest.CaptureF
                 "Failed": [{"Id": "0", "SenderFault": False, "Code": "ReceiptHandleIsInvalid"}],
             },
         )
-        code = ops.cmd_redrive(FakeAws(sqs=sqs), argparse.Namespace(max=2, json=False))  # type: ignore[arg-type]
+        code = moving.cmd_redrive(FakeAws(sqs=sqs), argparse.Namespace(max=2, json=False))  # type: ignore[arg-type]
     captured = capsys.readouterr()
     assert code == EXIT_NO
     assert captured.out == (
@@ -560,7 +564,7 @@ def test_the_peek_shows_whole_uris_and_redacts_a_presigned_url_in_an_error() -> 
             }
         ],
     }
-    text = ops.render_peek([entry], depth=40)
+    text = dlq.render_peek([entry], depth=40)
     assert text.splitlines() == [
         "message 0f1e2d3c: 1h 1m old, received 5 times before, SNS/an S3 notification",
         f"  {uri}  ObjectCreated:Put  FAILED  [transient, retryable] GET https://photos.s3.amazonaws.com/k?[redacted]"

@@ -147,11 +147,13 @@ def test_the_configure_command_writes_the_file_and_guards_the_buckets(
     path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from kie_uploader import cli
+    from kie_uploader.cli import errors
 
     assert cli.main(["configure", "--settings-file", str(path), "bucketNames=my-bucket", "notify=queue"]) == 0
     assert settings_file.load(path) == {"bucketNames": "my-bucket", "notify": "queue"}
     assert "bucketNames = my-bucket" in capsys.readouterr().out
-    assert cli.main(["configure", "--settings-file", str(path), "bucketNames=new-bucket"]) == cli.EXIT_ERROR
+    code = cli.main(["configure", "--settings-file", str(path), "bucketNames=new-bucket"])
+    assert code == errors.EXIT_ERROR
     err = capsys.readouterr().err
     assert "bucketNames='new-bucket' differs" in err and "--accept-change" in err and err.count("\n") == 1
     assert settings_file.load(path)["bucketNames"] == "my-bucket"
@@ -167,7 +169,8 @@ def test_the_configure_command_refuses_unknown_names_and_malformed_values(
     path: Path, capsys: pytest.CaptureFixture[str], assignment: str, named: str
 ) -> None:
     from kie_uploader import cli
+    from kie_uploader.cli import errors
 
-    assert cli.main(["configure", "--settings-file", str(path), assignment]) == cli.EXIT_ERROR
+    assert cli.main(["configure", "--settings-file", str(path), assignment]) == errors.EXIT_ERROR
     assert named in capsys.readouterr().err
     assert not path.exists()

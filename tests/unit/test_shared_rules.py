@@ -10,7 +10,8 @@ import pytest
 
 import uploader.liveness
 import uploader.redact
-from kie_uploader import cli, live
+from kie_uploader import live
+from kie_uploader.cli import output, store
 from kie_uploader.function import liveness, redact
 from uploader.models import ObjectHead
 from uploader.table import is_live_upload
@@ -66,7 +67,7 @@ def test_liveness_edges_are_the_same_on_both_sides(
     assert liveness.is_live(rec, NOW, min_valid) is expected
     assert is_live_upload(rec, head, NOW, min_valid) is expected  # the function's check
     if min_valid == 0:
-        assert cli.is_live_upload(rec, now=NOW) is expected  # the CLI's
+        assert store.is_live_upload(rec, now=NOW) is expected  # the CLI's
         assert (live.describe_record(rec, NOW).state == live.LIVE) is expected  # the CLI's words
 
 
@@ -74,15 +75,15 @@ def test_a_record_of_other_bytes_is_not_the_objects_live_url() -> None:
     head = ObjectHead(version_id="v1", etag="e2", size=1)
 
     assert not is_live_upload(record(), head, NOW)
-    assert not cli.is_live_upload(record(), now=NOW, etag='"e2"')
-    assert cli.is_live_upload(record(), now=NOW, etag='"e1"')  # S3 listings quote their ETags
+    assert not store.is_live_upload(record(), now=NOW, etag='"e2"')
+    assert store.is_live_upload(record(), now=NOW, etag='"e1"')  # S3 listings quote their ETags
     # Before: the CLI called a record without an ETag live for any ETag, the function did not.
-    assert not cli.is_live_upload(record(etag=None), now=NOW, etag='"e1"')
+    assert not store.is_live_upload(record(etag=None), now=NOW, etag='"e1"')
 
 
 def test_the_cli_keeps_kie_urls_whole_and_drops_presigned_secrets() -> None:
     kie_url = "https://files.kie.example/u/k.png?token=public&v=2"
-    text = cli.redact(f"{kie_url} and {PRESIGNED} " + "x" * 400)
+    text = output.redact(f"{kie_url} and {PRESIGNED} " + "x" * 400)
 
     assert kie_url in text
     assert SIGNATURE not in text and "ASIAEXAMPLE" not in text and "IQoJtoken" not in text
@@ -99,5 +100,5 @@ def test_the_function_drops_every_query_and_cuts_what_it_stores() -> None:
 def test_a_stray_credential_parameter_goes_on_both_sides() -> None:
     stray = f"signed with X-Amz-Signature={SIGNATURE} then"
 
-    assert SIGNATURE not in cli.redact(stray)
+    assert SIGNATURE not in output.redact(stray)
     assert SIGNATURE not in redact.redact(stray)
