@@ -545,6 +545,9 @@ def _deploy_local(
 
 def run_local(options: DemoOptions, log: Log = _stderr) -> DemoResult:
     """Start ministack and the emulator (unless ``options.kie_url`` is a local URL), deploy, exercise."""
+    # The demo deploys the repository's app with the CDK CLI: what is missing is said before anything starts.
+    deploy.require_app(local.repo_root(), what="the demo (python -m kie_uploader.demo)")
+    deploy.cdk_command()
     state_dir = Path(options.state_dir or local.state_root() / "demo")
     state_dir.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
@@ -770,7 +773,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         result = run_demo(options)
-    except DemoError as exc:
+    except (DemoError, deploy.SetupError) as exc:
         print(f"demo: {exc}", file=sys.stderr)
         return 2
     except (local.LocalServerError, deploy.DeployError, ClientError, BotoCoreError) as exc:

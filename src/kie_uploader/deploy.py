@@ -1,4 +1,4 @@
-"""Deploy the real CDK stack into a local AWS endpoint (ministack) with the pinned CDK CLI.
+"""Deploy the repository's CDK stack into a local AWS endpoint (ministack) or AWS with the CDK CLI.
 
 Used by the end-to-end tests, the demo and the benchmarks: ``deploy_local`` runs ``kie-uploader doctor``'s
 checks, bootstraps the endpoint once and runs ``cdk deploy``; ``destroy_local`` runs ``cdk destroy``. Each
@@ -7,12 +7,19 @@ step is timed; a failing step raises :class:`DeployError` with the tail of cdk's
 Local runs use their own settings file (beside the cloud assembly), never the repository's
 ``kie-uploader.settings.json``: a test or demo deploy must not change what the user deploys to AWS.
 ``python -m kie_uploader.deploy`` is the same path for AWS: doctor, then ``cdk deploy`` (``--skip-doctor``).
+
+The CDK CLI is ``$KIE_UPLOADER_CDK``, else ``node_modules/.bin/cdk`` of the current folder or the repository
+(``make install``), else ``cdk`` on PATH (:func:`cdk_command`); without one, the error says what to install.
+Both deploy the repository's own app (``cdk.json``, ``infra/``), which the installed package does not ship:
+outside a checkout they say so (:func:`require_app`). A user's own app deploys with ``cdk deploy``.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -93,12 +100,77 @@ def preflight(
     return findings
 
 
+#: The CDK CLI this release is tested with: package.json's aws-cdk, as package-lock.json pins it (a test
+#: checks that they agree). An installed package has no package.json: its messages name this version.
+CDK_CLI_VERSION = "2.1148.1"
+#: A CDK CLI to use instead of the one found: a path, a command on PATH, or a command line such as
+#: ``npx --yes aws-cdk@2.1148.1``.
+CDK_ENV_VAR = "KIE_UPLOADER_CDK"
+#: Where the repository's own CDK app is: what ``cdk deploy`` of this module and the demo deploy.
+APP_FILES = ("cdk.json", "infra/app.py")
+REPOSITORY_URL = "https://github.com/kie-s3-uploader/kie-s3-uploader"
+
+
+class SetupError(DeployError):
+    """What a deploy needs is missing (the CDK CLI, the repository's app): the message says what to do."""
+
+    def __init__(self, step: str, message: str) -> None:
+        RuntimeError.__init__(self, message)
+        self.step, self.returncode, self.output = step, 127, message
+
+
+def cdk_command(project_root: Path | None = None, *, env: Mapping[str, str] | None = None) -> list[str]:
+    """The CDK CLI to run, as a command line: ``$KIE_UPLOADER_CDK``, else ``node_modules/.bin/cdk`` of the
+    current folder, else of the repository (``make install``'s ``npm ci``), else ``cdk`` on PATH.
+
+    Raises :class:`SetupError` saying exactly what to install when there is none.
+    """
+    env = os.environ if env is None else env
+    configured = env.get(CDK_ENV_VAR, "").strip()
+    if configured:
+        words = shlex.split(configured)
+        found = shutil.which(words[0], path=env.get("PATH"))
+        if found is None:
+            raise SetupError(
+                "cli",
+                f"{CDK_ENV_VAR}={configured!r}: {words[0]} is not an executable file or a command on PATH",
+            )
+        return [found, *words[1:]]
+    roots = dict.fromkeys([Path.cwd(), project_root or repo_root()])
+    candidates = [root / "node_modules" / ".bin" / "cdk" for root in roots]
+    for candidate in candidates:
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return [str(candidate)]
+    on_path = shutil.which("cdk", path=env.get("PATH"))
+    if on_path is not None:
+        return [on_path]
+    looked = ", ".join(str(candidate) for candidate in candidates)
+    raise SetupError(
+        "cli",
+        f"the AWS CDK CLI is not installed: not in ${CDK_ENV_VAR}, {looked}, nor `cdk` on PATH. Install "
+        f"the version this release is tested with (Node 20+): `npm install aws-cdk@{CDK_CLI_VERSION}` in "
+        f"this folder (in a checkout of the repository: `make install`), or run it through npx: "
+        f"`export {CDK_ENV_VAR}='npx --yes aws-cdk@{CDK_CLI_VERSION}'`",
+    )
+
+
 def cdk_executable(project_root: Path | None = None) -> Path:
-    """The CDK CLI pinned in package.json (``npm ci`` puts it under node_modules)."""
-    path = (project_root or repo_root()) / "node_modules" / ".bin" / "cdk"
-    if not path.exists():
-        raise DeployError("cli", 127, f"the CDK CLI is not installed at {path}: run `make install` first")
-    return path
+    """The CDK CLI's executable: the first word of :func:`cdk_command`."""
+    return Path(cdk_command(project_root)[0])
+
+
+def require_app(project_root: Path, *, what: str = "python -m kie_uploader.deploy") -> None:
+    """Raise :class:`SetupError` unless ``project_root`` holds the repository's CDK app (``cdk.json`` and
+    ``infra/``), which the installed package does not ship: ``what`` deploys that app, not the user's."""
+    missing = [name for name in APP_FILES if not (project_root / name).is_file()]
+    if missing:
+        raise SetupError(
+            "app",
+            f"{what} deploys this repository's own CDK app ({' and '.join(APP_FILES)} of a checkout), and "
+            f"{project_root} has no {' or '.join(missing)}: run it in a checkout (`git clone "
+            f"{REPOSITORY_URL} && cd kie-s3-uploader && make install`), or deploy your own CDK app, which "
+            "uses `from kie_uploader.cdk import KieUploader`, with `cdk deploy`",
+        )
 
 
 def cdk_env(endpoint_url: str) -> dict[str, str]:
@@ -159,7 +231,7 @@ def _run_cdk(
     timeout: float = STEP_TIMEOUT_SECONDS,
     settings_path: Path | None = None,
 ) -> str:
-    command = [str(cdk_executable(project_root)), *args]
+    command = [*cdk_command(project_root), *args]
     logger.info("cdk %s: %s", step, " ".join(args))
     env = cdk_env(endpoint_url)
     # The app reads (and remembers -c options in) this file; never the repository's for a local run.
@@ -350,7 +422,8 @@ def deploy_aws(
         )
         for finding in findings:
             print(finding.line(), file=sys.stderr)
-    command = [str(cdk_executable(root)), "deploy", *_context_args(context), *(cdk_args or [])]
+    require_app(root)
+    command = [*cdk_command(root), "deploy", *_context_args(context), *(cdk_args or [])]
     env = dict(os.environ)
     if region:
         env["AWS_REGION"] = env["AWS_DEFAULT_REGION"] = region
@@ -371,6 +444,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("cdk_args", nargs=argparse.REMAINDER, help="after --: passed to cdk deploy")
     args = parser.parse_args(argv)
     try:
+        # What only a checkout has, and the CDK CLI, are checked before doctor's AWS calls.
+        require_app(repo_root())
+        cdk_command(repo_root())
         context = {k: v for k, v in settings_file.parse_assignments(args.context).items() if v is not None}
         return deploy_aws(
             context,

@@ -5,8 +5,20 @@ function's code ships inside this package and is bundled from here (pip with Lam
 CDK's Docker image when pip is not available).
 """
 
-from kie_uploader.cdk.buckets import SourceBuckets
-from kie_uploader.cdk.construct import KieUploader
-from kie_uploader.cdk.options import FunctionOptions, KieUploaderPropsError, NotifyMode
+try:
+    import aws_cdk  # noqa: F401
+    import constructs  # noqa: F401
+except ModuleNotFoundError as exc:
+    if (exc.name or "").partition(".")[0] not in ("aws_cdk", "constructs", "jsii"):
+        raise
+    raise ModuleNotFoundError(
+        f"kie_uploader.cdk needs aws-cdk-lib and constructs (No module named {exc.name!r}), which the "
+        "command line does not install: pip install 'kie-s3-uploader[cdk]'",
+        name=exc.name,
+    ) from exc
+
+from kie_uploader.cdk.buckets import SourceBuckets  # noqa: E402
+from kie_uploader.cdk.construct import KieUploader  # noqa: E402
+from kie_uploader.cdk.options import FunctionOptions, KieUploaderPropsError, NotifyMode  # noqa: E402
 
 __all__ = ["FunctionOptions", "KieUploader", "KieUploaderPropsError", "NotifyMode", "SourceBuckets"]
