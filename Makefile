@@ -8,14 +8,22 @@ MS_VENV := .venv-ministack
 MINISTACK_VERSION := 1.5.33
 # the boto3 that matches the botocore ministack pins
 MINISTACK_BOTO3_VERSION := 1.43.106
+# checkov, the template scanner of tests/infra/test_checkov.py, in a virtualenv of its own: it pins boto3 and
+# botocore 1.35, networkx 2.6 and packaging 23, which the project's own pins would fight.
+CHECKOV_VENV := .venv-checkov
+CHECKOV_VERSION := 3.3.30
 PY := $(VENV)/bin/python
+# The oldest aws-cdk-lib the construct supports: the lower bound of the `cdk` extra in pyproject.toml (read
+# from there, the one place it is written). `make cdk-lowest` synthesizes a user's app with exactly it.
+CDK_LOWEST := $(shell sed -n 's/.*"aws-cdk-lib>=\([0-9][0-9.]*\),<3".*/\1/p' pyproject.toml)
+LOWEST_VENV := .venv-cdk-lowest
 export CDK_DISABLE_CLI_TELEMETRY := true
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install demo test lint unit bench soak model synth clean
+.PHONY: install demo test lint unit bench soak model mutants synth clean cdk-lowest
 
-install: $(VENV)/.installed $(MS_VENV)/.installed node_modules/.installed
+install: $(VENV)/.installed $(MS_VENV)/.installed $(CHECKOV_VENV)/.installed node_modules/.installed
 
 $(VENV)/.installed: pyproject.toml functions/uploader/requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,9 +37,29 @@ $(MS_VENV)/.installed: Makefile
 	$(MS_VENV)/bin/python -m pip install --quiet 'ministack==$(MINISTACK_VERSION)' 'boto3==$(MINISTACK_BOTO3_VERSION)'
 	touch $@
 
+$(CHECKOV_VENV)/.installed: Makefile
+	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet 'checkov==$(CHECKOV_VERSION)'
+	touch $@
+
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
+
+# Its own virtualenv: the package with its `cdk` extra at the lowest aws-cdk-lib (and no cdk-nag), so that
+# pip proves the extra installs with it beside the package's other requirements.
+$(LOWEST_VENV)/.installed: pyproject.toml
+	@test -n "$(CDK_LOWEST)" || { echo "pyproject.toml's cdk extra has no aws-cdk-lib>=X,<3" >&2; exit 1; }
+	test -x $(LOWEST_VENV)/bin/python || $(PYTHON) -m venv $(LOWEST_VENV)
+	$(LOWEST_VENV)/bin/python -m pip install --quiet --no-compile -e '.[cdk]' 'aws-cdk-lib==$(CDK_LOWEST)'
+	$(LOWEST_VENV)/bin/python -m pip check
+	touch $@
+
+# A user's app (two KieUploaders in one stack, one in another) synthesized with the lowest aws-cdk-lib;
+# tests/infra/test_distribution.py synthesizes the same app with the pinned, newest one.
+cdk-lowest: $(LOWEST_VENV)/.installed
+	rm -rf .local/cdk-lowest
+	$(LOWEST_VENV)/bin/python tests/infra/user_app.py .local/cdk-lowest --expect-no-cdk-nag
 
 demo: install
 	$(PY) -m kie_uploader.demo $(ARGS)
@@ -40,7 +68,7 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy functions/uploader src infra bench tests
 
-test: install lint
+test: install lint cdk-lowest
 	$(VENV)/bin/pytest $(ARGS)
 
 unit: install
@@ -52,9 +80,14 @@ bench: install
 soak: install
 	SOAK_OBJECTS=1000 $(VENV)/bin/pytest tests/e2e/test_soak.py $(ARGS)
 
-# The record's model-based test with many more generated histories than make test's 12.
+# The record's model-based test with many more generated histories than make test's 12, in MODEL_SHARDS
+# pytest-xdist workers (each with servers of its own; the histories mostly wait on S3's clock and kie.ai).
 model: install
-	MODEL_EXAMPLES=$${MODEL_EXAMPLES:-300} $(VENV)/bin/pytest tests/integration/test_model.py $(ARGS)
+	MODEL_EXAMPLES=$${MODEL_EXAMPLES:-2000} MODEL_SHARDS=$${MODEL_SHARDS:-3} $(VENV)/bin/pytest -n $${MODEL_SHARDS:-3} -p no:randomly tests/integration/test_model.py $(ARGS)
+
+# The model test against mutated copies of the function (a-e) and the function before issue 21: each must fail.
+mutants: install
+	$(PY) -m tests.mutations $(ARGS)
 
 synth: install
 	node_modules/.bin/cdk synth --no-notices --quiet
