@@ -71,6 +71,16 @@ def keep_legacy_logical_ids(uploader: KieUploader) -> None:
     keep(uploader.alarm_topic.node.try_find_child("Policy"), "alarm_topic_policy")
 
 
+def _encryption_key(scope: Construct, value: str | None) -> kms.IKey | bool:
+    """``encryptionKey``: ``true`` → a key the construct creates; an ARN → that key (its policy is the
+    owner's to extend: the construct warns); unset → none."""
+    if value is None:
+        return False
+    if value == "true":
+        return True
+    return kms.Key.from_key_arn(scope, "EncryptionKey", value)
+
+
 def _event_bus(scope: Construct, name: str | None) -> events.IEventBus | None:
     if name is None:
         return None
@@ -123,6 +133,7 @@ class KieUploaderStack(Stack):
             keep_alive_schedule_minutes=settings.keep_alive_schedule_minutes,
             events_enabled=settings.events,
             event_bus=_event_bus(self, settings.event_bus_name),
+            encryption_key=_encryption_key(self, settings.encryption_key),
         )
         keep_legacy_logical_ids(self.uploader)
         uploader = self.uploader

@@ -58,6 +58,8 @@ LOG_RETENTION_DAYS = (
 _BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _SECRET_ARN = re.compile(r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[\w/+=.@-]+$")
 _KMS_KEY_ARN = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[\w-]+$")
+#: ``encryptionKey``: ``true`` (the stack creates the key), ``false`` (none), or an existing key's ARN.
+_ENCRYPTION_KEY = re.compile(r"^(true|false|arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[\w-]+)$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _S3_PREFIX_URI = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/\S*)?$")
 _EVENT_BUS = re.compile(r"^(arn:aws[a-z-]*:events:[a-z0-9-]+:\d{12}:event-bus/)?[\w.\-/]{1,256}$")
@@ -107,6 +109,9 @@ class StackSettings:
     #: Publish record changes on EventBridge (the default bus, or ``event_bus_name``).
     events: bool = True
     event_bus_name: str | None = None
+    #: A customer managed key for the queues, table, secret, alarm topic, logs and the functions' settings:
+    #: ``"true"`` (the stack creates one) or an existing key's ARN; None: SSE-SQS and AWS managed keys.
+    encryption_key: str | None = None
 
     function_timeout_seconds: int = FUNCTION_TIMEOUT_SECONDS
     #: The function's ``KIE_TIMEOUT_SECONDS``: how long one kie.ai call may take (< the function's timeout).
@@ -135,6 +140,7 @@ class StackSettings:
                 f"context kieTimeoutSeconds={kie_timeout} must be less than functionTimeoutSeconds "
                 f"({function_timeout}): one kie.ai call must end before the function times out"
             )
+        encryption_key = reader.optional("encryptionKey", _ENCRYPTION_KEY, "true, false or a KMS key ARN")
         return cls(
             stack_name=reader.text(
                 "stackName", defaults.stack_name, pattern=r"^[A-Za-z][A-Za-z0-9-]{0,127}$"
@@ -185,6 +191,7 @@ class StackSettings:
             ),
             events=reader.choice("events", "true", ("true", "false")) == "true",
             event_bus_name=reader.optional("eventBusName", _EVENT_BUS, "an EventBridge bus name or ARN"),
+            encryption_key=None if encryption_key == "false" else encryption_key,
             function_timeout_seconds=function_timeout,
             kie_timeout_seconds=kie_timeout,
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -135,6 +136,84 @@ def synthesize(context: dict[str, str], outdir: Path) -> Synth:
     )
 
 
+def synthesize_user_stack(props: Callable[[Any], dict[str, Any]], outdir: Path) -> Synth:
+    """A user's own stack built with the construct (not the repository's app): imported buckets, cdk-nag on.
+
+    ``props(stack)`` gives the construct's props (a callable, so that they may hold the stack's constructs,
+    such as a key of the user's own).
+    """
+    from aws_cdk import App, Environment, Stack, Validations
+    from aws_cdk import aws_s3 as s3
+    from aws_cdk.assertions import Template
+    from cdk_nag import AwsSolutionsChecks
+
+    from kie_uploader.cdk import KieUploader
+
+    started = time.perf_counter()
+    app = App(context={"aws:cdk:bundling-stacks": []}, outdir=str(outdir))
+    stack = Stack(app, "UserStack", env=Environment(account=USER_ACCOUNT, region=USER_REGION))
+    buckets = [s3.Bucket.from_bucket_name(stack, f"Bucket{i}", name) for i, name in enumerate(USER_BUCKETS)]
+    stack.uploader = KieUploader(stack, "Uploader", buckets=buckets, **props(stack))  # type: ignore[attr-defined]
+    Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+    assembly = app.synth()
+    artifact = assembly.get_stack_artifact(stack.artifact_id)
+    template_path = Path(assembly.directory) / artifact.template_file
+    template = json.loads(template_path.read_text())
+    return Synth(
+        template,
+        Template.from_json(template),
+        outdir,
+        template_path,
+        time.perf_counter() - started,
+        tuple(stack.uploader.acknowledged_findings),  # type: ignore[attr-defined]
+        construct_ids(stack),
+    )
+
+
+USER_ACCOUNT, USER_REGION = "123456789012", "eu-west-1"
+USER_BUCKETS = ("user-photos", "user-docs")
+USER_SECRET_ARN = f"arn:aws:secretsmanager:{USER_REGION}:{USER_ACCOUNT}:secret:kie/api-key-AbCdEf"
+
+#: The repository's stack beside ``default_synth`` and ``custom_synth``: the other notify modes and the
+#: customer managed key (created, and imported by ARN on imported buckets through EventBridge).
+REPO_VARIANTS: dict[str, dict[str, str]] = {
+    "eventbridge": {"notify": "eventbridge"},
+    "lambda": {"notify": "lambda"},
+    "key": {"encryptionKey": "true"},
+    "imported-key": {
+        "encryptionKey": EXISTING_KEY_ARN,
+        "notify": "eventbridge",
+        "bucketNames": EXISTING_BUCKETS[0],
+        "prefix": "incoming/",
+    },
+}
+
+
+def _user_props(name: str) -> Callable[[Any], dict[str, Any]]:
+    from aws_cdk import aws_kms as kms
+    from aws_cdk import aws_secretsmanager as secretsmanager
+
+    def props(stack: Any) -> dict[str, Any]:
+        if name == "queue":  # the README's example: the user's secret, a prefix
+            return {
+                "prefix": "incoming/",
+                "existing_secret": secretsmanager.Secret.from_secret_complete_arn(
+                    stack, "Key", USER_SECRET_ARN
+                ),
+            }
+        if name == "eventbridge-own-key":  # a key of the user's own stack: its policy gets the statements
+            key = kms.Key(stack, "UserKey", enable_key_rotation=True)
+            return {"notify": "eventbridge", "encryption_key": key}
+        assert name == "lambda-key"
+        return {"notify": "lambda", "encryption_key": True, "keep_alive": [f"s3://{USER_BUCKETS[0]}/keep/"]}
+
+    return props
+
+
+#: A user's own stack built with the construct, in each notify mode, with and without the key.
+USER_VARIANTS = ("queue", "eventbridge-own-key", "lambda-key")
+
+
 @pytest.fixture(scope="session")
 def default_synth(tmp_path_factory: pytest.TempPathFactory) -> Synth:
     return synthesize({}, tmp_path_factory.mktemp("synth-default"))
@@ -143,3 +222,19 @@ def default_synth(tmp_path_factory: pytest.TempPathFactory) -> Synth:
 @pytest.fixture(scope="session")
 def custom_synth(tmp_path_factory: pytest.TempPathFactory) -> Synth:
     return synthesize(dict(CUSTOM_CONTEXT), tmp_path_factory.mktemp("synth-custom"))
+
+
+@pytest.fixture(scope="session")
+def variants(
+    default_synth: Synth, custom_synth: Synth, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Synth]:
+    """Every synthesized variant the scanners check, by name: ``repo-*`` (the repository's app) and
+    ``user-*`` (a user's stack built with the construct)."""
+    synths = {"repo-default": default_synth, "repo-custom": custom_synth}
+    for name, context in REPO_VARIANTS.items():
+        synths[f"repo-{name}"] = synthesize(dict(context), tmp_path_factory.mktemp(f"synth-{name}"))
+    for name in USER_VARIANTS:
+        synths[f"user-{name}"] = synthesize_user_stack(
+            _user_props(name), tmp_path_factory.mktemp(f"user-{name}")
+        )
+    return synths

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.infra.conftest import Synth
+from tests.infra.conftest import REPO_VARIANTS, USER_VARIANTS, Synth
 from tests.infra.test_stack import (
     as_list,
     expiry_index_arn,
@@ -57,11 +57,19 @@ def validation_report(synth: Synth) -> dict[str, Any]:
     return dict(report)
 
 
-@pytest.mark.parametrize("synth_name", ["default_synth", "custom_synth"])
+VARIANTS = [
+    "repo-default",
+    "repo-custom",
+    *(f"repo-{name}" for name in REPO_VARIANTS),
+    *(f"user-{name}" for name in USER_VARIANTS),
+]
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
 def test_cdk_nag_passes_and_each_acknowledgment_matches_a_finding_with_its_reason(
-    synth_name: str, request: pytest.FixtureRequest
+    variant: str, variants: dict[str, Synth]
 ) -> None:
-    synth: Synth = request.getfixturevalue(synth_name)
+    synth = variants[variant]
     report = validation_report(synth)
     assert report["conclusion"] == "success"
     assert report["violations"] == []
@@ -72,12 +80,13 @@ def test_cdk_nag_passes_and_each_acknowledgment_matches_a_finding_with_its_reaso
         assert len(reason) > 60, rule
 
 
-@pytest.mark.parametrize("synth_name", ["default_synth", "custom_synth"])
-def test_cfn_lint_passes_on_the_synthesized_template(synth_name: str, request: pytest.FixtureRequest) -> None:
-    synth: Synth = request.getfixturevalue(synth_name)
+def test_cfn_lint_passes_on_every_synthesized_variant(variants: dict[str, Synth]) -> None:
+    # One cfn-lint process for all of them (its start-up is most of its time).
+    assert set(variants) == set(VARIANTS)
     cfn_lint = Path(sys.executable).parent / "cfn-lint"
+    templates = [str(synth.template_path) for synth in variants.values()]
     result = subprocess.run(
-        [str(cfn_lint), "--ignore-checks", *CFN_LINT_IGNORED, "--", str(synth.template_path)],
+        [str(cfn_lint), "--ignore-checks", *CFN_LINT_IGNORED, "--", *templates],
         capture_output=True,
         text=True,
         check=False,

@@ -27,7 +27,7 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from kie_uploader.cdk import notifications, watched
+from kie_uploader.cdk import checkov_skips, encryption, notifications, watched
 from kie_uploader.cdk.bundling import function_package_dir
 from kie_uploader.cdk.function import UploaderFunction, function_environment
 from kie_uploader.cdk.monitoring import Monitoring
@@ -70,8 +70,8 @@ QUEUE_PROPS_REFUSED = {
     "dead_letter_queue": "the construct wires its own dead-letter queue",
     "fifo": "S3 and EventBridge cannot send to a FIFO queue",
     "content_based_deduplication": "S3 and EventBridge cannot send to a FIFO queue",
-    "encryption": "S3 can send only to an SQS-managed (SSE-SQS) queue without a key policy for S3",
-    "encryption_master_key": "S3 can send only to an SQS-managed (SSE-SQS) queue without a key policy for S3",
+    "encryption": "SSE-SQS by default; encryption_key encrypts the queues with a customer managed key",
+    "encryption_master_key": "encryption_key encrypts the queues with a customer managed key",
     "enforce_ssl": "the queue refuses plain HTTP",
 }
 #: Table props the construct owns: the function reads and writes exactly this key schema and TTL.
@@ -81,6 +81,8 @@ TABLE_PROPS_REFUSED = {
     "time_to_live_attribute": f"the function writes the record's TTL to {TTL_ATTRIBUTE!r}",
     "stream": "the event publisher reads the table's stream (turn events off with events=False)",
 }
+#: Table props that ``encryption_key`` decides when it is given.
+TABLE_ENCRYPTION_PROPS = ("encryption", "encryption_key")
 MAX_FILTER_LENGTH = 1024
 
 
@@ -144,6 +146,15 @@ def _validate_secret(existing_secret: Any, existing_secret_kms_key: Any) -> None
             )
 
 
+def _validate_encryption_key(encryption_key: Any) -> None:
+    if encryption_key is None or isinstance(encryption_key, bool) or hasattr(encryption_key, "key_arn"):
+        return
+    raise KieUploaderPropsError(
+        "encryption_key: expected a kms.IKey, or True for a key the construct creates, "
+        f"got {encryption_key!r}"
+    )
+
+
 def _region_of(arn: str) -> str:
     """The region in an ARN, also when the ARN is a token (an import's, resolved by CloudFormation)."""
     if not Token.is_unresolved(arn):
@@ -182,6 +193,10 @@ class KieUploader(Construct):
       ``refresh_ahead_seconds`` (43,200), found through the table's sparse expiry index.
     * ``events`` / ``event_bus``: publish every change of a record's status or URL on EventBridge (the
       default bus, or ``event_bus``) from the table's stream (docs/events.md). On by default.
+    * ``encryption_key``: a customer managed KMS key (``kms.IKey``, or ``True`` for one the construct
+      creates) for the queue and both dead-letter queues, the table, the secret it creates, the alarm topic,
+      the log groups and the functions' environment, with the key policy statements the AWS services need
+      (see encryption.py). Default: SSE-SQS and the AWS managed keys.
 
     Who may ask for uploads: :meth:`grant_resolve` (invoke the function) and :meth:`grant_send` (send to its
     queue) are the only ways in; whoever holds either can publish any watched object, and only a watched one.
@@ -210,6 +225,7 @@ class KieUploader(Construct):
         keep_alive_schedule_minutes: int = KEEP_ALIVE_SCHEDULE_MINUTES,
         events_enabled: bool = True,
         event_bus: events.IEventBus | None = None,
+        encryption_key: kms.IKey | bool | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         options = function_options if function_options is not None else FunctionOptions()
@@ -224,6 +240,7 @@ class KieUploader(Construct):
             existing_secret_kms_key=existing_secret_kms_key,
             options=options,
             alarm_email=alarm_email,
+            encryption_key=encryption_key,
         )
         if reserved_concurrency is None and self.notify is NotifyMode.LAMBDA:
             reserved_concurrency = max_concurrency
@@ -242,21 +259,32 @@ class KieUploader(Construct):
                 f"({options.queue_visibility_timeout_seconds} s), so that a message is not delivered twice"
             )
         table_overrides = _props_dict("table_props", table_props, TABLE_PROPS_REFUSED)
+        for name in TABLE_ENCRYPTION_PROPS:
+            if encryption_key and name in table_overrides:
+                raise KieUploaderPropsError(
+                    f"table_props.{name}: may not be given with encryption_key, which encrypts the table"
+                )
 
         self.buckets: list[s3.IBucket] = list(buckets)
         self.options = options
         self.prefix, self.suffix, self.max_concurrency = prefix, suffix, max_concurrency
+        #: The customer managed key of the queues, table, secret, topic, logs and environment (or None).
+        self.encryption_key: kms.IKey | None = (
+            encryption.create_key(self, "Key") if encryption_key is True else encryption_key or None
+        )
+        key = self.encryption_key
         queues = UploaderQueues(
             self,
             "Queues",
             visibility_timeout=Duration.seconds(options.queue_visibility_timeout_seconds),
             queue_overrides=queue_overrides,
+            encryption_key=key,
         )
         self.queue, self.dead_letter_queue = queues.queue, queues.dead_letter_queue
         self.table: dynamodb.ITable = RecordsTable(
-            self, "Records", table_overrides=table_overrides, stream=events_enabled
+            self, "Records", table_overrides=table_overrides, stream=events_enabled, encryption_key=key
         ).table
-        api_key = ApiKeySecret(self, "ApiKey", existing_secret=existing_secret)
+        api_key = ApiKeySecret(self, "ApiKey", existing_secret=existing_secret, encryption_key=key)
         self.secret: secretsmanager.ISecret = api_key.secret
         self.secret_created = api_key.created
         bucket_names = [bucket.bucket_name for bucket in self.buckets]
@@ -275,6 +303,7 @@ class KieUploader(Construct):
             ),
             dead_letter_queue=self.dead_letter_queue,
             reserved_concurrency=reserved_concurrency,
+            encryption_key=key,
         )
         self.function: lambda_.Function = self.uploader.function
         self._grant(bucket_kms_keys, existing_secret_kms_key)
@@ -297,6 +326,7 @@ class KieUploader(Construct):
             queue=self.queue,
             dead_letter_queue=self.dead_letter_queue,
             function=self.function,
+            encryption_key=key,
         )
         self.event_rule: events.Rule | None = rule
 
@@ -308,6 +338,7 @@ class KieUploader(Construct):
             dead_letter_queue=self.dead_letter_queue,
             alarm_email=alarm_email,
             oldest_message_age=OLDEST_MESSAGE_AGE_ALARM,
+            encryption_key=key,
         )
         self.alarm_topic = self.monitoring.topic
         self.keep_alive_rule = self._keep_alive(
@@ -323,10 +354,19 @@ class KieUploader(Construct):
                 code=self.uploader.code,
                 architecture=self.function.architecture,
                 alarm_topic=self.alarm_topic,
+                encryption_key=key,
             )
         self.bucket_names_joined = Fn.join(",", bucket_names)
+        #: The key policy statements the AWS services need from ``encryption_key`` (added to a key the stack
+        #: owns; a key it imports needs them in its own policy).
+        self.encryption_key_statements: list[iam.PolicyStatement] = (
+            encryption.allow_services(self, key, self.notify) if key is not None else []
+        )
         #: The cdk-nag findings acknowledged on this construct's children (each with its reason).
         self.acknowledged_findings = acknowledge_findings(self)
+        #: checkov's findings skipped on this construct's resources: (resource path, check id), each with its
+        #: reason in the template (``Metadata.checkov.skip``).
+        self.checkov_skips = checkov_skips.skip_findings(self)
 
     def _keep_alive(self, uris: Sequence[str], ahead: int, minutes: int) -> events.Rule | None:
         """The schedule of refresh rounds for ``uris`` (none without them)."""
@@ -382,6 +422,7 @@ class KieUploader(Construct):
         existing_secret_kms_key: Any,
         options: Any,
         alarm_email: Any,
+        encryption_key: Any,
     ) -> NotifyMode:
         _validate_buckets(buckets)
         try:
@@ -409,6 +450,7 @@ class KieUploader(Construct):
         options.validate()
         if alarm_email is not None and (not isinstance(alarm_email, str) or "@" not in alarm_email):
             raise KieUploaderPropsError(f"alarm_email={alarm_email!r} is not an e-mail address")
+        _validate_encryption_key(encryption_key)
         return mode
 
     # --- who may ask ----------------------------------------------------------------------------------
@@ -436,8 +478,9 @@ class KieUploader(Construct):
     def grant_send(self, grantee: iam.IGrantable) -> iam.Grant:
         """Let ``grantee`` send plain messages (``{"bucket", "key"}``, ``{"s3Uri"}``) to the work queue.
 
-        ``sqs:SendMessage``, ``sqs:GetQueueUrl`` and ``sqs:GetQueueAttributes`` on the queue's ARN (and the
-        queue key's ``kms`` actions if it had one: the construct's queue is SQS-managed, SSE-SQS). Anyone who
+        ``sqs:SendMessage``, ``sqs:GetQueueUrl`` and ``sqs:GetQueueAttributes`` on the queue's ARN (and,
+        with ``encryption_key``, ``kms:Encrypt``, ``kms:Decrypt``, ``kms:ReEncrypt*`` and
+        ``kms:GenerateDataKey*`` on that key: the default queue is SSE-SQS and needs none). Anyone who
         may send to the queue can have any *watched* object uploaded to kie.ai (its URL lands in the record);
         an object outside ``buckets``/``prefix``/``suffix`` is refused. This and :meth:`grant_resolve` are the
         only ways in the construct offers.

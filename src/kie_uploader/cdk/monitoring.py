@@ -5,6 +5,7 @@ from __future__ import annotations
 from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
@@ -62,9 +63,18 @@ class Monitoring(Construct):
         dead_letter_queue: sqs.IQueue,
         alarm_email: str | None,
         oldest_message_age: Duration,
+        encryption_key: kms.IKey | None = None,
     ) -> None:
+        """``encryption_key``: the topic's customer managed key (its policy must allow CloudWatch: see
+        encryption.py); without one the topic has no SSE (SNS's AWS managed key cannot allow CloudWatch)."""
         super().__init__(scope, construct_id)
-        self.topic = sns.Topic(self, "AlarmTopic", display_name="kie-uploader alarms", enforce_ssl=True)
+        self.topic = sns.Topic(
+            self,
+            "AlarmTopic",
+            display_name="kie-uploader alarms",
+            enforce_ssl=True,
+            master_key=encryption_key,
+        )
         if alarm_email:
             self.topic.add_subscription(subscriptions.EmailSubscription(alarm_email))
 

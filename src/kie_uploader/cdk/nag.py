@@ -39,6 +39,11 @@ REASONS = {
         "function's WATCHED_OBJECTS rules accept ('*' alone without a prefix or suffix). Actions are only "
         "s3:GetObject and s3:GetObjectVersion, on the source buckets only."
     ),
+    "IAM5-kms": (
+        "CDK's grants on the customer managed key (encryption_key) for the queues, the records table and its "
+        "stream: kms:GenerateDataKey* and kms:ReEncrypt* are the KMS action families those grants name, on "
+        "this one key's ARN only (never '*'); the key encrypts this construct's own resources."
+    ),
     "IAM5-notifications-logs": (
         "The notifications handler writes its logs to its own log group only; CloudWatch Logs needs the "
         "log group's ARN with ':*' for its log streams, which are created at run time."
@@ -104,6 +109,14 @@ def acknowledge_findings(uploader: Any) -> list[str]:  # a KieUploader (construc
             for arn in watched.object_arns(uploader.buckets, uploader.prefix, uploader.suffix)
         ),
     )
+    if uploader.encryption_key is not None:
+        kms_families = [
+            _ack(f"AwsSolutions-IAM5[Action::kms:{family}*]", REASONS["IAM5-kms"])
+            for family in ("GenerateDataKey", "ReEncrypt")
+        ]
+        acknowledge(uploader.uploader.role, *kms_families)
+        if uploader.publisher is not None:
+            acknowledge(uploader.publisher.role, *kms_families)
     handler = stack.node.try_find_child(BUCKET_NOTIFICATIONS_HANDLER_ID)
     if handler is not None:
         acknowledge(

@@ -19,6 +19,7 @@ from aws_cdk import CustomResource, Duration, Stack, Token
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
@@ -81,10 +82,19 @@ class _Destination:
 class ImportedBucketNotifications(Construct):
     """One custom resource per imported bucket, and the one handler function they share."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, buckets: Sequence[s3.IBucket]) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        buckets: Sequence[s3.IBucket],
+        encryption_key: kms.IKey | None = None,
+    ) -> None:
         super().__init__(scope, construct_id)
         self.owner = owner_id(self)
-        self.log_group = logs.LogGroup(self, "Logs", retention=logs.RetentionDays.ONE_MONTH)
+        self.log_group = logs.LogGroup(
+            self, "Logs", retention=logs.RetentionDays.ONE_MONTH, encryption_key=encryption_key
+        )
         self.role = iam.Role(
             self,
             "Role",
@@ -217,8 +227,11 @@ def wire(
     queue: sqs.IQueue,
     dead_letter_queue: sqs.IQueue,
     function: lambda_.IFunction,
+    encryption_key: kms.IKey | None = None,
 ) -> tuple[ImportedBucketNotifications | None, events.Rule | None]:
-    """Connect every bucket to the queue (``queue``, ``eventbridge``) or the function (``lambda``)."""
+    """Connect every bucket to the queue (``queue``, ``eventbridge``) or the function (``lambda``).
+
+    ``encryption_key`` encrypts the log group of the imported buckets' handler."""
     account = Stack.of(scope).account
     dependencies: list[IConstruct] = []
     destination_arn = ""
@@ -234,7 +247,11 @@ def wire(
 
     imported = [bucket for bucket in buckets if not isinstance(bucket, s3.Bucket)]
     handler = (
-        ImportedBucketNotifications(scope, "BucketNotifications", buckets=imported) if imported else None
+        ImportedBucketNotifications(
+            scope, "BucketNotifications", buckets=imported, encryption_key=encryption_key
+        )
+        if imported
+        else None
     )
     rules = key_filter_rules(prefix, suffix)
     for bucket in buckets:

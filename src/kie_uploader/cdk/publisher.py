@@ -25,6 +25,7 @@ from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as event_sources
 from aws_cdk import aws_logs as logs
@@ -104,7 +105,10 @@ class EventPublisher(Construct):
         max_record_age: Duration = MAX_RECORD_AGE,
         starting_position: lambda_.StartingPosition = lambda_.StartingPosition.TRIM_HORIZON,
         alarm_topic: sns.ITopic | None = None,
+        encryption_key: kms.IKey | None = None,
     ) -> None:
+        """``encryption_key``: a customer managed key for the dead-letter queue, the log group and the
+        function's environment (the table's own key, if any, is granted with the stream read)."""
         super().__init__(scope, construct_id)
         if table.table_stream_arn is None:
             raise EventPublisherError(
@@ -116,7 +120,7 @@ class EventPublisher(Construct):
         )
         self.bus_name = self.bus.event_bus_name
 
-        self.log_group = logs.LogGroup(self, "Logs", retention=log_retention)
+        self.log_group = logs.LogGroup(self, "Logs", retention=log_retention, encryption_key=encryption_key)
         # Its own role: it may write its own logs, read the stream, put events on one bus, and nothing else.
         self.role = iam.Role(
             self,
@@ -140,12 +144,13 @@ class EventPublisher(Construct):
                 "POWERTOOLS_SERVICE_NAME": "kie-uploader-publisher",
                 "POWERTOOLS_LOG_LEVEL": "INFO",
             },
+            environment_encryption=encryption_key,
             role=self.role,
             log_group=self.log_group,
         )
         self.bus.grant_put_events_to(self.role)
 
-        self.dead_letter_queue = dead_letter_queue(self, "DeadLetterQueue")
+        self.dead_letter_queue = dead_letter_queue(self, "DeadLetterQueue", encryption_key=encryption_key)
         source = event_sources.DynamoEventSource(
             table,
             starting_position=starting_position,

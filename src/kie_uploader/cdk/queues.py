@@ -1,4 +1,5 @@
-"""The work queue and the dead-letter queue behind both triggers: encrypted, SSL-only."""
+"""The work queue and the dead-letter queue behind both triggers: encrypted (SSE-SQS, or the customer managed
+key), SSL-only."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from aws_cdk import Duration
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
@@ -25,13 +27,15 @@ class UploaderQueues(Construct):
         *,
         visibility_timeout: Duration,
         queue_overrides: Mapping[str, Any] | None = None,
+        encryption_key: kms.IKey | None = None,
     ) -> None:
         """``queue_overrides``: keyword arguments of ``sqs.Queue`` that replace the work queue's defaults
-        (validated by the caller: never its dead-letter queue, encryption or SSL enforcement)."""
+        (validated by the caller: never its dead-letter queue, encryption or SSL enforcement).
+        ``encryption_key``: a customer managed key for both queues instead of SSE-SQS."""
         super().__init__(scope, construct_id)
-        self.dead_letter_queue = dead_letter_queue(self, "DeadLetterQueue")
+        self.dead_letter_queue = dead_letter_queue(self, "DeadLetterQueue", encryption_key=encryption_key)
         queue_props: dict[str, Any] = {
-            "encryption": sqs.QueueEncryption.SQS_MANAGED,
+            **encryption(encryption_key),
             "enforce_ssl": True,
             "retention_period": QUEUE_RETENTION,
             "visibility_timeout": visibility_timeout,
@@ -43,12 +47,22 @@ class UploaderQueues(Construct):
         self.queue = sqs.Queue(self, "Queue", **queue_props)
 
 
-def dead_letter_queue(scope: Construct, construct_id: str) -> sqs.Queue:
-    """A dead-letter queue: SQS-managed encryption, TLS only, messages kept 14 days (the maximum)."""
+def encryption(key: kms.IKey | None) -> dict[str, Any]:
+    """``sqs.Queue``'s encryption props: SSE-SQS, or SSE-KMS with ``key``."""
+    if key is None:
+        return {"encryption": sqs.QueueEncryption.SQS_MANAGED}
+    return {"encryption": sqs.QueueEncryption.KMS, "encryption_master_key": key}
+
+
+def dead_letter_queue(
+    scope: Construct, construct_id: str, *, encryption_key: kms.IKey | None = None
+) -> sqs.Queue:
+    """A dead-letter queue: SQS-managed encryption (or ``encryption_key``), TLS only, messages kept 14 days
+    (the maximum)."""
     return sqs.Queue(
         scope,
         construct_id,
-        encryption=sqs.QueueEncryption.SQS_MANAGED,
+        **encryption(encryption_key),
         enforce_ssl=True,
         retention_period=DLQ_RETENTION,
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import cast
 
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
@@ -12,8 +13,15 @@ class ApiKeySecret(Construct):
     """``secret`` holds the raw key or ``{"apiKey": "..."}``; the operator puts the value after deploying."""
 
     def __init__(
-        self, scope: Construct, construct_id: str, *, existing_secret: secretsmanager.ISecret | None
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        existing_secret: secretsmanager.ISecret | None,
+        encryption_key: kms.IKey | None = None,
     ) -> None:
+        """``encryption_key``: the created secret's customer managed key (default: Secrets Manager's AWS
+        managed key). An existing secret keeps its own key."""
         super().__init__(scope, construct_id)
         self.secret: secretsmanager.ISecret
         self.created = existing_secret is None
@@ -24,6 +32,7 @@ class ApiKeySecret(Construct):
             self,
             "Secret",
             description='kie.ai API key used by the kie-uploader function (raw key or JSON {"apiKey": ...})',
+            encryption_key=encryption_key,
         )
         # CDK would generate a random value, which looks like a key but is not one. With neither
         # GenerateSecretString nor SecretString, CloudFormation creates the secret without a value, so the

@@ -7,6 +7,7 @@ from typing import Any
 
 from aws_cdk import RemovalPolicy
 from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_kms as kms
 from constructs import Construct
 
 PARTITION_KEY = "pk"
@@ -30,9 +31,11 @@ class RecordsTable(Construct):
         *,
         table_overrides: Mapping[str, Any] | None = None,
         stream: bool = True,
+        encryption_key: kms.IKey | None = None,
     ) -> None:
         """``table_overrides``: keyword arguments of ``dynamodb.Table`` that replace the defaults below
-        (validated by the caller: never the key schema or the TTL attribute, which the function relies on)."""
+        (validated by the caller: never the key schema or the TTL attribute, which the function relies on).
+        ``encryption_key``: a customer managed key instead of DynamoDB's AWS managed key."""
         super().__init__(scope, construct_id)
         defaults: dict[str, Any] = dict(
             partition_key=dynamodb.Attribute(name=PARTITION_KEY, type=dynamodb.AttributeType.STRING),
@@ -45,6 +48,9 @@ class RecordsTable(Construct):
             # The records are the only place the download URLs live: never lose them with the stack.
             removal_policy=RemovalPolicy.RETAIN,
         )
+        if encryption_key is not None:
+            defaults["encryption"] = dynamodb.TableEncryption.CUSTOMER_MANAGED
+            defaults["encryption_key"] = encryption_key
         if stream:
             defaults["stream"] = dynamodb.StreamViewType.NEW_AND_OLD_IMAGES
         self.table = dynamodb.Table(self, "Table", **{**defaults, **(table_overrides or {})})
