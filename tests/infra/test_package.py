@@ -1,24 +1,44 @@
 """The wheel a user installs: the CLI without aws-cdk-lib, the construct with the ``cdk`` extra, and the
 function's code inside it, so that a user's CDK app bundles the function from site-packages.
+
+The sdist and the wheel are built once, as a release builds them (``python -m build``: the sdist, then the
+wheel from the sdist, so a file missing from the sdist breaks the wheel), and checked with
+``twine check --strict``; one fresh virtualenv with the wheel installed serves every test that runs it.
 """
 
 from __future__ import annotations
 
 import email
+import email.message
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+import tarfile
 import textwrap
+import tomllib
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-PROJECT_FILES = ("pyproject.toml", "README.md")
+PROJECT_FILES = ("pyproject.toml", "README.md", "LICENSE", "docs/pypi.md")
 PROJECT_DIRS = ("src", "functions")
 FUNCTION_DATA = "kie_uploader/function"
+PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+VERSION = PYPROJECT["version"]
+
+
+def lowest_aws_cdk_lib() -> str:
+    """The cdk extra's lower bound: the oldest aws-cdk-lib supported (what ``make cdk-lowest`` installs)."""
+    (spec,) = [r for r in PYPROJECT["optional-dependencies"]["cdk"] if r.startswith("aws-cdk-lib")]
+    match = re.fullmatch(r"aws-cdk-lib>=([0-9]+\.[0-9]+\.[0-9]+),<3", spec)
+    assert match, spec
+    return match.group(1)
 
 
 def test_importing_the_package_and_its_cli_does_not_import_aws_cdk() -> None:
@@ -38,27 +58,109 @@ def test_importing_the_package_and_its_cli_does_not_import_aws_cdk() -> None:
     assert result.returncode == 0, result.stderr[-2000:]
 
 
+@dataclass(frozen=True)
+class Distributions:
+    sdist: Path
+    wheel: Path
+
+
 @pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The project's wheel, built from a clean copy (no stale build/ folder can leak into it)."""
+def distributions(tmp_path_factory: pytest.TempPathFactory) -> Distributions:
+    """The project's sdist and wheel (built from the sdist), from a clean copy (no stale build/ folder can
+    leak into them), into a temporary folder (never the repository's dist/)."""
     source = tmp_path_factory.mktemp("project")
     for name in PROJECT_FILES:
+        (source / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPO / name, source / name)
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
     for name in PROJECT_DIRS:
         shutil.copytree(REPO / name, source / name, ignore=ignore)
-    out = tmp_path_factory.mktemp("wheel")
+    out = tmp_path_factory.mktemp("dist")
     result = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--disable-pip-version-check"]
-        + [str(source), "-w", str(out)],
+        [sys.executable, "-m", "build", "--outdir", str(out), str(source)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    (sdist,) = out.glob(f"kie_s3_uploader-{VERSION}.tar.gz")
+    (built,) = out.glob(f"kie_s3_uploader-{VERSION}-py3-none-any.whl")
+    return Distributions(sdist=sdist, wheel=built)
+
+
+@pytest.fixture(scope="module")
+def wheel(distributions: Distributions) -> Path:
+    return distributions.wheel
+
+
+def _wheel_metadata(wheel: Path) -> email.message.Message:
+    with zipfile.ZipFile(wheel) as archive:
+        (metadata_name,) = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]
+        return email.message_from_bytes(archive.read(metadata_name))
+
+
+@pytest.mark.slow
+def test_twine_check_strict_passes_on_the_sdist_and_the_wheel(distributions: Distributions) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "twine",
+            "check",
+            "--strict",
+            str(distributions.sdist),
+            str(distributions.wheel),
+        ],
         capture_output=True,
         text=True,
         timeout=300,
         check=False,
     )
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    (built,) = out.glob("kie_s3_uploader-*.whl")
-    return built
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert result.stdout.count("PASSED") == 2, result.stdout
+
+
+@pytest.mark.slow
+def test_the_license_is_in_the_sdist_and_the_wheel_and_py_typed_in_the_wheel(
+    distributions: Distributions,
+) -> None:
+    license_text = (REPO / "LICENSE").read_text()
+    assert license_text.startswith("MIT License") and "The kie-s3-uploader authors" in license_text
+    with zipfile.ZipFile(distributions.wheel) as archive:
+        names = set(archive.namelist())
+        licenses = [n for n in names if n.endswith(".dist-info/licenses/LICENSE")]
+        assert len(licenses) == 1, sorted(names)
+        assert archive.read(licenses[0]).decode() == license_text
+        assert "kie_uploader/py.typed" in names
+    with tarfile.open(distributions.sdist) as archive:
+        members = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
+        root = f"kie_s3_uploader-{VERSION}"
+        extracted = archive.extractfile(f"{root}/LICENSE")
+        assert extracted is not None and extracted.read().decode() == license_text
+    assert {"LICENSE", "pyproject.toml", "docs/pypi.md", "src/kie_uploader/py.typed"} <= members, sorted(
+        members
+    )
+
+
+@pytest.mark.slow
+def test_the_metadata_is_written_for_a_package_index(wheel: Path) -> None:
+    metadata = _wheel_metadata(wheel)
+    assert metadata["Version"] == VERSION
+    assert metadata["License-Expression"] == "MIT"
+    assert metadata.get_all("License-File") == ["LICENSE"]
+    urls = dict(u.split(", ", 1) for u in metadata.get_all("Project-URL") or [])
+    assert {"Homepage", "Repository", "Issues", "Changelog"} <= set(urls), urls
+    assert all(url.startswith("https://") for url in urls.values()), urls
+    assert "Typing :: Typed" in (metadata.get_all("Classifier") or [])
+    assert "aws-cdk" in (metadata["Keywords"] or "").split(",")
+    assert metadata["Description-Content-Type"] == "text/markdown"
+    description = metadata.get_payload()
+    assert isinstance(description, str)
+    # Opens with what it is, not with the repository's make targets; every link absolute.
+    assert "make demo" not in description.split("\n## ", 1)[0]
+    links = re.findall(r"\]\(([^)]+)\)", description)
+    assert links and all(link.startswith("https://") for link in links), links
 
 
 @pytest.mark.slow
@@ -79,14 +181,13 @@ def test_the_wheel_holds_the_functions_code_and_the_constructs_handler(wheel: Pa
 
 @pytest.mark.slow
 def test_aws_cdk_lib_is_required_only_by_the_cdk_extra(wheel: Path) -> None:
-    with zipfile.ZipFile(wheel) as archive:
-        (metadata_name,) = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]
-        metadata = email.message_from_bytes(archive.read(metadata_name))
+    metadata = _wheel_metadata(wheel)
     requires = metadata.get_all("Requires-Dist") or []
     plain = [r for r in requires if "extra ==" not in r]
     cdk = [r.split(";")[0].strip() for r in requires if 'extra == "cdk"' in r]
     assert not [r for r in plain if r.startswith(("aws-cdk-lib", "constructs"))], plain
-    assert sorted(cdk) == ["aws-cdk-lib==2.275.0", "constructs<11,>=10.4"]
+    # A range, as construct libraries have: an app on any aws-cdk-lib 2.x from the lowest tested one fits.
+    assert sorted(cdk) == [f"aws-cdk-lib<3,>={lowest_aws_cdk_lib()}", "constructs<11,>=10"]
     assert "cdk" in (metadata.get_all("Provides-Extra") or [])
 
 
@@ -106,14 +207,34 @@ print(json.dumps({"package": kie_uploader.__file__, "resources": len(template["R
 """
 
 
-@pytest.mark.slow
-def test_a_users_app_synthesizes_and_bundles_the_function_from_the_installed_wheel(
-    wheel: Path, tmp_path: Path
-) -> None:
+@dataclass(frozen=True)
+class Installed:
+    """A fresh virtualenv with the wheel installed, as a user's (without the repository's node_modules)."""
+
+    python: Path
+    site_packages: Path
+    env: dict[str, str]
+
+    def run(
+        self, *args: str, cwd: Path, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(self.python), *args],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            env={**self.env, **(env or {})},
+            timeout=600,
+            check=False,
+        )
+
+
+@pytest.fixture(scope="module")
+def installed(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Installed:
     # A fresh virtualenv with only the wheel installed. Its dependencies (aws-cdk-lib is ~0.5 GB installed,
     # a minute to install here) are borrowed from the project's virtualenv by a path entry, which adds that
     # folder but runs none of its .pth files: the project's editable src/ stays invisible.
-    venv = tmp_path / "venv"
+    venv = tmp_path_factory.mktemp("installed") / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     python = venv / "bin" / "python"
     subprocess.run(
@@ -133,22 +254,25 @@ def test_a_users_app_synthesizes_and_bundles_the_function_from_the_installed_whe
     site_packages = next((venv / "lib").glob("python3*/site-packages"))
     project_site = next((REPO / ".venv" / "lib").glob("python3*/site-packages"))
     (site_packages / "zz_borrowed_dependencies.pth").write_text(f"{project_site}\n")
+    drop = ("PYTHONPATH", "CDK_CONTEXT_JSON", "CDK_OUTDIR", "KIE_UPLOADER_CDK")
+    env = {k: v for k, v in os.environ.items() if k not in drop}
+    # The user's PATH: this virtualenv's scripts and the system's, no `cdk` (none is installed globally here).
+    env["PATH"] = f"{venv / 'bin'}{os.pathsep}/usr/local/bin{os.pathsep}/usr/bin{os.pathsep}/bin"
+    env["JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION"] = "20"
+    return Installed(python=python, site_packages=site_packages, env=env)
+
+
+@pytest.mark.slow
+def test_a_users_app_synthesizes_and_bundles_the_function_from_the_installed_wheel(
+    installed: Installed, tmp_path: Path
+) -> None:
     app = tmp_path / "app.py"
     app.write_text(textwrap.dedent(USER_APP))
     outdir = tmp_path / "cdk.out"
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "CDK_CONTEXT_JSON", "CDK_OUTDIR")}
-    result = subprocess.run(
-        [str(python), str(app), str(outdir)],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        env={**env, "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20"},
-        timeout=600,
-        check=False,
-    )
+    result = installed.run(str(app), str(outdir), cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    summary = __import__("json").loads(result.stdout.strip().splitlines()[-1])
-    assert Path(summary["package"]).is_relative_to(site_packages), summary
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert Path(summary["package"]).is_relative_to(installed.site_packages), summary
     assert summary["resources"] > 10
     # The function's asset was bundled from site-packages: its code, and its dependencies beside it.
     bundles = [path.parent.parent for path in outdir.glob("asset.*/uploader/handler.py")]
@@ -157,3 +281,75 @@ def test_a_users_app_synthesizes_and_bundles_the_function_from_the_installed_whe
     assert (bundles[0] / "uploader" / "handler.py").read_bytes() == (
         REPO / "functions" / "uploader" / "handler.py"
     ).read_bytes()
+
+
+@pytest.mark.slow
+def test_the_installed_version_is_pyprojects(installed: Installed, tmp_path: Path) -> None:
+    cli = installed.python.parent / "kie-uploader"
+    result = subprocess.run(
+        [str(cli), "--version"], capture_output=True, text=True, env=installed.env, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["kie-uploader", VERSION]
+    result = installed.run("-c", "import kie_uploader; print(kie_uploader.__version__)", cwd=tmp_path)
+    assert result.stdout.strip() == VERSION, result.stderr[-2000:]
+
+
+def _fake_cdk(folder: Path) -> Path:
+    """A stand-in for the CDK CLI that prints the arguments it was given."""
+    fake = folder / "fake-cdk"
+    fake.write_text('#!/bin/sh\necho "fake cdk: $*"\n')
+    fake.chmod(0o755)
+    return fake
+
+
+@pytest.mark.slow
+def test_deploy_and_demo_from_the_installed_wheel_say_what_they_need(
+    installed: Installed, tmp_path: Path
+) -> None:
+    """Installed from the wheel, outside a checkout: no `make install` advice, no node_modules path of a
+    folder that never had one, but what to run."""
+    from kie_uploader.deploy import CDK_CLI_VERSION
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    deploy = installed.run("-m", "kie_uploader.deploy", cwd=empty)
+    assert deploy.returncode == 1, deploy.stdout + deploy.stderr
+    message = deploy.stderr.strip()
+    assert message.startswith(
+        "deploy: python -m kie_uploader.deploy deploys this repository's own CDK app"
+    ), message
+    assert "cdk.json" in message and "git clone https://" in message and "cdk deploy" in message, message
+    assert "make install` first" not in message and "Traceback" not in message, message
+    demo = installed.run("-m", "kie_uploader.demo", cwd=empty)
+    assert demo.returncode == 2, demo.stdout + demo.stderr
+    assert demo.stderr.startswith(
+        "demo: the demo (python -m kie_uploader.demo) deploys this repository's own"
+    ), demo.stderr
+
+    # A checkout's app without the CDK CLI (no node_modules here, no cdk on PATH): what to install, exactly.
+    checkout = tmp_path / "checkout"
+    (checkout / "infra").mkdir(parents=True)
+    (checkout / "cdk.json").write_text('{"app": "python -m infra.app"}')
+    (checkout / "infra" / "app.py").write_text("")
+    deploy = installed.run("-m", "kie_uploader.deploy", "--skip-doctor", cwd=checkout)
+    assert deploy.returncode == 1, deploy.stdout + deploy.stderr
+    message = deploy.stderr.strip()
+    assert message.startswith("deploy: the AWS CDK CLI is not installed"), message
+    assert f"`npm install aws-cdk@{CDK_CLI_VERSION}`" in message, message
+    assert f"KIE_UPLOADER_CDK='npx --yes aws-cdk@{CDK_CLI_VERSION}'" in message, message
+    assert str(checkout / "node_modules" / ".bin" / "cdk") in message, message
+
+    # KIE_UPLOADER_CDK names the CLI to use: the deploy runs it in the checkout.
+    fake = _fake_cdk(tmp_path)
+    deploy = installed.run(
+        "-m",
+        "kie_uploader.deploy",
+        "--skip-doctor",
+        "-c",
+        "prefix=in/",
+        cwd=checkout,
+        env={"KIE_UPLOADER_CDK": str(fake)},
+    )
+    assert deploy.returncode == 0, deploy.stdout + deploy.stderr
+    assert deploy.stdout.strip() == "fake cdk: deploy --context prefix=in/", deploy.stdout
