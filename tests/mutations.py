@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -36,6 +37,11 @@ FUNCTION = ROOT / "functions" / "uploader"
 MODEL_TEST = "tests/integration/test_model.py"
 #: The last commit before issue 21's fixes of the record.
 BEFORE = "322d5b3"
+#: Violations of the current function itself, reported and awaiting a fix: tolerated in the mutants' runs
+#: (recorded, not failing), so that a mutant counts as caught only for what the mutation broke. A key
+#: that never had an object, whose HeadObject failed (FAILED written), is later recorded DELETED and an
+#: "Object Deleted" is published for an object that never existed.
+KNOWN_DEFECTS = ("deleted-never-existed",)
 
 
 @dataclass(frozen=True)
@@ -187,6 +193,7 @@ def run_model(
         "MODEL_SHRINK": "1" if args.shrink else "0",
         "MODEL_COLLECT": "1" if collect else "0",
         "MODEL_SHARDS": "1",
+        "MODEL_TOLERATE": ",".join(args.tolerate),
     }
     command = [
         sys.executable,
@@ -202,7 +209,16 @@ def run_model(
     ]
     started = time.monotonic()
     with log.open("w", encoding="utf-8") as out:
-        code = subprocess.run(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT).returncode
+        # A session of its own: stopping this runner (Ctrl-C) stops pytest and the servers it started.
+        child = subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        try:
+            code = child.wait()
+        except BaseException:
+            os.killpg(child.pid, signal.SIGINT)  # pytest then stops its servers
+            child.wait(60)
+            raise
     seconds = time.monotonic() - started
     under_test = [
         line for line in log.read_text(encoding="utf-8").splitlines() if "uploader under test" in line
@@ -214,8 +230,9 @@ def run_model(
         for line in report.read_text(encoding="utf-8").splitlines():
             entry = json.loads(line)
             tags.setdefault(entry["tag"], entry["history"])
-    first = min(tags.values()) if tags else None
-    failed = code != 0 or (collect and bool(tags))
+    counted = [history for tag, history in tags.items() if tag not in args.tolerate]
+    first = min(counted) if counted else None
+    failed = code != 0 or (collect and bool(counted))
     return Result(name, what, failed, None if first is None else first + 1, tags, seconds, log)
 
 
@@ -225,6 +242,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--examples", type=int, default=2000, help="histories at most per run")
     parser.add_argument("--steps", type=int, default=int(os.environ.get("MODEL_STEPS", "14")))
     parser.add_argument("--shrink", action="store_true", help="shrink the falsifying history")
+    parser.add_argument(
+        "--tolerate",
+        type=lambda text: tuple(filter(None, text.split(","))),
+        default=KNOWN_DEFECTS,
+        help=f"violation tags recorded but not counted (default: {','.join(KNOWN_DEFECTS)})",
+    )
     args = parser.parse_args(argv)
     known = {m.name: m for m in MUTATIONS}
     results: list[Result] = []
