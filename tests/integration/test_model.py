@@ -469,6 +469,8 @@ class Histories(RuleBasedStateMachine):
         self.broken = False
         self.kie_calls_before = len(self.world.kie.calls)
         forget_requests(self.proxy)
+        if REPORT:
+            print(f"history {self.number} ({time.monotonic() - self.started_at:.0f} s)", flush=True)
 
     # --- reporting ---
 
@@ -1138,35 +1140,39 @@ class Histories(RuleBasedStateMachine):
             if ks.nudged:
                 problem = self.untrue(ks, record, strict=False)
                 if problem:
-                    self.violated("stale-after-nudge", f"{ks.target.pk}: {problem}")
+                    self.violated(f"stale-after-nudge:{problem[0]}", f"{ks.target.pk}: {problem[1]}")
 
-    def untrue(self, ks: KeyState, record: dict[str, Any] | None, *, strict: bool) -> str | None:
-        """Why the record does not describe S3's current state of the key (None: it does)."""
+    def untrue(self, ks: KeyState, record: dict[str, Any] | None, *, strict: bool) -> tuple[str, str] | None:
+        """How the record fails to describe S3's current state of the key: (kind, why), or None when it does.
+        Kinds: ``gone-but-<status>``, ``no-record``, ``other-version``, ``failed`` (a retryable failure at
+        the end), ``status``, ``expired``, ``url-bytes``, ``kie-bytes``."""
         now = self.s3_now(ks.target)
         where = f"S3 {now[:2] if now else 'has no current version'}, record {record}"
         if now is None:
             if record is None:
-                return "the key had a recorded life, and no record" if strict and ks.had_status else None
+                return ("no-record", where) if strict and ks.had_status else None
             if record.get("status") == "DELETED" and "downloadUrl" not in record:
                 return None
-            return f"the object is gone: {where}"
+            return f"gone-but-{str(record.get('status')).lower()}", f"the object is gone: {where}"
         version_id, etag, body = now
         if record is None:
-            return f"no record: {where}"
+            return "no-record", f"no record: {where}"
         if (record.get("versionId"), record.get("etag")) != (version_id, etag):
-            return f"another version: {where}"
+            return "other-version", f"another version: {where}"
         status = record.get("status")
         if status == "FAILED":
-            return f"failed: {where}" if strict and record.get("errorKind") != "permanent" else None
+            return (
+                ("failed", f"failed: {where}") if strict and record.get("errorKind") != "permanent" else None
+            )
         if status != "UPLOADED":
-            return f"status {status}: {where}"
+            return "status", f"status {status}: {where}"
         if strict:
             if int(record.get("expiresAt", 0)) <= time.time():
-                return f"the URL has expired: {where}"
+                return "expired", f"the URL has expired: {where}"
             served = requests.get(str(record.get("downloadUrl")), timeout=10).content
-            return None if served == body else f"the URL serves {served[:60]!r}: {where}"
+            return None if served == body else ("url-bytes", f"the URL serves {served[:60]!r}: {where}")
         stored = self.world.kie.stored(str(record.get("filePath")))
-        return None if stored == body else f"kie.ai holds {stored[:60] if stored else stored!r}: {where}"
+        return None if stored == body else ("kie-bytes", f"kie.ai holds {stored!r:.60}: {where}")
 
     def check_stream(self) -> None:
         """Each new stream record: published exactly when it changes something, ids unique, rev + 1."""
@@ -1291,7 +1297,7 @@ class Histories(RuleBasedStateMachine):
             record = self.record(target)
             problem = self.untrue(ks, record, strict=True)
             if problem:
-                self.violated("final-state", f"{target.pk}: {problem}")
+                self.violated(f"final-state:{problem[0]}", f"{target.pk}: {problem[1]}")
             if record and any(name in record for name in ("claimOwner", "claimUntil", "claimWaits")):
                 self.violated("final-claim", f"{target.pk}: a claim is left: {record}")
             if record and record.get("status"):
