@@ -387,15 +387,7 @@ class Processor:
         """S3 has no current version. ``DELETED`` when an object existed (this claim read it, a record with a
         status, or an event seen for the key); otherwise the key never had an object: the record this claim
         created is removed, and nothing is left (``NOT_FOUND``)."""
-        legacy_skip = record is not None and record.get("status") == Status.SKIPPED
-        existed = (
-            seen
-            or (has_status(record) and not legacy_skip)
-            or bool(record and record.get(EVENT_SEEN))
-            or ref.sequencer is not None
-            or ref.kind is EventKind.REMOVED
-        )
-        if existed:
+        if seen or _existed(ref, record):
             if not write(Settle(Status.DELETED, sequencer=sequencer)):
                 return False
             outcome.status = Status.DELETED
@@ -483,6 +475,10 @@ class Processor:
         outcome.status, outcome.retry = Status.FAILED, exc.retryable
         if is_live_upload(record, head, now):  # without a reading of S3 (head None): any version
             return self.table.release(ref, rev, sequencer=sequencer)
+        if head is None and not _existed(ref, record):
+            # Nothing says an object ever was there (S3 unread, no settled record, no event): no record of
+            # it may be left (a later 404 would call it DELETED); the message is delivered again.
+            return self.table.forget(ref, rev)
         state = Settle(
             Status.FAILED,
             head=head,
@@ -534,6 +530,14 @@ class Processor:
             upload_path=path,
             expires_at=expires_at(result.uploaded_at, self.config.kie_retention_seconds, self.now()),
         )
+
+
+def _existed(ref: ObjectRef, record: dict[str, Any] | None) -> bool:
+    """Something says an object was at the key: a settled record (not an older version's SKIPPED), an S3
+    event seen for the key (marked on the record, or this very one)."""
+    settled = has_status(record) and (record or {}).get("status") != Status.SKIPPED
+    seen = bool(record and record.get(EVENT_SEEN))
+    return settled or seen or ref.sequencer is not None or ref.kind is EventKind.REMOVED
 
 
 def _forced(ref: ObjectRef, record: dict[str, Any] | None) -> bool:

@@ -348,3 +348,18 @@ def test_the_keep_alive_round_checks_each_url_once_after_a_day(world: World) -> 
 
     assert (answer["due"], answer["checked"], answer["replaced"]) == (0, 1, 1)
     assert serves(world.existing_record("crossed.txt"), b"crossed.txt")
+
+
+def test_a_failed_head_object_for_a_key_that_never_existed_leaves_no_record(
+    world: World, fault_proxy: FaultProxy
+) -> None:
+    """Found by the model test: the failure wrote FAILED for a key nothing said had an object, and a later
+    404 turned it into DELETED ("Object Deleted" published for an object that never existed)."""
+    plain, _ = world.sqs(f.plain_message(BUCKET, "never.txt"))
+    fault_proxy.add(Rule("s3", "HeadObject", fail(503, "SlowDown"), key="never.txt", times=None))
+
+    assert failures(world.invoke(plain)) == ["m0"]  # delivered again: nothing lost
+    assert world.record("never.txt") is None
+    fault_proxy.clear()
+    assert failures(world.invoke(plain)) == []
+    assert world.record("never.txt") is None
