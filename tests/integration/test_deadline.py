@@ -12,6 +12,7 @@ so no call is cut in flight (a cut call would still be completed by kie.ai: an u
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from typing import Any
 
@@ -37,6 +38,9 @@ def put_batch(w: World) -> tuple[list[dict[str, Any]], list[str]]:
     handler_module._get_processor()  # a warm container: the deadline is spent on objects, not on clients
     keys = [f"deadline/{i:02d}.txt" for i in range(OBJECTS)]
     records = [w.created(key, f"object {key}".encode()) for key in keys]
+    # Handled after their write second: no presign wait (docs/architecture.md, rule 8), so the deadline is
+    # spent on kie.ai's latency alone.
+    time.sleep(1.1)
     w.kie.set_faults(latency_seconds=LATENCY_SECONDS)
     return records, keys
 
