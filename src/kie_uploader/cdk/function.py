@@ -24,6 +24,8 @@ from kie_uploader.cdk.options import (
 from kie_uploader.cdk.watched import VARIABLE as WATCHED_VARIABLE
 
 HANDLER = "uploader.handler.handler"
+#: The shortest retention kie.ai documents (functions/uploader/config.py's default).
+KIE_VERIFY_AFTER_SECONDS = 86_400
 SERVICE_NAME = "kie-uploader"
 METRICS_NAMESPACE = "KieUploader"
 # Lambda's own retries of a direct (asynchronous) S3 invocation, and how long an event may wait for them.
@@ -60,6 +62,8 @@ def function_environment(
         "KIE_TIMEOUT_SECONDS": str(settings.effective_kie_timeout_seconds),
         "KIE_MAX_ATTEMPTS": str(KIE_MAX_ATTEMPTS),
         "RECORD_RETENTION_SECONDS": str(settings.record_retention_days * 86_400),
+        # kie.ai documents 24 hours on one page: older URLs are checked there before they are handed out.
+        "KIE_VERIFY_AFTER_SECONDS": str(KIE_VERIFY_AFTER_SECONDS),
         "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
         "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
         "POWERTOOLS_LOG_LEVEL": "INFO",
