@@ -193,7 +193,19 @@ HOLDS = (
 )
 #: Held points before which the delivery read no S3 state: its S3 reads all come after the release.
 HOLDS_BEFORE_ANY_S3_READ = ("record-read", "s3-read")
-ACTIONS = ("change", "change+deliver", "flip", "lease", "deliver", "message", "resolve")
+#: What happens while a delivery is held (a change delivered at once, and a flip, weigh twice: they are what
+#: a held delivery's stale reading must survive).
+ACTIONS = (
+    "change",
+    "change+deliver",
+    "change+deliver",
+    "flip",
+    "flip",
+    "lease",
+    "deliver",
+    "message",
+    "resolve",
+)
 MIN_VALIDS = (0, 60, 3600, 258_000)
 
 _examples = itertools.count()
