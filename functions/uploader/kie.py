@@ -1,4 +1,5 @@
-"""kie.ai adapter: ``POST {base}/api/file-url-upload`` over one keep-alive HTTP session.
+"""kie.ai adapter: ``POST {base}/api/file-url-upload`` (kie.ai fetches a presigned URL) and
+``POST {base}/api/file-stream-upload`` (the function sends the bytes), over one keep-alive HTTP session.
 
 Classification happens here, once. kie.ai may answer HTTP 200 with an error ``code`` in the body: the body
 code is then treated like an HTTP status.
@@ -14,6 +15,14 @@ code is then treated like an HTTP status.
 * permanent (recorded FAILED, acknowledged): any other 4xx (400 bad request, 413, 422, …) and body codes
   404/405 under HTTP 200.
 
+A transient or permanent error whose ``msg`` says kie.ai could not download/fetch the file (``Failed to
+download file: …``: the origin answered an HTTP error, refused or reset the connection, or did not send the
+bytes within kie.ai's 30 s) is also a :class:`KieCouldNotFetch`: the ``auto`` transfer streams the object
+instead. kie.ai documents no code for it; the wording is its emulator's and the contract's (see
+:func:`says_fetch_failed`). A call that kie.ai does not answer in time is not one: kie.ai itself is slow.
+
+The stream upload's answer is read and classified exactly like the URL upload's.
+
 One call ends within its ``timeout`` whatever the server does: a watchdog shuts the socket down when the
 time is up (a trickling answer cannot stretch it), and at most :data:`MAX_ANSWER_BYTES` are read.
 
@@ -25,9 +34,11 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -39,7 +50,10 @@ from uploader.retry import parse_retry_after
 if TYPE_CHECKING:
     import requests
 
+    from uploader.stream import MultipartBody
+
 UPLOAD_PATH = "/api/file-url-upload"
+STREAM_UPLOAD_PATH = "/api/file-stream-upload"
 #: kie.ai's answers are small JSON documents: more than this is not read (the status classifies it).
 MAX_ANSWER_BYTES = 1024 * 1024
 _CHUNK_BYTES = 64 * 1024
@@ -48,7 +62,24 @@ _WRONG_ENDPOINT_CODES = frozenset({404, 405})
 _TRANSIENT_CODES = frozenset({408, 409, 425, 429, 455})
 _HTML_TYPES = ("text/html", "application/xhtml+xml")
 _CONNECT_TIMEOUT = 5.0
+#: While a stream upload sends its body, one send may wait this long for kie.ai to read (then it fails).
+_SEND_STALL_SECONDS = 30.0
 _WRONG_ENDPOINT_HINT = "not kie.ai's upload endpoint: check KIE_BASE_URL"
+_WRONG_STREAM_ENDPOINT_HINT = "not kie.ai's stream upload endpoint: check KIE_STREAM_BASE_URL"
+#: What kie.ai's ``msg`` says when it could not get the file at ``fileUrl`` (English or Chinese).
+_FETCH_FAILED = re.compile(r"download|fetch|retriev|下载", re.IGNORECASE)
+
+
+class KieCouldNotFetch(Exception):
+    """Marks an error whose answer says kie.ai could not fetch the URL (see the module's docstring)."""
+
+
+class KieFetchTransientError(TransientError, KieCouldNotFetch):
+    """kie.ai could not fetch the URL this time (unreachable, refused, timed out: HTTP 500)."""
+
+
+class KieFetchPermanentError(PermanentError, KieCouldNotFetch):
+    """kie.ai could not fetch the URL: the origin answered an HTTP error (HTTP 400 ``HTTP 403``)."""
 
 
 @dataclass(frozen=True)
@@ -75,10 +106,12 @@ def classify_code(code: int, summary: str, retry_after: float | None = None) -> 
     return TransientError(summary, retry_after=retry_after)
 
 
-def classify_status(status: int, summary: str, retry_after: float | None = None) -> UploaderError:
+def classify_status(
+    status: int, summary: str, retry_after: float | None = None, *, hint: str = _WRONG_ENDPOINT_HINT
+) -> UploaderError:
     """The error class for an HTTP status, or for HTTP 200 whose answer could not be used (transient)."""
     if status in _WRONG_ENDPOINT_CODES or 300 <= status < 400:
-        return ConfigurationError(f"{summary} ({_WRONG_ENDPOINT_HINT})")
+        return ConfigurationError(f"{summary} ({hint})")
     if status == 200:
         return TransientError(summary, retry_after=retry_after)
     return classify_code(status, summary, retry_after)
@@ -96,30 +129,82 @@ class KieClient:
     between reads."""
 
     def __init__(
-        self, base_url: str, *, session: requests.Session | None = None, pool_size: int = 10
+        self,
+        base_url: str,
+        *,
+        session: requests.Session | None = None,
+        pool_size: int = 10,
+        stream_base_url: str | None = None,
     ) -> None:
         self._url = base_url.rstrip("/") + UPLOAD_PATH
+        self._stream_url = (stream_base_url or base_url).rstrip("/") + STREAM_UPLOAD_PATH
         self._session = session or _new_session(pool_size)
 
     def upload(
         self, *, api_key: str, file_url: str, upload_path: str, file_name: str, timeout: float
     ) -> KieUpload:
         """One call, over within ``timeout`` seconds (kie.ai downloads the file before it answers)."""
+        return self._call(
+            self._url,
+            api_key=api_key,
+            timeout=timeout,
+            too_late=f"kie.ai did not answer within {timeout:g} s",
+            secrets=(api_key, file_url),
+            payload={"fileUrl": file_url, "uploadPath": upload_path, "fileName": file_name},
+        )
+
+    def stream_upload(self, *, api_key: str, body: MultipartBody, timeout: float) -> KieUpload:
+        """One stream upload of ``body`` (:class:`uploader.stream.MultipartBody`), over within ``timeout``
+        seconds: the bytes are sent, then kie.ai answers. At the deadline the watchdog also ends a read of
+        the body's source (S3) that is blocked."""
+        return self._call(
+            self._stream_url,
+            api_key=api_key,
+            timeout=timeout,
+            too_late=f"the stream upload of {len(body)} bytes did not end within {timeout:g} s",
+            secrets=(api_key,),
+            data=body,
+            content_type=body.content_type,
+            on_expire=body.abort,
+            send_timeout=_SEND_STALL_SECONDS,
+            hint=_WRONG_STREAM_ENDPOINT_HINT,
+        )
+
+    def _call(
+        self,
+        url: str,
+        *,
+        api_key: str,
+        timeout: float,
+        too_late: str,
+        secrets: tuple[str, ...],
+        payload: dict[str, Any] | None = None,
+        data: Any = None,
+        content_type: str | None = None,
+        on_expire: Callable[[], None] | None = None,
+        send_timeout: float = _CONNECT_TIMEOUT,
+        hint: str = _WRONG_ENDPOINT_HINT,
+    ) -> KieUpload:
+        """POST to ``url`` under the watchdog, read at most :data:`MAX_ANSWER_BYTES`, classify the answer.
+        ``send_timeout`` bounds the connect and each send (urllib3 uses the connect timeout for both)."""
         import requests
         from urllib3.exceptions import HTTPError
 
-        too_late = f"kie.ai did not answer within {timeout:g} s"
+        headers = {
+            "Authorization": f"Bearer {api_key}",
+            "Accept": "application/json",
+            "Accept-Encoding": "identity",  # what is read is what the server sent
+        }
+        if content_type is not None:
+            headers["Content-Type"] = content_type
         try:
-            with _Watchdog(timeout) as watchdog:
+            with _Watchdog(timeout, on_expire) as watchdog:
                 response = self._session.post(
-                    self._url,
-                    json={"fileUrl": file_url, "uploadPath": upload_path, "fileName": file_name},
-                    headers={
-                        "Authorization": f"Bearer {api_key}",
-                        "Accept": "application/json",
-                        "Accept-Encoding": "identity",  # what is read is what the server sent
-                    },
-                    timeout=(min(_CONNECT_TIMEOUT, timeout), timeout),
+                    url,
+                    json=payload,
+                    data=data,
+                    headers=headers,
+                    timeout=(min(send_timeout, timeout), timeout),
                     stream=True,
                     allow_redirects=False,  # requests would read a redirect's body whole
                 )
@@ -133,20 +218,23 @@ class KieClient:
             if isinstance(exc, (requests.RequestException, HTTPError, http.client.HTTPException, OSError)):
                 # The exception text may hold the request URL; only the class name leaves this module.
                 raise TransientError(f"kie.ai unreachable ({type(exc).__name__})") from exc
-            raise
+            raise  # the body's own failure (S3 mid-stream): already classified
         if watchdog.expired:
             raise TransientError(too_late)
         retry_after = response.headers.get("Retry-After")
         if not complete:
             summary = f"kie.ai HTTP {response.status_code}: answer over {MAX_ANSWER_BYTES} bytes, not read"
-            raise classify_status(response.status_code, summary, parse_retry_after(retry_after, time.time))
+            raise classify_status(
+                response.status_code, summary, parse_retry_after(retry_after, time.time), hint=hint
+            )
         # JSON is UTF-8 (RFC 8259): decode it ourselves rather than let requests guess a charset.
         return interpret_answer(
             response.status_code,
             raw.decode("utf-8", "replace"),
             retry_after,
-            secrets=(api_key, file_url),
+            secrets=secrets,
             content_type=response.headers.get("Content-Type"),
+            hint=hint,
         )
 
 
@@ -185,9 +273,10 @@ def interpret_answer(
     *,
     secrets: tuple[str, ...] = (),
     content_type: str | None = None,
+    hint: str = _WRONG_ENDPOINT_HINT,
 ) -> KieUpload:
     """kie.ai's answer → its upload data, or the classified error. ``secrets`` (and, for a URL among them,
-    its secret query values) are kept out of the error."""
+    its secret query values) are kept out of the error. ``hint`` names the setting a wrong endpoint means."""
     retry_after = parse_retry_after(retry_after_header, time.time)
     try:
         body: Any = json.loads(text)
@@ -196,18 +285,18 @@ def interpret_answer(
     if not isinstance(body, dict):
         summary = f"kie.ai HTTP {status}: answer is not a JSON object"
         if _is_html(content_type) and not _is_transient(status):
-            raise ConfigurationError(f"{summary} but an HTML page ({_WRONG_ENDPOINT_HINT})")
-        raise classify_status(status, summary, retry_after)
+            raise ConfigurationError(f"{summary} but an HTML page ({hint})")
+        raise classify_status(status, summary, retry_after, hint=hint)
     hidden = [*secrets, *(part for secret in secrets for part in url_secrets(secret))]
     code = _int_or_none(body.get("code"))
     msg = redact(str(body.get("msg", ""))[:500], hidden)
     summary = f"kie.ai HTTP {status} code {body.get('code')!r}: {msg}".rstrip(": ")
     if status != 200:
-        raise classify_status(status, summary, retry_after)
+        raise _fetch_failure(classify_status(status, summary, retry_after, hint=hint), msg)
     if code is None:
         raise TransientError(f"kie.ai HTTP 200 without a numeric code: {msg}", retry_after=retry_after)
     if code != 200:
-        raise classify_code(code, summary, retry_after)
+        raise _fetch_failure(classify_code(code, summary, retry_after), msg)
     data = body.get("data")
     if body.get("success") is not True or not isinstance(data, dict) or "downloadUrl" not in data:
         raise TransientError("kie.ai HTTP 200 code 200 without success and a data.downloadUrl")
@@ -221,6 +310,27 @@ def interpret_answer(
         mime_type=_str_or_none(data.get("mimeType")),
         uploaded_at=_str_or_none(data.get("uploadedAt")),
     )
+
+
+def says_fetch_failed(msg: str) -> bool:
+    """Whether kie.ai's error ``msg`` says it could not download (fetch, retrieve) the file at ``fileUrl``.
+
+    kie.ai documents no code for this: the emulator answers ``Failed to download file: HTTP 403`` (HTTP 400:
+    the origin refused) and ``Failed to download file: timed out`` / ``[Errno 111] Connection refused``
+    (HTTP 500), and kie.ai's pages describe the download and its 30 s timeout in those words.
+    """
+    return bool(_FETCH_FAILED.search(msg))
+
+
+def _fetch_failure(error: UploaderError, msg: str) -> UploaderError:
+    """``error`` marked :class:`KieCouldNotFetch` when ``msg`` says the fetch failed (the same kind)."""
+    if not says_fetch_failed(msg):
+        return error
+    if isinstance(error, TransientError):
+        return KieFetchTransientError(str(error), retry_after=error.retry_after)
+    if isinstance(error, PermanentError):
+        return KieFetchPermanentError(str(error))
+    return error  # a configuration error (401, 402, 403, a wrong endpoint) is about us, not the origin
 
 
 def is_download_url(value: Any) -> bool:
@@ -253,9 +363,11 @@ class _Watchdog:
 
     _current = threading.local()
 
-    def __init__(self, seconds: float) -> None:
+    def __init__(self, seconds: float, on_expire: Callable[[], None] | None = None) -> None:
         self.deadline = time.monotonic() + seconds
         self.expired = False
+        #: Also run when the time is up (a stream body's source, read on this call's thread, ends too).
+        self._on_expire = on_expire
         self._sockets: list[socket.socket] = []
         self._done = False
         self._lock = threading.Lock()
@@ -297,6 +409,8 @@ class _Watchdog:
             self.expired = True
             for sock in self._sockets:
                 _shut_down(sock)
+        if self._on_expire is not None:
+            self._on_expire()
 
 
 def _shut_down(sock: socket.socket) -> None:

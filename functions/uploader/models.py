@@ -39,6 +39,18 @@ class Status(enum.StrEnum):
 STORED_STATUSES = frozenset({Status.UPLOADED, Status.FAILED, Status.SKIPPED, Status.DELETED})
 
 
+class Transfer(enum.StrEnum):
+    """How the bytes reach kie.ai (``TRANSFER``; the record's ``transfer`` says which one served it)."""
+
+    #: kie.ai fetches a presigned GET URL itself (``POST /api/file-url-upload``).
+    URL = "url"
+    #: The function streams the object from S3 to kie.ai (``POST /api/file-stream-upload``).
+    STREAM = "stream"
+    #: The URL upload, and the stream upload for objects over ``URL_TRANSFER_MAX_BYTES``, for buckets
+    #: kie.ai cannot reach (``KIE_CANNOT_FETCH``) and when kie.ai answers that it could not fetch the URL.
+    AUTO = "auto"
+
+
 class EventKind(enum.StrEnum):
     CREATED = "created"
     REMOVED = "removed"
@@ -136,3 +148,5 @@ class Outcome:
     confirmed: ObjectHead | None = None
     #: What each check of the record's URL at kie.ai answered (True: still served, False: gone).
     probes: list[bool] = field(default_factory=list)
+    #: The transfer of the upload this processing made (None: no upload was made).
+    transfer: Transfer | None = None

@@ -13,9 +13,13 @@ One object:
    gone → ``DELETED`` (``NOT_FOUND`` and no record for a key that never had an object); larger
    than ``MAX_OBJECT_BYTES`` → ``FAILED`` (permanent); a live ``UPLOADED`` record of this version (or
    a permanent refusal of it) → nothing to do, unless the message forces a new upload;
-4. the API key, a presigned GET URL right before each call, and kie.ai's URL upload under a new
-   ``uploadPath``, retried with backoff while the invocation has time; without a version id to pin the
-   bytes, S3 is read again after kie.ai's answer and a changed object is uploaded again;
+4. the API key, then the transfer (``TRANSFER``: url, stream or auto, :meth:`Processor._transfer`): a
+   presigned GET URL right before each call and kie.ai's URL upload under a new ``uploadPath``, or the
+   object streamed from S3's GetObject to kie.ai's stream upload under a new ``uploadPath`` per attempt
+   (``auto`` also streams when kie.ai answers that it could not fetch the URL); retried with backoff
+   while the invocation has time. Without a version id to pin the bytes, a URL upload is confirmed by
+   reading S3 again after kie.ai's answer, a stream upload by GetObject's own reading; a changed object is
+   uploaded again;
 5. the state is written at the claimed revision, which releases the claim. A write that loses a race
    reads again (the upload is kept: no second kie.ai call for the same version).
 
@@ -36,7 +40,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from uploader.config import Config
+from uploader.config import LAMBDA_MAX_SECONDS, Config
 from uploader.errors import (
     ConfigurationError,
     ObjectNotFoundError,
@@ -45,10 +49,20 @@ from uploader.errors import (
     UploaderError,
 )
 from uploader.events import iso_ms
-from uploader.kie import KieClient, KieUpload
-from uploader.models import ErrorKind, EventKind, Message, ObjectHead, ObjectRef, Outcome, Status
+from uploader.kie import KieClient, KieCouldNotFetch, KieUpload
+from uploader.models import (
+    ErrorKind,
+    EventKind,
+    Message,
+    ObjectHead,
+    ObjectRef,
+    Outcome,
+    Status,
+    Transfer,
+)
 from uploader.retry import Deadline, Retrier
 from uploader.s3 import S3Objects
+from uploader.stream import MultipartBody, SourceChanged
 from uploader.table import (
     EVENT_SEEN,
     RecordTable,
@@ -347,17 +361,16 @@ class Processor:
             if upload is None:
                 try:
                     self._check_size(head)
-                    self._wait_past_write_second(head, read_at)
-                    upload = self._upload(ref, head, outcome, deadline)
-                    changed = self._changed_while_fetched(ref, head, upload)
+                    confirmed = self._confirmed_upload(ref, head, outcome, deadline, read_at)
                 except ObjectNotFoundError:  # deleted while kie.ai fetched it: it did exist
                     return self._gone(ref, record, rev, outcome, write, sequencer, seen=True)
                 except UploaderError as exc:
                     return self._failed(ref, record, rev, head, exc, outcome, write, sequencer, now)
-                if changed is not None:
+                if isinstance(confirmed, ObjectHead):
                     # kie.ai may hold other bytes than ``head`` names: that upload is never recorded.
-                    head, read_at = changed, self.monotonic()
+                    head, read_at = confirmed, self.monotonic()
                     continue
+                upload = confirmed
                 cache.put(head, upload)
             state = Settle(
                 Status.UPLOADED,
@@ -421,8 +434,8 @@ class Processor:
         return served is not False
 
     def _check_size(self, head: ObjectHead) -> None:
-        if head.size > self.config.max_object_bytes:
-            limit = self.config.max_object_bytes
+        limit = self.config.max_object_bytes
+        if limit is not None and head.size > limit:
             raise PermanentError(f"object is {head.size} bytes, over MAX_OBJECT_BYTES ({limit})")
 
     def _wait_past_write_second(self, head: ObjectHead, read_at: float) -> None:
@@ -435,20 +448,34 @@ class Processor:
             return
         self.sleep(max(0.0, read_at + WRITE_SECOND_WAIT - self.monotonic()))
 
+    def _confirmed_upload(
+        self, ref: ObjectRef, head: ObjectHead, outcome: Outcome, deadline: Deadline, read_at: float
+    ) -> Upload | ObjectHead:
+        """kie.ai's upload of exactly ``head``'s bytes (rule 8), or a new reading of S3 to upload instead: the
+        object changed while kie.ai fetched it, or before a stream sent anything (:class:`SourceChanged`)."""
+        try:
+            upload = self._upload(ref, head, outcome, deadline, read_at)
+        except SourceChanged as exc:
+            return exc.head
+        return self._changed_while_fetched(ref, head, upload) or upload
+
     def _changed_while_fetched(self, ref: ObjectRef, head: ObjectHead, upload: Upload) -> ObjectHead | None:
         """``None`` when kie.ai's copy is confirmed to be the bytes ``head`` names; else a new reading of S3
         (the object to upload again).
 
-        A version id pins the bytes: kie.ai fetched exactly them. Without one (unversioned or suspended
-        buckets), S3 is read again after kie.ai's answer: the same ETag, size and Last-Modified mean no write
-        happened since ``head`` was read (a write after it has a later Last-Modified second: the presign
-        waited for S3's clock to leave the object's write second). kie.ai's ``fileSize`` must match too.
+        A version id pins the bytes: kie.ai fetched exactly them. A stream upload sent the bytes of a
+        GetObject whose reading is ``head``'s (:meth:`_stream_upload`): no second reading either. Otherwise
+        (a URL on an unversioned or suspended bucket), S3 is read again after kie.ai's answer: the same ETag,
+        size and Last-Modified mean no write happened since ``head`` was read (a write after it has a later
+        Last-Modified second: the presign waited for S3's clock to leave the object's write second).
+        kie.ai's ``fileSize`` must match too.
         """
+        named = head.pinned or upload.transfer is Transfer.STREAM
         size = upload.result.file_size
         if size is not None and size != head.size:
-            log.warning("kie.ai fetched %s bytes where S3 holds %s: uploading again", size, head.size)
-            return head if head.pinned else self.s3.head(ref.bucket, ref.key, None)
-        if head.pinned:
+            log.warning("kie.ai holds %s bytes where S3 holds %s: uploading again", size, head.size)
+            return head if named else self.s3.head(ref.bucket, ref.key, None)
+        if named:
             return None
         after = self.s3.head(ref.bucket, ref.key, None)
         return None if after.same_bytes(head) else after
@@ -495,10 +522,41 @@ class Processor:
         except Exception:  # the lease ends the claim anyway
             log.warning("could not release the claim on an object", exc_info=True)
 
-    def _upload(self, ref: ObjectRef, head: ObjectHead, outcome: Outcome, deadline: Deadline) -> Upload:
+    def _transfer(self, ref: ObjectRef, head: ObjectHead) -> Transfer:
+        """``TRANSFER``; for ``auto``, the URL upload unless the object is over ``URL_TRANSFER_MAX_BYTES`` or
+        its bucket is one kie.ai cannot fetch from (``KIE_CANNOT_FETCH``, doctor's finding)."""
+        config = self.config
+        if config.transfer is not Transfer.AUTO:
+            return config.transfer
+        if head.size > config.url_transfer_max_bytes or ref.bucket in config.kie_cannot_fetch:
+            return Transfer.STREAM
+        return Transfer.URL
+
+    def _upload(
+        self, ref: ObjectRef, head: ObjectHead, outcome: Outcome, deadline: Deadline, read_at: float
+    ) -> Upload:
+        """kie.ai's upload of ``head``'s bytes by the chosen transfer; with ``auto``, a URL upload that kie.ai
+        answers it could not fetch is followed at once by a stream upload."""
         api_key = self.api_key.get()
+        try:
+            if self._transfer(ref, head) is Transfer.URL:
+                self._wait_past_write_second(head, read_at)
+                try:
+                    return self._url_upload(ref, head, outcome, deadline, api_key)
+                except _CouldNotFetch as exc:
+                    log.warning("kie.ai could not fetch the object's URL (%s): streaming it instead", exc)
+            return self._stream_upload(ref, head, outcome, deadline, api_key)
+        except ConfigurationError:
+            self.api_key.invalidate()  # the key may have been rotated: read the secret again next time
+            raise
+
+    def _url_upload(
+        self, ref: ObjectRef, head: ObjectHead, outcome: Outcome, deadline: Deadline, api_key: str
+    ) -> Upload:
+        outcome.transfer = Transfer.URL
         path = upload_path(self.config.kie_upload_path, ref.bucket)
         name = file_name(ref.key)
+        fall_back = self.config.transfer is Transfer.AUTO
 
         def call(budget: float) -> KieUpload:
             # Presigned right before the call: its lifetime starts when kie.ai can use it.
@@ -514,22 +572,85 @@ class Processor:
                     file_name=name,
                     timeout=min(self.config.kie_timeout_seconds, budget),
                 )
+            except KieCouldNotFetch as exc:
+                if fall_back:  # not retried as a URL: auto streams the object instead
+                    raise _CouldNotFetch(str(exc)) from exc
+                raise
             finally:
                 outcome.kie_latencies_ms.append(round((self.monotonic() - started) * 1000, 1))
 
-        def counted() -> None:
-            outcome.attempts += 1
-
-        try:
-            result = self.retrier.run(call, deadline, counted)
-        except ConfigurationError:
-            self.api_key.invalidate()  # the key may have been rotated: read the secret again next time
-            raise
+        result = self.retrier.run(call, deadline, lambda: self._count_attempt(outcome))
         return Upload(
             result=result,
             upload_path=path,
             expires_at=expires_at(result.uploaded_at, self.config.kie_retention_seconds, self.now()),
         )
+
+    def _stream_upload(
+        self, ref: ObjectRef, head: ObjectHead, outcome: Outcome, deadline: Deadline, api_key: str
+    ) -> Upload:
+        """Stream ``head``'s bytes from S3 to kie.ai. Every attempt opens a new GetObject (of the version,
+        when pinned) and uses a new ``uploadPath``, so a stream cut mid-body never shares a path with the
+        upload that is recorded; GetObject's reading must be ``head`` (else :class:`SourceChanged`)."""
+        outcome.transfer = Transfer.STREAM
+        seconds = self._stream_seconds(head, deadline)
+        name = file_name(ref.key)
+        paths: list[str] = []
+
+        def call(budget: float) -> KieUpload:
+            with self.s3.open(ref.bucket, ref.key, head.version_id) as source:
+                if not source.reading.same_bytes(head):
+                    raise SourceChanged(source.reading)
+                paths.append(upload_path(self.config.kie_upload_path, ref.bucket))
+                body = MultipartBody(
+                    source,
+                    head.size,
+                    upload_path=paths[-1],
+                    file_name=name,
+                    media_type=source.reading.content_type,
+                )
+                started = self.monotonic()
+                try:
+                    return self.kie.stream_upload(api_key=api_key, body=body, timeout=min(seconds, budget))
+                finally:
+                    outcome.kie_latencies_ms.append(round((self.monotonic() - started) * 1000, 1))
+
+        result = self.retrier.run(call, deadline, lambda: self._count_attempt(outcome))
+        return Upload(
+            result=result,
+            upload_path=paths[-1],
+            expires_at=expires_at(result.uploaded_at, self.config.kie_retention_seconds, self.now()),
+            transfer=Transfer.STREAM,
+        )
+
+    def _stream_seconds(self, head: ObjectHead, deadline: Deadline) -> float:
+        """How long a stream upload of ``head`` may take (``STREAM_BYTES_PER_SECOND``); an object that cannot
+        make it within Lambda's 15 minutes is refused for good, one that cannot within this invocation's
+        time left is tried again later (another invocation)."""
+        config = self.config
+        seconds = config.stream_seconds(head.size)
+        rate = f"{config.stream_bytes_per_second / 1_048_576:g} MiB/s (STREAM_BYTES_PER_SECOND)"
+        if head.size > config.stream_max_bytes:
+            raise PermanentError(
+                f"object is {head.size} bytes: a stream upload at {rate} needs up to {seconds:.0f} s, over "
+                f"Lambda's 15-minute limit ({LAMBDA_MAX_SECONDS} s per invocation; at most "
+                f"{config.stream_max_bytes} bytes)"
+            )
+        left = deadline.remaining()
+        if seconds > left:
+            raise TransientError(
+                f"a stream upload of {head.size} bytes at {rate} needs up to {seconds:.0f} s, and this "
+                f"invocation has {max(left, 0):.0f} s left (is the function's timeout long enough?)"
+            )
+        return seconds
+
+    @staticmethod
+    def _count_attempt(outcome: Outcome) -> None:
+        outcome.attempts += 1
+
+
+class _CouldNotFetch(Exception):
+    """kie.ai could not fetch the URL and ``auto`` streams instead (not an UploaderError: never retried)."""
 
 
 def _existed(ref: ObjectRef, record: dict[str, Any] | None) -> bool:

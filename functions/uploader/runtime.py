@@ -21,7 +21,9 @@ def build_processor(config: Config) -> Processor:
     return Processor(
         config=config,
         s3=S3Objects(),
-        kie=KieClient(config.kie_base_url, pool_size=config.max_concurrency),
+        kie=KieClient(
+            config.kie_base_url, pool_size=config.max_concurrency, stream_base_url=config.stream_url
+        ),
         table=RecordTable(config.table_name, retention_seconds=config.record_retention_seconds),
         api_key=api_key,
         retrier=Retrier(RetryPolicy(max_attempts=config.kie_max_attempts)),

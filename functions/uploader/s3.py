@@ -1,4 +1,5 @@
-"""S3 adapter: the object's metadata (HeadObject) and a presigned GET URL in the bucket's own region.
+"""S3 adapter: the object's metadata (HeadObject), a presigned GET URL in the bucket's own region, and the
+object's bytes as a stream (GetObject, for the stream transfer).
 
 A bucket's region is learned once from HeadBucket's ``x-amz-bucket-region`` and cached; after an answer
 that does not name it (a throttle, a 5xx, no connection) the default region serves that call only, and the
@@ -12,8 +13,11 @@ The only module that talks to S3. botocore errors are classified here: 404 → :
 from __future__ import annotations
 
 import os
+import socket
 import threading
+from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from uploader.errors import ConfigurationError, ObjectNotFoundError, PermanentError, TransientError
@@ -25,6 +29,8 @@ if TYPE_CHECKING:
 _NOT_FOUND = {"404", "NoSuchKey", "NoSuchVersion", "NotFound", "NoSuchBucket"}
 _DENIED = {"403", "AccessDenied", "Forbidden", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken"}
 _TRANSIENT = {"429", "500", "502", "503", "504", "SlowDown", "Throttling", "RequestTimeout", "InternalError"}
+#: A GetObject stream that sends nothing for this long is stalled: the read fails (and the upload is retried).
+STREAM_READ_TIMEOUT_SECONDS = 20.0
 
 
 class S3Objects:
@@ -51,16 +57,23 @@ class S3Objects:
             raise _classify(exc, f"S3 HeadObject s3://{bucket}/{key}") from exc
         except BotoCoreError as exc:
             raise TransientError(f"S3 HeadObject failed: {type(exc).__name__}") from exc
-        headers = answer.get("ResponseMetadata", {}).get("HTTPHeaders", {})
-        modified = answer.get("LastModified")
-        return ObjectHead(
-            version_id=answer.get("VersionId") or "null",
-            etag=str(answer.get("ETag", "")).strip('"'),
-            size=int(answer.get("ContentLength", 0)),
-            content_type=answer.get("ContentType"),
-            last_modified=int(modified.timestamp()) if modified is not None else None,
-            s3_time=_http_date(headers.get("date")),
-        )
+        return _reading(answer)
+
+    def open(self, bucket: str, key: str, version_id: str | None) -> ObjectStream:
+        """The object's bytes (of this version, when given) as a stream: GetObject, whose ``reading`` names
+        exactly the bytes it streams (ETag, size, Last-Modified). Close it (``with``)."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        params: dict[str, Any] = {"Bucket": bucket, "Key": key}
+        if version_id and version_id != "null":
+            params["VersionId"] = version_id
+        try:
+            answer = self._client_for(bucket).get_object(**params)
+        except ClientError as exc:
+            raise _classify(exc, f"S3 GetObject s3://{bucket}/{key}") from exc
+        except BotoCoreError as exc:
+            raise TransientError(f"S3 GetObject failed: {type(exc).__name__}") from exc
+        return ObjectStream(answer["Body"], _reading(answer))
 
     def presign_get(self, bucket: str, key: str, version_id: str | None, expires_seconds: int) -> str:
         """A SigV4 presigned GET URL of this exact version (local computation, no network call)."""
@@ -102,6 +115,88 @@ class S3Objects:
         except BotoCoreError:
             return None
         return str(headers.get("x-amz-bucket-region") or self._default_region)
+
+
+class ObjectStream:
+    """One GetObject's body, read in chunks; every read failure is a :class:`TransientError`.
+
+    :meth:`abort` (from another thread: a call's deadline) shuts the connection down, so that a read blocked
+    on S3 ends at once instead of after :data:`STREAM_READ_TIMEOUT_SECONDS`.
+    """
+
+    def __init__(self, body: Any, reading: ObjectHead) -> None:
+        self.reading = reading
+        self._body = body
+        self._read = 0
+        self._lock = threading.Lock()
+        self._finished = False
+        self._aborted = False
+        self._socket = _socket_of(body)
+        try:
+            body.set_socket_timeout(STREAM_READ_TIMEOUT_SECONDS)
+        except Exception:  # a body without a socket of its own: the client's read timeout holds
+            pass
+
+    def read(self, size: int) -> bytes:
+        """Up to ``size`` bytes (``b""`` at the end); S3's checksum, if it sent one, is checked at the end."""
+        try:
+            chunk: bytes = self._body.read(size)
+        except Exception as exc:
+            why = "the call's deadline passed" if self._aborted else type(exc).__name__
+            raise TransientError(f"S3 GetObject stream failed after {self._read} bytes: {why}") from exc
+        self._read += len(chunk)
+        if not chunk:
+            with self._lock:
+                self._finished = True  # the connection is back in botocore's pool: never shut it down now
+        return chunk
+
+    def abort(self) -> None:
+        """End a read blocked on S3 (called from another thread); nothing once the body was read whole."""
+        with self._lock:
+            if self._finished or self._socket is None:
+                return
+            self._aborted = True
+            try:
+                socket.socket.shutdown(self._socket, socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        with self._lock:
+            self._finished = True
+        try:
+            self._body.close()
+        except Exception:  # closing a broken stream: nothing left to do
+            pass
+
+    def __enter__(self) -> ObjectStream:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def _reading(answer: Mapping[str, Any]) -> ObjectHead:
+    """What a HeadObject or GetObject answer says of the object."""
+    headers = answer.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+    modified = answer.get("LastModified")
+    return ObjectHead(
+        version_id=answer.get("VersionId") or "null",
+        etag=str(answer.get("ETag", "")).strip('"'),
+        size=int(answer.get("ContentLength", 0)),
+        content_type=answer.get("ContentType"),
+        last_modified=int(modified.timestamp()) if modified is not None else None,
+        s3_time=_http_date(headers.get("date")),
+    )
+
+
+def _socket_of(body: Any) -> socket.socket | None:
+    """The socket a botocore StreamingBody reads from (urllib3's connection), or None when not found."""
+    raw = getattr(body, "_raw_stream", None)
+    sock = getattr(getattr(raw, "connection", None), "sock", None)
+    return sock if isinstance(sock, socket.socket) else None
 
 
 def _http_date(value: Any) -> int | None:

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 from uploader import liveness
 from uploader import sequencer as seq
 from uploader.errors import ConfigurationError, TransientError
-from uploader.models import ErrorKind, ObjectHead, ObjectRef, Status
+from uploader.models import ErrorKind, ObjectHead, ObjectRef, Status, Transfer
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -53,6 +53,7 @@ UPLOAD_ATTRIBUTES = (
     "fileSize",
     "mimeType",
     "uploadPath",
+    "transfer",
 )
 ERROR_ATTRIBUTES = ("error", "errorKind", "retryable")
 CLAIM_ATTRIBUTES = ("claimOwner", "claimUntil", "claimWaits")
@@ -82,6 +83,8 @@ class Upload:
     result: KieUpload
     upload_path: str
     expires_at: int
+    #: How the bytes reached kie.ai (the record's ``transfer``: url or stream).
+    transfer: Transfer = Transfer.URL
 
 
 @dataclass(frozen=True)
@@ -405,6 +408,7 @@ class RecordTable:
         update.set("uploadedAt", result.uploaded_at or observed_at)
         update.set("expiresAt", upload.expires_at)
         update.set("uploadPath", upload.upload_path)
+        update.set("transfer", upload.transfer.value)
         update.set("purgeAt", upload.expires_at + self._retention)
         for attribute, value in (
             ("filePath", result.file_path),

@@ -1,9 +1,15 @@
-"""A faithful local emulator of kie.ai's ``POST /api/file-url-upload``.
+"""A faithful local emulator of kie.ai's ``POST /api/file-url-upload`` and ``POST /api/file-stream-upload``.
 
 A real HTTP server (standard library only) that authenticates the Bearer key, validates the body,
 downloads ``fileUrl`` itself, stores the bytes under ``{uploadPath}/{fileName}`` and answers with the
 seed's success body. Stored files are served back at their ``downloadUrl`` until ``retention_seconds``
 have passed.
+
+The stream upload takes ``multipart/form-data`` (parts ``file``, ``uploadPath``, ``fileName``; RFC 7578)
+of a declared ``Content-Length``, parsed as it arrives (the file part is never searched whole), with the
+URL upload's rules for ``uploadPath`` and ``fileName``, an optional size limit (``max_file_bytes``: HTTP
+413) and the same answer. A body that ends before its closing boundary (the client went away mid-body)
+stores nothing.
 
 Fault injection (random rates and a deterministic script) lets tests, benchmarks and soaks exercise the
 client's retry and classification rules. Scripted outcomes also cover what a broken network or a wrong base
@@ -31,6 +37,7 @@ import mimetypes
 import os
 import random
 import re
+import secrets
 import signal
 import socket
 import socketserver
@@ -44,6 +51,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.message import Message
+from email.parser import HeaderParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType, TracebackType
 from typing import Any
@@ -52,6 +60,7 @@ from urllib.parse import parse_qsl, quote, unquote, urlsplit, urlunsplit
 __all__ = ["Call", "Faults", "KieEmulator", "main"]
 
 UPLOAD_PATH = "/api/file-url-upload"
+STREAM_UPLOAD_PATH = "/api/file-stream-upload"
 FILES_PREFIX = "/files/"
 ADMIN_PREFIX = "/_emulator/"
 SUCCESS_MSG = "文件上传成功"  # the seed's literal success message
@@ -60,6 +69,14 @@ DEFAULT_DOWNLOAD_TIMEOUT = 30.0  # the seed: kie.ai's download timeout
 MAX_REQUEST_BYTES = 1024 * 1024  # the upload body is a small JSON document
 _CHUNK_BYTES = 256 * 1024
 _PURGE_INTERVAL_SECONDS = 1.0
+#: A multipart part's header block, and a text field's value, are at most this long.
+_MAX_PART_HEADER_BYTES = 16 * 1024
+_MAX_FIELD_BYTES = 64 * 1024
+#: After an early answer (401, 413, a fault), at most this much of the unread body is drained before the
+#: connection is closed, so that the client can read the answer rather than be reset mid-send.
+_MAX_DRAIN_BYTES = 64 * 1024 * 1024
+#: The multipart form's bytes around the file (boundaries, headers, fields): what a body may hold besides it.
+_MAX_FORM_OVERHEAD_BYTES = 256 * 1024
 _AUTH_FAILED_MSG = "Authentication failed: Invalid API Key"
 # Content types that say nothing about the file: fall back to guessing from the name.
 _GENERIC_MEDIA_TYPES = frozenset(
@@ -97,6 +114,7 @@ _SIMPLE_OUTCOMES = frozenset(
         "trickle",
         "trickle-headers",
         "echo",
+        "cut",
     }
 )
 #: What a wrong base URL (a web site rather than the API) answers.
@@ -184,6 +202,9 @@ class Call:
     status: int
     fault: str | None
     file_path: str | None
+    #: ``url`` (file-url-upload) or ``stream`` (file-stream-upload: ``body`` names its fields and the file
+    #: part's name and size). ``status`` 0: no answer (the "cut" outcome).
+    transfer: str = "url"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -205,7 +226,7 @@ class _Outcome:
 
 @dataclass(frozen=True)
 class _StoredFile:
-    data: bytes
+    data: bytes | bytearray  # a stream upload's bytes stay in the buffer they were received into
     mime_type: str
     stored_at: float
 
@@ -213,7 +234,7 @@ class _StoredFile:
 @dataclass
 class _Response:
     status: int
-    body: bytes = b""
+    body: bytes | bytearray = b""
     content_type: str = "application/json"
     headers: dict[str, str] = field(default_factory=dict)
     fault: str | None = None
@@ -223,6 +244,9 @@ class _Response:
     pause: float = 0.0
     #: Seconds between two bytes of the status line and headers.
     head_pause: float = 0.0
+    #: Close the connection after answering (part of the request body was left unread); status 0: close
+    #: without answering at all.
+    close: bool = False
 
 
 class _BadRequest(Exception):
@@ -244,7 +268,7 @@ def _error(status: int, msg: str, *, code: int | None = None, **kwargs: Any) -> 
 
 
 def _trickled(response: _Response, interval: float) -> _Response:
-    body = response.body
+    body = bytes(response.body)
     chunks = (body[i : i + 1] for i in range(len(body)))
     return dataclasses.replace(response, body=b"", chunks=chunks, length=len(body), pause=interval)
 
@@ -355,7 +379,12 @@ def _validate_upload(body: dict[str, Any]) -> tuple[str, str, str | None]:
         raise _BadRequest("Invalid parameter: fileUrl is not a valid URL") from None
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
         raise _BadRequest("Invalid parameter: fileUrl must be an http or https URL")
-    upload_path = body.get("uploadPath")
+    upload_path, file_name = _validate_path_and_name(body.get("uploadPath"), body.get("fileName"))
+    return file_url, upload_path, file_name
+
+
+def _validate_path_and_name(upload_path: Any, file_name: Any) -> tuple[str, str | None]:
+    """(uploadPath, fileName or None), the rules both uploads share; raises _BadRequest like kie.ai."""
     if upload_path is None or upload_path == "":
         raise _BadRequest("Missing required parameter: uploadPath")
     if not isinstance(upload_path, str):
@@ -364,12 +393,11 @@ def _validate_upload(body: dict[str, Any]) -> tuple[str, str, str | None]:
         raise _BadRequest("Invalid parameter: uploadPath must not start or end with '/'")
     if any(segment in ("", ".", "..") for segment in upload_path.split("/")):
         raise _BadRequest("Invalid parameter: uploadPath must not contain empty, '.' or '..' segments")
-    file_name = body.get("fileName")
     if file_name is not None and not isinstance(file_name, str):
         raise _BadRequest("Invalid parameter: fileName must be a string")
     if file_name and ("/" in file_name or file_name in (".", "..")):
         raise _BadRequest("Invalid parameter: fileName must not contain '/'")
-    return file_url, upload_path, file_name or None
+    return upload_path, file_name or None
 
 
 def _describe_download_error(exc: BaseException) -> str:
@@ -380,8 +408,219 @@ def _describe_download_error(exc: BaseException) -> str:
     return _scrub(text)
 
 
+class _Incomplete(_BadRequest):
+    """The request body ended before its ``Content-Length``: the client went away mid-body."""
+
+    def __init__(self) -> None:
+        super().__init__("Invalid request body: it ended before its Content-Length")
+
+
+class _BodyReader:
+    """Exactly ``length`` bytes of a request body, handed out as they arrive."""
+
+    def __init__(self, rfile: Any, length: int) -> None:
+        self._rfile = rfile
+        self.left = length
+
+    def read(self, size: int) -> bytes:
+        """Up to ``size`` bytes; ``b""`` once ``length`` bytes were read; :class:`_Incomplete` if the
+        connection ends (or breaks) before."""
+        if self.left <= 0:
+            return b""
+        want = min(size, self.left)
+        try:
+            chunk: bytes = self._rfile.read1(want)  # what has arrived, without waiting for all of it
+        except OSError:
+            raise _Incomplete() from None
+        if not chunk:
+            raise _Incomplete()
+        self.left -= len(chunk)
+        return chunk
+
+    read1 = read  # a reader of a reader (the "cut" outcome reads the first part of a body)
+
+    def drain(self, limit: int) -> bool:
+        """Read and drop what is left, at most ``limit`` bytes; whether the body was read to its end."""
+        dropped = 0
+        try:
+            while self.left > 0 and dropped < limit:
+                dropped += len(self.read(min(_CHUNK_BYTES, limit - dropped)))
+        except _Incomplete:
+            return False
+        return self.left <= 0
+
+
+@dataclass
+class _Part:
+    """One part of a ``multipart/form-data`` body."""
+
+    name: str
+    filename: str | None
+    content_type: str | None
+    data: bytearray
+
+
+_EXTENSION_RE = re.compile(r"\.[A-Za-z0-9]{1,10}")
+#: RFC 2046's boundary: 1 to 70 of these characters, not ending in a space.
+_BOUNDARY_RE = re.compile(r"[0-9A-Za-z'()+_,\-./:=? ]{0,69}[0-9A-Za-z'()+_,\-./:=?]")
+
+
+class _Multipart:
+    """A ``multipart/form-data`` body parsed as it arrives (RFC 7578 / RFC 2046): bytes are searched for
+    the delimiter in a window of one chunk, so a large file part is never searched (nor held) twice."""
+
+    def __init__(self, reader: _BodyReader, boundary: str, max_file_bytes: int | None) -> None:
+        self._reader = reader
+        self._delimiter = b"\r\n--" + boundary.encode("ascii")
+        # A body may start with its first delimiter: reading it as one that follows a line break is RFC
+        # 2046's own reading (the CRLF before a delimiter belongs to the delimiter).
+        self._buf = bytearray(b"\r\n")
+        self._max_file_bytes = max_file_bytes
+        #: The parts read whole so far (what a body cut short had delivered).
+        self.seen: dict[str, _Part] = {}
+
+    def parts(self) -> dict[str, _Part]:
+        """Every part by name; raises _BadRequest (413 for a file over the limit, _Incomplete for a cut)."""
+        self._until(self._delimiter, None, _MAX_FORM_OVERHEAD_BYTES, "preamble")  # the preamble is ignored
+        parts = self.seen
+        while not self._closed():
+            part = self._part()
+            if part.name in parts:
+                raise _BadRequest(f"Invalid multipart body: the part {part.name!r} is given twice")
+            parts[part.name] = part
+        while self._reader.read(_CHUNK_BYTES):  # the epilogue, up to Content-Length, is ignored
+            pass
+        return parts
+
+    def _closed(self) -> bool:
+        """After a delimiter: ``--`` closes the body; otherwise transport padding and CRLF start a part."""
+        self._fill(2)
+        if self._buf[:2] == b"--":
+            return True
+        while True:
+            self._fill(2)
+            if self._buf[:2] == b"\r\n":
+                del self._buf[:2]
+                return False
+            if self._buf[:1] not in (b" ", b"\t"):
+                raise _BadRequest("Invalid multipart body: a delimiter is not followed by a line break")
+            del self._buf[:1]
+
+    def _part(self) -> _Part:
+        raw = bytearray()
+        self._fill(2)
+        if self._buf[:2] == b"\r\n":  # no header at all
+            del self._buf[:2]
+        else:
+            self._until(b"\r\n\r\n", raw, _MAX_PART_HEADER_BYTES, "part headers")
+        try:
+            headers = HeaderParser().parsestr(raw.decode("utf-8"))
+        except UnicodeDecodeError:
+            raise _BadRequest("Invalid multipart body: part headers are not UTF-8") from None
+        if headers.get_content_disposition() != "form-data":
+            raise _BadRequest("Invalid multipart body: a part without Content-Disposition: form-data")
+        name = headers.get_param("name", header="content-disposition")
+        if not isinstance(name, str) or not name:
+            raise _BadRequest("Invalid multipart body: a part without a name")
+        filename = headers.get_filename()
+        data = bytearray()
+        limit = _MAX_FIELD_BYTES if name != "file" else self._max_file_bytes
+        self._until(self._delimiter, data, limit, name)
+        return _Part(name, filename, headers.get("Content-Type"), data)
+
+    def _fill(self, size: int) -> None:
+        while len(self._buf) < size:
+            chunk = self._reader.read(_CHUNK_BYTES)
+            if not chunk:
+                raise _BadRequest("Invalid multipart body: it ends before its closing boundary")
+            self._buf += chunk
+
+    def _until(self, marker: bytes, sink: bytearray | None, limit: int | None, what: str) -> None:
+        """Move the bytes before ``marker`` into ``sink`` (or drop them), and consume ``marker``."""
+        keep = len(marker) - 1  # a marker may straddle two chunks
+        taken = 0
+        while True:
+            index = self._buf.find(marker)
+            take = index if index >= 0 else max(0, len(self._buf) - keep)
+            taken += take
+            if limit is not None and taken > limit:
+                if what == "file":
+                    raise _BadRequest("File too large", 413)
+                raise _BadRequest(f"Invalid multipart body: the {what} is too long")
+            if take:
+                if sink is not None:
+                    sink += self._buf[:take]
+                del self._buf[:take]
+            if index >= 0:
+                del self._buf[: len(marker)]
+                return
+            chunk = self._reader.read(_CHUNK_BYTES)
+            if not chunk:
+                raise _BadRequest("Invalid multipart body: it ends before its closing boundary")
+            self._buf += chunk
+
+
+def _text(part: _Part | None) -> str | None:
+    """A text field's value (UTF-8), None when absent; _BadRequest when not text."""
+    if part is None:
+        return None
+    try:
+        return part.data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _BadRequest(f"Invalid parameter: {part.name} must be UTF-8 text") from None
+
+
+def _form_summary(parts: dict[str, _Part]) -> dict[str, Any]:
+    """What a stream upload's call log keeps: the text fields, and of the file its name, type and size."""
+    summary: dict[str, Any] = {}
+    for name, part in parts.items():
+        if name == "file":
+            summary[name] = {
+                "filename": part.filename,
+                "contentType": part.content_type,
+                "size": len(part.data),
+            }
+        else:
+            summary[name] = part.data[:200].decode("utf-8", "replace")
+    return summary
+
+
+def _cut_short(headers: Message, reader: _BodyReader, size: int) -> dict[str, Any] | None:
+    """Read ``size`` bytes of a multipart body (the "cut" outcome); the fields they held whole, if any."""
+    try:
+        multipart = _Multipart(
+            _BodyReader(reader, size), _multipart_boundary(headers.get("Content-Type")), None
+        )
+    except _BadRequest:
+        reader.drain(size)
+        return None
+    with contextlib.suppress(_BadRequest):
+        multipart.parts()
+    return _form_summary(multipart.seen) if multipart.seen else None
+
+
+def _multipart_boundary(content_type: str | None) -> str:
+    """The boundary of a ``multipart/form-data`` Content-Type; _BadRequest otherwise."""
+    message = Message()
+    message["Content-Type"] = content_type or ""
+    boundary = message.get_param("boundary")
+    if message.get_content_type() != "multipart/form-data" or not isinstance(boundary, str):
+        raise _BadRequest("Invalid Content-Type: expected multipart/form-data with a boundary")
+    if not _BOUNDARY_RE.fullmatch(boundary):
+        raise _BadRequest("Invalid Content-Type: the multipart boundary is malformed")
+    return boundary
+
+
+def _random_name(part_name: str | None) -> str:
+    """kie.ai names a file without ``fileName`` at random (its quick-start); the part's extension is kept."""
+    suffix = os.path.splitext(part_name or "")[1]
+    if not _EXTENSION_RE.fullmatch(suffix):
+        suffix = ""
+    return secrets.token_hex(8) + suffix
+
+
 class KieEmulator:
-    """kie.ai's URL upload endpoint on a loopback port, served from a daemon thread."""
+    """kie.ai's URL and stream upload endpoints on a loopback port, served from a daemon thread."""
 
     def __init__(
         self,
@@ -394,6 +633,7 @@ class KieEmulator:
         public_base_url: str | None = None,
         faults: Faults | None = None,
         clock: Callable[[], float] = time.time,
+        max_file_bytes: int | None = None,
     ) -> None:
         if not api_key:
             raise ValueError("api_key must not be empty")
@@ -401,6 +641,8 @@ class KieEmulator:
         self.port = port
         self.retention_seconds = retention_seconds
         self.download_timeout = download_timeout
+        #: The stream upload refuses a larger file (HTTP 413); None: no limit (kie.ai publishes none).
+        self.max_file_bytes = max_file_bytes
         self._api_key = api_key.encode()
         self._public_base_url = public_base_url.rstrip("/") if public_base_url else None
         self._clock = clock
@@ -417,7 +659,12 @@ class KieEmulator:
         self._last_purge = 0.0
         self._stopping = threading.Event()
         # In-process test hooks (see on_fetch, after_fetch, refuse_hosts); cleared by reset().
-        self._hooks: dict[str, list[_Hook]] = {"on_fetch": [], "after_fetch": []}
+        self._hooks: dict[str, list[_Hook]] = {
+            "on_fetch": [],
+            "after_fetch": [],
+            "on_stream": [],
+            "after_stream": [],
+        }
         self._refused: set[str] = set()
         self.hook_errors: list[Exception] = []
         self._server: _Server | None = None
@@ -528,6 +775,16 @@ class KieEmulator:
         """
         self._add_hook("after_fetch", callback, times)
 
+    def on_stream(self, callback: Callable[[str], object], times: int | None = 1) -> None:
+        """Run ``callback(path)`` when each of the next ``times`` stream uploads is authenticated, before
+        its body is read (None: every one): a test can change the object while the function streams it."""
+        self._add_hook("on_stream", callback, times)
+
+    def after_stream(self, callback: Callable[[str], object], times: int | None = 1) -> None:
+        """Run ``callback(path)`` once each of the next ``times`` stream uploads' body was read whole,
+        before the file is stored and answered."""
+        self._add_hook("after_stream", callback, times)
+
     def refuse_hosts(self, *hostports: str) -> None:
         """Fail downloads from these ``host:port`` (or bare ``host``: any port) as an unreachable origin.
 
@@ -597,7 +854,13 @@ class KieEmulator:
     def stored(self, file_path: str) -> bytes | None:
         """The bytes stored under ``file_path`` (``uploadPath/fileName``), None when unknown or expired."""
         stored = self._lookup(file_path)
-        return stored.data if stored else None
+        return bytes(stored.data) if stored else None
+
+    @property
+    def stored_paths(self) -> list[str]:
+        """Every file path stored now (``uploadPath/fileName``)."""
+        with self._lock:
+            return sorted(self._files)
 
     def download_url(self, file_path: str) -> str:
         segments = "/".join(quote(segment, safe="") for segment in file_path.split("/"))
@@ -641,12 +904,118 @@ class KieEmulator:
                 response.head_pause = faults.trickle_interval_seconds
         elif outcome.kind == "echo":
             response, file_path = _echo_response(body), None
+        elif outcome.kind == "cut":
+            response, file_path = _Response(0, close=True), None  # the connection closes, no answer
         else:
             response, file_path = self._fault_response(outcome, faults), None
         response.fault = fault
         with self._lock:
             self._calls.append(Call(self._clock(), _redact_body(body), response.status, fault, file_path))
         return response
+
+    def handle_stream(self, method: str, headers: Message, rfile: Any) -> _Response:
+        """``POST /api/file-stream-upload``: reads the body from ``rfile`` itself, as it arrives; never
+        raises. A response with ``close`` set left part of the body unread (an early answer, a cut)."""
+        length_header = headers.get("Content-Length")
+        try:
+            length = int(length_header) if length_header is not None else -1
+        except ValueError:
+            length = -1
+        reader = _BodyReader(rfile, max(length, 0))
+        try:
+            if method != "POST":
+                response = _error(405, "Method not allowed", headers={"Allow": "POST"})
+            else:
+                response = self._stream_call(headers, reader, length)
+        except Exception:  # a bug here must still answer like a server would
+            logger.exception("emulator error on the stream upload")
+            response = _error(500, "Internal server error")
+        if reader.left > 0:
+            # An answer before the body's end: drain a reasonable amount so that the client reads the
+            # answer rather than a reset, and close unless the body was read to its end.
+            drained = response.status != 0 and reader.drain(_MAX_DRAIN_BYTES)
+            response.close = response.close or not drained
+        return response
+
+    def _stream_call(self, headers: Message, reader: _BodyReader, length: int) -> _Response:
+        outcome, faults = self._next_outcome()
+        self._sleep(faults.latency_seconds)
+        fault = None if outcome.kind == "ok" else outcome.kind
+        form: dict[str, Any] | None = None
+        file_path: str | None = None
+        if outcome.kind == "cut":
+            # The connection goes away mid-body: half of it is read (the fields it holds are logged), then
+            # closed without an answer.
+            form = _cut_short(headers, reader, max(length, 0) // 2)
+            response = _Response(0, close=True)
+        elif outcome.kind in ("ok", "trickle", "trickle-headers", "timeout"):
+            if outcome.kind == "timeout":
+                self._sleep(faults.timeout_seconds)  # the gateway stalls, then handles the call anyway
+            response, form, file_path = self._process_stream(headers, reader, length)
+            if outcome.kind == "trickle":
+                response = _trickled(response, faults.trickle_interval_seconds)
+            elif outcome.kind == "trickle-headers":
+                response.head_pause = faults.trickle_interval_seconds
+        elif outcome.kind == "echo":
+            response = _echo_response(None)  # a stream upload has no fileUrl to echo
+        else:
+            response = self._fault_response(outcome, faults)
+        response.fault = fault
+        with self._lock:
+            self._calls.append(Call(self._clock(), form, response.status, fault, file_path, "stream"))
+        return response
+
+    def _process_stream(
+        self, headers: Message, reader: _BodyReader, length: int
+    ) -> tuple[_Response, dict[str, Any] | None, str | None]:
+        """Authenticate, check the headers, read and parse the body, validate, store: (answer, what the
+        form held, the stored file's path)."""
+        if not self._authorized(headers.get("Authorization")):
+            return _error(401, _AUTH_FAILED_MSG), None, None
+        form: dict[str, Any] | None = None
+        try:
+            boundary = _multipart_boundary(headers.get("Content-Type"))
+            if "chunked" in (headers.get("Transfer-Encoding") or "").lower() or length < 0:
+                raise _BadRequest("Length Required: send the body with a Content-Length", 411)
+            limit = self.max_file_bytes
+            if limit is not None and length > limit + _MAX_FORM_OVERHEAD_BYTES:
+                raise _BadRequest("File too large", 413)
+            self._run_hooks("on_stream", STREAM_UPLOAD_PATH)
+            parts = _Multipart(reader, boundary, limit).parts()
+            self._run_hooks("after_stream", STREAM_UPLOAD_PATH)
+            form = _form_summary(parts)
+            part = parts.get("file")
+            if part is None:
+                raise _BadRequest("Missing required parameter: file")
+            upload_path, given_name = _validate_path_and_name(
+                _text(parts.get("uploadPath")), _text(parts.get("fileName"))
+            )
+        except _BadRequest as exc:
+            return _error(exc.status, exc.msg), form, None
+        file_name = given_name or _random_name(part.filename)
+        file_path = f"{upload_path}/{file_name}"
+        return self._store(file_path, file_name, part.data, part.content_type), form, file_path
+
+    def _store(
+        self, file_path: str, file_name: str, data: bytes | bytearray, content_type: str | None
+    ) -> _Response:
+        """Keep the file and answer the seed's success body (both uploads)."""
+        mime_type = mime_type_for(content_type, file_name)
+        now = self._clock()
+        with self._lock:
+            self._files[file_path] = _StoredFile(data, mime_type, now)
+            self._upload_count += 1
+        self._purge_expired(now)
+        data_out = {
+            "fileName": file_name,
+            "filePath": file_path,
+            "downloadUrl": self.download_url(file_path),
+            "fileSize": len(data),
+            "mimeType": mime_type,
+            "uploadedAt": iso_utc_millis(now),
+        }
+        payload = {"success": True, "code": 200, "msg": SUCCESS_MSG, "data": data_out}
+        return _json_response(200, payload)
 
     def _next_outcome(self) -> tuple[_Outcome, Faults]:
         with self._lock:
@@ -706,22 +1075,7 @@ class KieEmulator:
             return _error(exc.status, exc.msg), None
         file_name = given_name or file_name_from_url(file_url)
         file_path = f"{upload_path}/{file_name}"
-        mime_type = mime_type_for(content_type, file_name)
-        now = self._clock()
-        with self._lock:
-            self._files[file_path] = _StoredFile(data, mime_type, now)
-            self._upload_count += 1
-        self._purge_expired(now)
-        data_out = {
-            "fileName": file_name,
-            "filePath": file_path,
-            "downloadUrl": self.download_url(file_path),
-            "fileSize": len(data),
-            "mimeType": mime_type,
-            "uploadedAt": iso_utc_millis(now),
-        }
-        payload = {"success": True, "code": 200, "msg": SUCCESS_MSG, "data": data_out}
-        return _json_response(200, payload), file_path
+        return self._store(file_path, file_name, data, content_type), file_path
 
     def _download(self, url: str) -> tuple[bytes, str | None]:
         """Fetch ``url`` into memory within ``download_timeout``; raises _BadRequest with a query-free msg."""
@@ -831,6 +1185,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self) -> None:
         path = urlsplit(self.path).path
+        if path == STREAM_UPLOAD_PATH:  # its body can be large: the endpoint reads it as it arrives
+            response = self.server.emulator.handle_stream(self.command, self.headers, self.rfile)
+            logger.info("%s %s %d fault=%s", self.command, path, response.status, response.fault or "-")
+            self._write(response)
+            return
         try:
             body = self._read_body()
         except _BadRequest as exc:
@@ -880,6 +1239,10 @@ class _Handler(BaseHTTPRequestHandler):
         return bytes(body)
 
     def _write(self, response: _Response) -> None:
+        if response.close:
+            self.close_connection = True  # part of the request body is still on the wire
+        if response.status == 0:
+            return  # the "cut" outcome: no answer
         length = len(response.body) if response.length is None else response.length
         try:
             if response.head_pause:
@@ -993,7 +1356,7 @@ def _is_loopback(host: str) -> bool:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m kie_uploader.emulator", description="Run the kie.ai URL upload emulator."
+        prog="python -m kie_uploader.emulator", description="Run the kie.ai URL and stream upload emulator."
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port (printed on start)")
@@ -1005,6 +1368,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--retention-seconds", type=int, default=DEFAULT_RETENTION_SECONDS)
     parser.add_argument("--download-timeout", type=float, default=DEFAULT_DOWNLOAD_TIMEOUT)
     parser.add_argument("--public-base-url", default=None)
+    parser.add_argument(
+        "--max-file-bytes", type=int, default=None, help="the stream upload refuses larger files (413)"
+    )
     parser.add_argument("--latency", type=float, default=0.0, dest="latency_seconds")
     parser.add_argument("--error-rate", type=float, default=0.0)
     parser.add_argument("--rate-limit-rate", type=float, default=0.0)
@@ -1044,6 +1410,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         download_timeout=args.download_timeout,
         public_base_url=args.public_base_url,
         faults=faults,
+        max_file_bytes=args.max_file_bytes,
     )
     stop = threading.Event()
 

@@ -19,7 +19,8 @@ def test_defaults_follow_the_issue() -> None:
     assert config.kie_upload_path == "s3-uploads"
     assert config.kie_retention_seconds == 259_200
     assert config.presign_expires_seconds == 900
-    assert config.max_object_bytes == 104_857_600
+    # TRANSFER=auto (issue 19): no size limit but what a stream upload can do in Lambda's 15 minutes.
+    assert config.max_object_bytes is None
     assert config.allowed_buckets is None
     assert config.max_concurrency == 10
     assert config.secret_cache_seconds == 300

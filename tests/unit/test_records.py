@@ -45,6 +45,7 @@ UPLOADED_ONLY = {
     "fileSize",
     "mimeType",
     "uploadPath",
+    "transfer",  # url or stream (issue 19)
 }
 FAILED_ONLY = {"error", "errorKind", "retryable"}
 CLAIM = {"claimOwner", "claimUntil", "claimWaits"}
