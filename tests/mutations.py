@@ -88,7 +88,9 @@ MUTATIONS = (
                 "            if waits:\n"
                 "                request = self.table.settle_request(ref, rev, state, "
                 "observed_at=observed_at, now=now, attempts=outcome.attempts)\n"
-                '                request.pop("ConditionExpression", None)\n'
+                '                condition = request.pop("ConditionExpression", "")\n'
+                "                for token in condition.split():  # the condition's value, now unused\n"
+                '                    request["ExpressionAttributeValues"].pop(token.strip("()"), None)\n'
                 "                return self.table._write(request)\n"
                 "            return self.table.settle(\n",
             ),
