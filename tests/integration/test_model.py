@@ -182,8 +182,10 @@ FAULTS = (
     "kie-trickle",
     "kie-malformed",
 )
+#: Where a delivery is held (its first reads and its result write weigh twice).
 HOLDS = (
     "record-read",
+    "s3-read",
     "s3-read",
     "claim",
     "claim-landed",
@@ -191,8 +193,11 @@ HOLDS = (
     "fetch",
     "fetched",
     "write",
+    "write",
     "write-landed",
 )
+#: How often each fault is drawn: none in about a third of the invocations, a failing HeadObject in a fifth.
+FAULT_CHOICES = ("none",) * 8 + FAULTS[1:4] * 2 + FAULTS[4:]
 #: Held points before which the delivery read no S3 state: its S3 reads all come after the release.
 HOLDS_BEFORE_ANY_S3_READ = ("record-read", "s3-read")
 #: What happens while a delivery is held (a change delivered at once, and a flip, weigh twice: they are what
@@ -923,7 +928,7 @@ class Histories(RuleBasedStateMachine):
     # --- rules: deliveries and requests ---
 
     def draw_fault(self, data: st.DataObject) -> tuple[str, int]:
-        fault = data.draw(st.sampled_from(FAULTS), label="fault")
+        fault = data.draw(st.sampled_from(FAULT_CHOICES), label="fault")
         times = data.draw(st.sampled_from((1, 2, 4, 8)), label="times")
         return fault, times
 
@@ -1062,7 +1067,8 @@ class Histories(RuleBasedStateMachine):
             pool = [t for t in self.targets if t.watched and self.state_of(t).states[-1][1] is not None]
             pick = data.draw(st.integers(0, 5), label="target")
             target = pool[pick % len(pool)] if pool else self.target(pick, watched_only=True)
-            kind = data.draw(st.sampled_from(("notes", "plain", "resolve", "refresh")), label="held")
+            kinds = ("notes", "plain", "plain", "resolve", "resolve", "refresh")
+            kind = data.draw(st.sampled_from(kinds), label="held")
             point = data.draw(st.sampled_from(HOLDS), label="at")
             actions = data.draw(
                 st.lists(st.tuples(st.sampled_from(ACTIONS), st.sampled_from(OPS)), min_size=1, max_size=3),
@@ -1113,6 +1119,11 @@ class Histories(RuleBasedStateMachine):
             if held and point in HOLDS_BEFORE_ANY_S3_READ:
                 job.epoch = released_at  # every S3 read of the held delivery came after the release
             self.settle(*interleaved, job)
+
+    @rule(data=st.data())
+    def in_flight_again(self, data: st.DataObject) -> None:
+        """The same as ``in_flight``: a second rule, so that held deliveries come about twice per history."""
+        self.in_flight(data)
 
     def interleave(self, action: str, op: str, target: Target) -> list[Job]:
         """One action of the history while the held delivery waits (in the test's thread)."""
