@@ -1,5 +1,5 @@
-"""4. The function's asset, built by the stack's own local bundling (``infra/bundling.py``): its size
-unzipped and zipped (deflate, as CDK zips a folder asset), and what takes the room."""
+"""4. The function's asset, built by the stack's own local bundling (``src/kie_uploader/cdk/bundling.py``):
+its size unzipped and zipped (deflate, as CDK zips a folder asset), and what takes the room."""
 
 from __future__ import annotations
 

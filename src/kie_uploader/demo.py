@@ -34,7 +34,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from kie_uploader import deploy, live, local
-from kie_uploader.cli import console
+from kie_uploader.cli import tables
 from kie_uploader.cli.args import DEFAULT_STACK, S3Uri
 from kie_uploader.cli.aws import Aws
 from kie_uploader.cli.moving import backfill
@@ -158,13 +158,13 @@ class DemoResult:
 
 
 _TABLE_COLUMNS = (
-    console.Column("S3 KEY", min=16, want=30, elide="middle", weight=2),
-    console.Column("SIZE", min=8, max=10, drop=3),
-    console.Column("STATUS", min=8, max=11),
-    console.Column("DOWNLOAD URL / ERROR", min=20, want=40, elide="auto", weight=3),
-    console.Column("EXPIRES", min=17, max=20, drop=4),
-    console.Column("BYTES MATCH", min=11, max=11),
-    console.Column("RESULT", min=17, max=17),
+    tables.Column("S3 KEY", min=16, want=30, elide="middle", weight=2),
+    tables.Column("SIZE", min=8, max=10, drop=3),
+    tables.Column("STATUS", min=8, max=11),
+    tables.Column("DOWNLOAD URL / ERROR", min=20, want=40, elide="auto", weight=3),
+    tables.Column("EXPIRES", min=17, max=20, drop=4),
+    tables.Column("BYTES MATCH", min=11, max=11),
+    tables.Column("RESULT", min=17, max=17),
 )
 
 

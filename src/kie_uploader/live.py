@@ -12,7 +12,6 @@ URL is live is the function's own rule (``kie_uploader.function.liveness``).
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -218,20 +217,6 @@ def describe_object(
 
 
 # --- durations --------------------------------------------------------------------------------------
-
-_DURATION_RE = re.compile(r"(\d+)\s*([smhd])", re.IGNORECASE)
-_UNITS = {"s": 1, "m": 60, "h": 3_600, "d": 86_400}
-
-
-def parse_duration(text: str) -> int:
-    """``90s``, ``30m``, ``1h``, ``2d``, ``1h30m`` or plain seconds (``3600``) → seconds."""
-    compact = text.strip().replace(" ", "")
-    if compact.isdigit():
-        return int(compact)
-    parts = _DURATION_RE.findall(compact)
-    if not compact or not parts or "".join(n + u for n, u in parts) != compact:
-        raise ValueError(f"not a duration: {text!r} (expected e.g. 90s, 30m, 1h, 2d, 1h30m)")
-    return sum(int(number) * _UNITS[unit.lower()] for number, unit in parts)
 
 
 def _seconds(value: timedelta | int | float) -> int:

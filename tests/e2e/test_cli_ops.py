@@ -53,8 +53,8 @@ def test_info_lists_every_output_the_dashboard_and_the_functions_settings(
     for name, value in outputs.items():
         assert f"  {name}  " in run.out and value in run.out, name
     config = aws.lambda_.get_function_configuration(FunctionName=outputs["FunctionName"])
-    assert f"memory               {config['MemorySize']} MB" in run.out
-    assert f"timeout              {config['Timeout']} s" in run.out
+    assert re.search(rf"\n  memory +{config['MemorySize']} MB\n", run.out), run.out
+    assert re.search(rf"\n  timeout +{config['Timeout']} s\n", run.out), run.out
     assert re.search(rf"\n    KIE_API_KEY_SECRET_ID +{re.escape(outputs['SecretArn'])}\n", run.out), run.out
     assert "queue: visibility timeout 720 s" in run.out  # 6 x the function's 120 s
 

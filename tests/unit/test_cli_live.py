@@ -20,10 +20,11 @@ import kie_uploader
 from kie_uploader import live
 from kie_uploader.cli import aws as cli_aws
 from kie_uploader.cli import entry, main, output, records, store
+from kie_uploader.cli.args import parse_duration
 from kie_uploader.cli.entry import build_parser
 from kie_uploader.cli.errors import EXIT_ERROR, EXIT_NO, EXIT_OK
 from kie_uploader.cli.output import records_table, render_record
-from kie_uploader.live import LiveUrlError, describe_record, parse_duration
+from kie_uploader.live import LiveUrlError, describe_record
 
 NOW = 1_700_000_000.0
 URL = "https://tempfile.example/s3-uploads/bkt/abc/a.png"
@@ -49,7 +50,6 @@ def record(**overrides: Any) -> dict[str, Any]:
         ("1h", 3600),
         ("2d", 172_800),
         ("1h30m", 5400),
-        ("3600", 3600),
         ("12H", 43_200),
     ],
 )
@@ -185,7 +185,7 @@ def test_the_states_are_exported_from_the_package() -> None:
 
 
 def test_the_record_page_says_the_state_after_the_status() -> None:
-    lines = render_record(record(), now=NOW).splitlines()
+    lines = render_record(record(), now=NOW).render(None).splitlines()
     assert [line.split(None, 1) for line in lines[:3]] == [
         ["pk", "s3://bkt/a.png"],
         ["status", "UPLOADED"],
@@ -195,7 +195,7 @@ def test_the_record_page_says_the_state_after_the_status() -> None:
 
 
 def test_the_record_page_of_an_expired_upload_does_not_show_its_url_as_usable() -> None:
-    page = render_record(record(expiresAt=int(NOW) - 3 * 3600 - 5), now=NOW)
+    page = render_record(record(expiresAt=int(NOW) - 3 * 3600 - 5), now=NOW).render(None)
     assert URL not in page
     lines = dict(line.split(None, 1) for line in page.splitlines())
     assert lines["state"].startswith("expired 3 h ago")
@@ -361,9 +361,10 @@ def test_a_refused_request_is_one_line(
     fake_stack(FakeLambda({"error": "minValidSeconds must be a whole number of seconds from 0 to 258900"}))
     code, _, err = run(capsys, "url", "s3://bkt/a.png", "--min-valid", "3d")
     assert code == EXIT_ERROR
+    # Issue 17, reproduction 6: said in the option the user typed, in days, not the request's seconds.
     assert err == (
-        "kie-uploader: error: the function refused the request: minValidSeconds must be a whole number "
-        "of seconds from 0 to 258900\n"
+        "kie-uploader: error: --min-valid 3 d is longer than this stack allows: at most 2 d 23 h (kie.ai "
+        "keeps each file for the stack's retentionSeconds, less a margin)\n"
     )
 
 

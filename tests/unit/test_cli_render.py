@@ -80,7 +80,7 @@ def test_sizes_are_binary_units(size: int | None, text: str) -> None:
 
 
 def test_a_record_page_puts_status_and_download_url_first() -> None:
-    lines = render_record(uploaded(zeta="last"), now=NOW).splitlines()
+    lines = render_record(uploaded(zeta="last"), now=NOW).render(None).splitlines()
     assert lines[0].split() == ["pk", "s3://bkt/a.png"]
     assert lines[1].split() == ["status", "UPLOADED"]
     assert any(line.startswith("expiresAt") and "(in 1h 0m)" in line for line in lines)
@@ -92,7 +92,7 @@ def test_tables_align_columns_and_cut_long_cells_to_fit_the_width() -> None:
     lines = table.splitlines()
     assert lines[0] == "A       BB"
     assert lines[1] == "------  ------------"
-    assert lines[2] == "x       yyyyyyyyyyy…"
+    assert lines[2] == "x       yyyyyy…yyyyy"  # one word: cut in the middle, both ends kept
     assert lines[3] == "longer  z"
     assert max(len(line) for line in lines) == 20
 
@@ -107,7 +107,9 @@ def test_the_list_table_shows_the_error_kind_of_a_failed_record() -> None:
 
 def test_presigned_url_secrets_never_reach_the_output() -> None:
     record = uploaded(status="FAILED", error=f"download of {PRESIGNED} failed")
-    outputs = [redact(PRESIGNED), render_record(record), records_table([record]), to_json(record)]
+    page = render_record(record)
+    outputs = [redact(PRESIGNED), page.render(None, redact=redact), page.render(40, redact=redact)]
+    outputs += [records_table([record]), to_json(record)]
     for text in outputs:
         for secret in ("deadbeef", "AKIA", "tok123", "X-Amz-"):
             assert secret not in text

@@ -20,7 +20,7 @@ import pytest
 from botocore.stub import ANY, Stubber
 
 from kie_uploader.cli import aws as cli_aws
-from kie_uploader.cli import console, entry, info, main
+from kie_uploader.cli import entry, formats, info, main
 from kie_uploader.cli.args import S3Uri
 from kie_uploader.cli.aws import StackResources, watching_of
 from kie_uploader.cli.errors import EXIT_ERROR, EXIT_NO, EXIT_OK, CliError
@@ -435,19 +435,21 @@ def test_info_shows_the_notify_mode_and_each_buckets_prefix_and_suffix(
         }
         assert info["watched"] == [{"bucket": "photos", "prefix": "incoming/", "suffix": ""}]
     else:
-        names, values = (line.split("\t") for line in out.splitlines())
-        row = dict(zip(names, values, strict=True))
-        assert json.loads(row["watched"]) == [{"bucket": "photos", "prefix": "incoming/", "suffix": ""}]
-        assert json.loads(row["notify"])["mode"] == "queue"
+        # One row per value (name, value), plain values: no JSON in a cell (issue 17, reproduction 5).
+        header, *rows = (line.split("\t") for line in out.splitlines())
+        assert header == ["name", "value"]
+        values = dict(rows)
+        assert values["watched.0.bucket"] == "photos" and values["watched.0.prefix"] == "incoming/"
+        assert values["notify.mode"] == "queue"
 
 
 def test_info_says_when_it_cannot_tell_the_notify_mode() -> None:
     lines = info.render_watched(
         {"notify": {"mode": None, "error": "access denied: GetTemplate"}, "watched": [],
          "watchedSource": "x"}
-    )  # fmt: skip
+    ).render(None).splitlines()  # fmt: skip
     assert lines[0] == "notify: unknown (access denied: GetTemplate)"
-    assert console.tsv_field(None) == ""
+    assert formats.tsv_field(None) == ""
 
 
 # --- forget: what older versions wrote for mistakes -------------------------------------------------------

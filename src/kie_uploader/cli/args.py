@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import argparse
 import re
-import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from kie_uploader import live
-from kie_uploader.cli.console import OUTPUTS
 from kie_uploader.cli.errors import CliError
+from kie_uploader.cli.formats import OUTPUTS
 
 DEFAULT_STACK = "KieUploader"
 
@@ -69,9 +67,27 @@ def s3_uri(require_key: bool) -> Any:
 # --- durations and counts ---
 
 
+_DURATION_RE = re.compile(r"(\d+)\s*([smhd])", re.IGNORECASE)
+_UNITS = {"s": 1, "m": 60, "h": 3_600, "d": 86_400}
+
+
+def parse_duration(text: str) -> int:
+    """``90s``, ``30m``, ``1h``, ``2d``, ``1h30m`` → seconds. A number needs its unit: ``12`` could mean
+    12 seconds or 12 hours, so it is refused, naming both."""
+    compact = text.strip().replace(" ", "")
+    if compact.isdigit():
+        n = compact
+        raise ValueError(f"{text.strip()!r} has no unit: write {n}s for seconds, {n}m, {n}h or {n}d")
+    parts = _DURATION_RE.findall(compact)
+    if not compact or not parts or "".join(n + u for n, u in parts) != compact:
+        raise ValueError(f"not a duration: {text!r} (expected e.g. 90s, 30m, 1h, 2d, 1h30m)")
+    return sum(int(number) * _UNITS[unit.lower()] for number, unit in parts)
+
+
 def duration(text: str) -> int:
+    """A duration argument (:func:`parse_duration`), in seconds."""
     try:
-        return live.parse_duration(text)
+        return parse_duration(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from exc
 
@@ -111,15 +127,37 @@ class _OutputAction(argparse.Action):
         namespace.json = output in ("json", "jsonl")
 
 
+EXAMPLES = "examples:"
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """argparse's own formatter, at the width argparse takes from the terminal (``$COLUMNS``): the
+    description is filled to it; the examples stay one command a line, and a comment that would make its
+    line too long goes on its own line above the command."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if not text.startswith(EXAMPLES):
+            return super()._fill_text(text, width, indent)
+        lines = [EXAMPLES]
+        for example in text.splitlines()[1:]:
+            command, _, comment = example.strip().partition("  # ")
+            line = f"  {command.rstrip()}  # {comment}" if comment else f"  {command.rstrip()}"
+            if len(indent) + len(line) > width and comment:
+                lines += [f"  # {comment}", f"  {command.rstrip()}"]
+            else:
+                lines.append(line)
+        return "\n".join(indent + line for line in lines)
+
+
 def examples(*lines: str, description: str | None = None) -> dict[str, Any]:
-    """``add_parser`` keywords for a command's help: its examples, kept as written, after the options
-    (every command has some); the description wrapped to 100 columns."""
+    """``add_parser`` keywords for a command's help: its examples (``command  # comment``) after the
+    options (every command has some), and its description; both fitted to the terminal's width."""
     shown: dict[str, Any] = {
-        "epilog": "examples:\n" + "\n".join(f"  {line}" for line in lines),
-        "formatter_class": argparse.RawDescriptionHelpFormatter,
+        "epilog": EXAMPLES + "\n" + "\n".join(lines),
+        "formatter_class": HelpFormatter,
     }
     if description:
-        shown["description"] = textwrap.fill(description, 100)
+        shown["description"] = description
     return shown
 
 

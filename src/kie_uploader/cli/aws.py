@@ -8,15 +8,16 @@ client uses the standard credential chain; ``AWS_ENDPOINT_URL`` points them at a
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from kie_uploader import live
+from kie_uploader.aws_errors import endpoint_problem
+from kie_uploader.cli import console
 from kie_uploader.cli.args import DEFAULT_STACK, S3Uri
 from kie_uploader.cli.errors import CliError
 from kie_uploader.function import watch
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
     from mypy_boto3_lambda import LambdaClient
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_sqs import SQSClient
+
+C = TypeVar("C")
 
 
 REQUIRED_OUTPUTS = ("BucketNames", "QueueUrl", "DeadLetterQueueUrl", "TableName")
@@ -136,12 +139,37 @@ def watching_of(stack: StackResources, environment: dict[str, str] | None, *, wh
     return Watching(rules, stack.stack_name, source)
 
 
+class _Client(Generic[C]):
+    """A client of one AWS service, built on first use and kept on the instance (as ``cached_property``:
+    a test may put its own into the instance's ``__dict__``)."""
+
+    def __init__(self, service: str) -> None:
+        self.service = service
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, aws: Aws, owner: type | None = None) -> C:
+        client: C = aws.client(self.service)
+        aws.__dict__[self.name] = client
+        return client
+
+
 class Aws:
-    """One boto3 session and its clients, each built once on first use."""
+    """One boto3 session and its clients, each built once on first use; the stack's resources and what it
+    watches, each read once (stack discovery)."""
+
+    cloudformation: _Client[CloudFormationClient] = _Client("cloudformation")
+    s3: _Client[S3Client] = _Client("s3")
+    sqs: _Client[SQSClient] = _Client("sqs")
+    dynamodb: _Client[DynamoDBClient] = _Client("dynamodb")
 
     def __init__(
         self, region: str | None = None, stack_name: str = DEFAULT_STACK, profile: str | None = None
     ) -> None:
+        problem = endpoint_problem()  # botocore would only say "Invalid endpoint" (a ValueError)
+        if problem is not None:
+            raise CliError(problem)
         self.session = live.session(region, profile)
         self.stack_name = stack_name
         # Standard retries absorb throttling; short connect timeouts make a wrong endpoint fail fast.
@@ -151,22 +179,6 @@ class Aws:
 
     def client(self, service: str) -> Any:
         return self.session.client(service, config=self._config)
-
-    @cached_property
-    def cloudformation(self) -> CloudFormationClient:
-        return self.client("cloudformation")
-
-    @cached_property
-    def s3(self) -> S3Client:
-        return self.client("s3")
-
-    @cached_property
-    def sqs(self) -> SQSClient:
-        return self.client("sqs")
-
-    @cached_property
-    def dynamodb(self) -> DynamoDBClient:
-        return self.client("dynamodb")
 
     @cached_property
     def lambda_(self) -> LambdaClient:
@@ -181,19 +193,24 @@ class Aws:
         return name
 
     @cached_property
-    def stack(self) -> StackResources:
-        """The stack's resources, from its outputs; ``CliError`` when there is no such stack."""
-        from kie_uploader.deploy import DeployError, stack_outputs  # boto3 only; no CDK imports
-
+    def described(self) -> dict[str, Any]:
+        """The stack as DescribeStacks describes it (its status, its outputs with their descriptions);
+        ``CliError`` when there is no such stack."""
         try:
-            outputs = stack_outputs(self.cloudformation, self.stack_name)
-        except DeployError as exc:  # DescribeStacks answered, but with no stack
-            raise CliError(self._no_such_stack()) from exc
+            stacks = self.cloudformation.describe_stacks(StackName=self.stack_name).get("Stacks", [])
         except ClientError as exc:
             error = exc.response.get("Error", {})
             if error.get("Code") == "ValidationError" and "does not exist" in error.get("Message", ""):
                 raise CliError(self._no_such_stack()) from exc
             raise
+        if not stacks:
+            raise CliError(self._no_such_stack())
+        return dict(stacks[0])
+
+    @cached_property
+    def stack(self) -> StackResources:
+        """The stack's resources, from its outputs."""
+        outputs = {o["OutputKey"]: o.get("OutputValue", "") for o in self.described.get("Outputs", [])}
         return StackResources.from_outputs(self.stack_name, outputs)
 
     @cached_property
@@ -210,10 +227,7 @@ class Aws:
             if code not in ("AccessDenied", "AccessDeniedException", "ResourceNotFoundException"):
                 raise
             why = f"the function's configuration could not be read: {code}"
-            print(
-                f"kie-uploader: note: {why}; every key of the stack's buckets is taken as watched",
-                file=sys.stderr,
-            )
+            console.note(f"kie-uploader: note: {why}; every key of the stack's buckets is taken as watched")
             return watching_of(stack, None, why=why)
         return watching_of(stack, dict(config.get("Environment", {}).get("Variables", {})))
 

@@ -1,43 +1,50 @@
-"""The CLI's output layer: terminal-sized tables, streamed machine output, progress on stderr.
-
-Formats (``--output``): ``table`` (the default) lays rows out in columns fitted to the width of the
-terminal; ``json`` is one JSON value (a list is streamed as an array, one compact item per line, never
-built in memory); ``jsonl`` one compact JSON object per line; ``tsv`` a header line, then one line per row
-(tab, newline, carriage return and backslash escaped as ``\\t``, ``\\n``, ``\\r``, ``\\\\``).
+"""The CLI's terminal layer: words, pages and tables fitted to the width of the terminal, laid out by
+rich; progress on stderr. The machine-readable formats are :mod:`kie_uploader.cli.formats`.
 
 Width: ``$COLUMNS`` when set, else the width of the terminal on stdout, else 80 (what ``ls -C`` does, and
 ``shutil.get_terminal_size``; rich alone would measure the terminal on stdin or stderr even when stdout is a
-pipe). In table mode no line is longer than that width: columns of lesser use are dropped first, then long
-cells are cut with ``…``, URLs and S3 keys in the middle (both ends stay: the host and the file name).
-``wide`` lifts the limit: nothing is cut.
+pipe). No line is wider than that (display width: a CJK character counts two), and nothing is lost to it:
 
-Every text goes through the ``redact`` function the caller gives (the CLI's), before anything is cut, so
-that a cut can never leave part of a secret behind, and again on the way out.
+- sentences wrap (continuation lines indented), in a table's cell too;
+- identifiers (S3 URIs, keys, ARNs, URLs, queue names) are never wrapped: shown whole when they fit, else cut
+  in the middle so that both ends stay (the bucket and the file name, the host and the file), never below
+  :data:`MIN_IDENTIFIER` characters; ``--wide`` and the machine formats show them whole.
 
-Progress is drawn on stderr only when stderr is a terminal, by rich's live display (which redraws a line
-that wrapped, and clears itself when done); nothing is drawn otherwise.
+rich lays out and draws: its ``Table`` renders the tables (header, rule, padding, wrapped cells, wide
+characters) and the aligned ``name  value`` pages (a grid), its ``Text`` wraps sentences, its ``Console``
+writes to the terminal. What rich cannot do is here: cutting an identifier in the middle (:class:`Cut`),
+dropping the columns of lesser use on a narrow terminal, and keeping a streamed table's column widths page
+after page (:func:`layout` chooses the widths from the first page; rich keeps them).
+
+Every text goes through the ``redact`` function the caller gives before anything is cut, so that a cut can
+never leave part of a secret behind.
 """
 
 from __future__ import annotations
 
-import json
+import io
+import os
+import re
 import shutil
 import sys
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from typing import IO, TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
-    from rich.console import Console
-    from rich.progress import Progress as RichProgress
+    from rich.console import Console, ConsoleOptions, RenderResult
+    from rich.measure import Measurement
 
-OUTPUTS = ("table", "json", "jsonl", "tsv")
 DEFAULT_WIDTH = 80
 ELLIPSIS = "…"
 SEPARATOR = "  "
+#: An identifier is never cut shorter than this (a room narrower than it takes the identifier's own line).
+MIN_IDENTIFIER = 12
 Redact = Callable[[str], str]
-Elide = Literal["end", "middle", "auto"]
+#: How a table's long cell fits its column: ``wrap`` (sentences), ``middle`` (identifiers), ``auto`` (URLs
+#: in the middle, the rest wrapped).
+Elide = Literal["wrap", "middle", "auto"]
 
 
 # rich is imported on first use: `import kie_uploader.cli` stays quick (and rich-free) for commands and
@@ -76,6 +83,7 @@ def terminal_width(default: int = DEFAULT_WIDTH) -> int:
 # --- cells ------------------------------------------------------------------------------------------
 
 _CONTROL = {"\t": " ", "\n": " ", "\r": " "}
+_WORDS = re.compile(r"\S+")
 
 
 def printable(text: str) -> str:
@@ -120,254 +128,198 @@ def elide_middle(text: str, width: int) -> str:
     return set_cell_size(text, left).rstrip() + ELLIPSIS + _tail(text, right)
 
 
-def _looks_like_a_location(text: str) -> bool:
+def looks_like_a_location(text: str) -> bool:
+    """A URL or an S3 URI (``scheme://...``)."""
     return "://" in text[:16]
 
 
-def fit(text: str, width: int, elide: Elide = "end") -> str:
-    """``text`` cut to ``width`` cells: ``middle`` keeps both ends, ``auto`` does so for URLs only."""
-    if elide == "middle" or (elide == "auto" and _looks_like_a_location(text)):
+def is_identifier(text: str) -> bool:
+    """One word (an ARN, a URL, a queue name): never wrapped, cut in the middle when it must be."""
+    return bool(text) and _WORDS.fullmatch(text) is not None
+
+
+def fit(text: str, width: int, elide: Elide = "middle") -> str:
+    """``text`` on one line of ``width`` cells: cut in the middle (``middle``; ``auto``: URLs only), or at
+    the end."""
+    if elide == "middle" or (elide == "auto" and looks_like_a_location(text)):
         return elide_middle(text, width)
     return elide_end(text, width)
 
 
-# --- pages and sentences ---------------------------------------------------------------------------
+class Cut:
+    """A rich renderable of one identifier: whole when it fits the room it is given, else cut in the
+    middle; it asks for at least :data:`MIN_IDENTIFIER` cells."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        from rich.measure import Measurement
+
+        width = cell_len(self.text)
+        return Measurement(min(width, MIN_IDENTIFIER), width)
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        from rich.text import Text
+
+        yield Text(elide_middle(self.text, options.max_width), no_wrap=True, overflow="crop")
 
 
-def fit_page(text: str, width: int | None) -> str:
-    """A page of ``name  value`` lines (a record, the stack's outputs) with no line wider than ``width``:
-    a longer line is cut in the middle, so that its start (the name) and the end of its value both stay
-    (None: unchanged; ``--wide`` and the JSON output show every value whole)."""
-    if width is None:
-        return text
-    return "\n".join(elide_middle(printable(line), width) for line in text.split("\n"))
+def cell(text: str, elide: Elide, width: int) -> Any:
+    """A table cell of ``width`` cells as rich renders it: an identifier (:class:`Cut`; ``auto``: a URL or
+    one word), or words wrapped to the width."""
+    from rich.text import Text
+
+    if elide == "middle" or (elide == "auto" and (looks_like_a_location(text) or is_identifier(text))):
+        return Cut(text)
+    return Text("\n".join(_wrap(text, width)), overflow="fold")
+
+
+# --- sentences and pages ---------------------------------------------------------------------------
+
+
+@cache
+def _measuring() -> Console:
+    """A console that only measures and wraps (never writes)."""
+    from rich.console import Console
+
+    return Console(file=io.StringIO(), width=10_000, color_system=None, markup=False, emoji=False)
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    """``text`` wrapped at word boundaries to lines of at most ``width`` cells (a longer word folded)."""
+    from rich.text import Text
+
+    lines = [line.plain.strip() for line in Text(text).wrap(_measuring(), max(1, width), overflow="fold")]
+    return [line for line in lines if line] or [""]
 
 
 def wrap_prose(text: str, width: int | None) -> str:
     """Sentences (a command's summary, a state) wrapped to ``width``: nothing cut, continuation lines
-    indented by two spaces; a word longer than the line (an S3 URI) is broken across lines."""
+    indented by two spaces more than their line; ``None``: unchanged (a pipe, ``--wide``)."""
     if width is None:
         return text
-    import textwrap
-
-    lines = []
+    lines: list[str] = []
     for line in text.split("\n"):
-        line = printable(line)
-        if cell_len(line) <= width:
-            lines.append(line)
-            continue
-        indent = line[: len(line) - len(line.lstrip(" "))]
-        lines += textwrap.wrap(
-            line,
-            width=max(width, len(indent) + 10),
-            subsequent_indent=indent + "  ",
-            break_long_words=True,
-            break_on_hyphens=False,
-        )
+        lines += _wrap_line(printable(line), width)
     return "\n".join(lines)
 
 
-# --- tables -----------------------------------------------------------------------------------------
+def _wrap_line(line: str, width: int) -> list[str]:
+    if cell_len(line) <= width:
+        return [line]
+    body = line.lstrip(" ")
+    indent = " " * (len(line) - len(body))
+    hang = indent + "  " if len(indent) + 2 < width // 2 else ""
+    first, *_ = _wrap(body, width - len(indent))
+    rest = body[len(first) :].lstrip(" ")
+    return [indent + first] + [hang + part for part in _wrap(rest, width - len(hang))]
 
 
-@dataclass(frozen=True)
-class Column:
-    """A column of a terminal table.
+@dataclass
+class Page:
+    """A page of words for the terminal: lines of prose, and groups of aligned ``name  value`` pairs.
 
-    ``min``: the narrowest useful width; ``max``: the widest useful one (None: takes what is left, shared
-    by ``weight`` with the other such columns). ``want``: the width an open column should have before any
-    droppable column is shown (None: ``min``). ``drop``: columns that do not fit go, the highest ``drop``
-    first (None: never dropped). ``elide``: how a long cell is cut.
+    A value is an identifier when it is one word (an ARN, a URI), else prose: fitted to ``width``, prose
+    wraps in the value's column; an identifier is cut in the middle to that column, or, when the column
+    is too narrow for :data:`MIN_IDENTIFIER` cells, goes on its own line below its name.
     """
 
-    header: str
-    min: int = 4
-    max: int | None = None
-    drop: int | None = None
-    elide: Elide = "end"
-    weight: int = 1
-    want: int | None = None
+    parts: list[tuple[str, Any]] = field(default_factory=list)
+
+    def line(self, text: str = "") -> Page:
+        """A line of prose (its leading spaces are its indent)."""
+        self.parts.append(("line", text))
+        return self
+
+    def pairs(self, items: Iterable[tuple[str, Any]], *, indent: int = 0) -> Page:
+        """Aligned ``name  value`` lines (``None`` values are left out)."""
+        shown = [(str(name), str(value)) for name, value in items if value is not None]
+        if shown:
+            self.parts.append(("pairs", (indent, shown)))
+        return self
+
+    def item(self, identifier: str, words: str, *, indent: int = 2) -> Page:
+        """An identifier (an S3 URI) and what is said of it, on one line when it fits; else the identifier
+        on its own line (cut in the middle if it must be) and the words wrapped below it."""
+        self.parts.append(("item", (indent, identifier, words)))
+        return self
+
+    def render(self, width: int | None, *, redact: Redact = lambda text: text) -> str:
+        """The page's lines, none wider than ``width`` (``None``: each line whole)."""
+        lines: list[str] = []
+        for kind, value in self.parts:
+            if kind == "line":
+                text = printable(redact(value))
+                lines += [text] if width is None else _wrap_line(text, width)
+            elif kind == "item":
+                indent, identifier, words = value
+                lines += _item(printable(redact(identifier)), printable(redact(words)), indent, width)
+            else:
+                indent, items = value
+                items = [(printable(redact(n)), printable(redact(v))) for n, v in items]
+                lines += _pairs(items, indent, width)
+        return "\n".join(lines)
 
 
-def layout(
-    columns: Sequence[Column],
-    width: int | None,
-    sample: Sequence[Sequence[str]] = (),
-) -> tuple[list[int], list[int]]:
-    """Which columns to show (their indexes) and their widths, for lines of at most ``width`` cells
-    (None: no limit, every column as wide as its widest cell in ``sample``).
+def _item(identifier: str, words: str, indent: int, width: int | None) -> list[str]:
+    pad = " " * indent
+    whole = f"{pad}{identifier}  {words}".rstrip()
+    if width is None or cell_len(whole) <= width:
+        return [whole]
+    lines = [pad + elide_middle(identifier, max(MIN_IDENTIFIER, width - indent))]
+    return lines + (_wrap_line(f"{pad}  {words}", width) if words else [])
 
-    ``sample``: rows seen so far (the first page of a stream); a column narrower than its ``max`` in the
-    sample gets no more than it needs. Without a sample every column may take its ``max``.
-    """
-    natural = _natural_widths(columns, width, sample)
-    shown = list(range(len(columns)))
+
+def _pairs(items: list[tuple[str, str]], indent: int, width: int | None) -> list[str]:
+    names = max(cell_len(name) for name, _ in items)
+    pad = " " * indent
     if width is None:
-        return shown, natural
-
-    def needed(indexes: list[int], *, wanted: bool = False) -> int:
-        sizes = [
-            min(max(columns[i].min, columns[i].want or 0) if wanted else columns[i].min, natural[i])
-            for i in indexes
-        ]
-        return sum(sizes) + len(SEPARATOR) * (len(indexes) - 1)
-
-    # A droppable column stays only when the open columns (the key, the URL) still get what they want.
-    for index in sorted(
-        (i for i, c in enumerate(columns) if c.drop is not None), key=lambda i: -(columns[i].drop or 0)
-    ):
-        if needed(shown, wanted=True) <= width:
-            break
-        shown.remove(index)
-    widths = {i: min(columns[i].min, natural[i]) for i in shown}
-    spare = width - needed(shown)
-    # Columns with a bounded width first (those never dropped, then the others in the order they stay),
-    # then the open ones by weight; what is left lets a bounded column show the longest cell of the sample.
-    bounded = sorted((i for i in shown if columns[i].max is not None), key=lambda i: columns[i].drop or 0)
-    spare = _fill(bounded, widths, natural, spare)
-    spare = _spread(columns, [i for i in shown if columns[i].max is None], widths, natural, spare)
-    _fill(bounded, widths, _natural_widths(columns, width, sample, capped=False), spare)
-    # Narrower than even the minimums: shrink the widest until the line fits (or every column is 1 wide).
-    while sum(widths.values()) + len(SEPARATOR) * (len(shown) - 1) > width and max(widths.values()) > 1:
-        widest = max(widths, key=lambda i: widths[i])
-        widths[widest] -= 1
-    return shown, [widths[i] for i in shown]
+        return [f"{pad}{name.ljust(names)}  {value}".rstrip() for name, value in items]
+    room = width - indent - names - 2
+    below = " " * (indent + 4)
+    lines = []
+    for name, value in items:
+        head = f"{pad}{name}{' ' * (names - cell_len(name))}  "
+        if cell_len(value) <= room:
+            lines.append((head + value).rstrip())
+        elif is_identifier(value) and room >= 3 * MIN_IDENTIFIER:
+            lines.append(head + elide_middle(value, room))
+        elif is_identifier(value):
+            lines += [head.rstrip(), below + elide_middle(value, width - len(below))]
+        elif room >= 2 * MIN_IDENTIFIER:
+            lines += [head + part if i == 0 else " " * len(head) + part
+                      for i, part in enumerate(_wrap(value, room))]  # fmt: skip
+        else:
+            lines += [head.rstrip()] + [below + part for part in _wrap(value, width - len(below))]
+    return lines
 
 
-def _natural_widths(
-    columns: Sequence[Column], width: int | None, sample: Sequence[Sequence[str]], *, capped: bool = True
-) -> list[int]:
-    """What each column would take with no limit but its ``max`` (unless not ``capped``) and the line's
-    ``width``."""
-    natural = []
-    for i, column in enumerate(columns):
-        widest = max((cell_len(row[i]) for row in sample), default=None)
-        if width is None:
-            natural.append(max(cell_len(column.header), widest or 0))
-            continue
-        cap = column.max if column.max is not None and (capped or widest is None) else width
-        content = cap if widest is None else min(widest, cap)
-        natural.append(max(min(cell_len(column.header), cap), content))
-    return natural
+def note(text: str, *, redact: Redact = lambda text: text) -> None:
+    """A remark on stderr (the command goes on; an error is ``main``'s one line), wrapped to the width of
+    the terminal when stderr is one or ``$COLUMNS`` is set."""
+    sized = is_terminal(sys.stderr) or bool(os.environ.get("COLUMNS"))
+    print(wrap_prose(redact(text), terminal_width() if sized else None), file=sys.stderr)
 
 
-def _fill(indexes: list[int], widths: dict[int, int], natural: list[int], spare: int) -> int:
-    """Widen the columns in turn up to their natural width with ``spare`` cells; returns what is left."""
-    for i in indexes:
-        extra = max(0, min(spare, natural[i] - widths[i]))
-        widths[i] += extra
-        spare -= extra
-    return spare
+def render_lines(renderable: Any, width: int) -> list[str]:
+    """What rich draws of ``renderable`` at ``width`` cells, as plain lines (trailing spaces dropped)."""
+    from rich.console import Console
 
-
-def _spread(
-    columns: Sequence[Column], open_columns: list[int], widths: dict[int, int], natural: list[int], spare: int
-) -> int:
-    """Share ``spare`` cells among the open columns by weight, none beyond its natural width; returns what
-    is left."""
-    while spare > 0:
-        hungry = [i for i in open_columns if widths[i] < natural[i]]
-        if not hungry:
-            return spare
-        total_weight = sum(columns[i].weight for i in hungry)
-        given = 0
-        for i in hungry:
-            share = max(1, spare * columns[i].weight // total_weight)
-            extra = min(share, natural[i] - widths[i], spare - given)
-            widths[i] += extra
-            given += extra
-        if not given:
-            return spare
-        spare -= given
-    return spare
-
-
-class TableWriter:
-    """A table written as its rows come: the layout is fixed by the first batch (and the width), the
-    header written once, then each batch as one write."""
-
-    def __init__(
-        self,
-        columns: Sequence[Column],
-        *,
-        redact: Redact,
-        width: int | None = None,
-        wide: bool = False,
-        file: IO[str] | None = None,
-        title: str | None = None,
-    ) -> None:
-        self.columns = list(columns)
-        self.title = title
-        self.redact = redact
-        self.width = None if wide else (width or terminal_width())
-        self.file = file
-        self.rows = 0
-        self._shown: list[int] | None = None
-        self._widths: list[int] = []
-
-    def _cells(self, row: Sequence[Any]) -> list[str]:
-        # Redacted before anything is cut: a cut can never leave part of a secret behind.
-        return [printable(self.redact("" if cell is None else str(cell))) for cell in row]
-
-    def _line(self, cells: Sequence[str]) -> str:
-        assert self._shown is not None
-        parts = []
-        for index, width in zip(self._shown, self._widths, strict=True):
-            text = cells[index]
-            if self.width is not None:
-                text = fit(text, width, self.columns[index].elide)
-            parts.append(text + " " * max(0, width - cell_len(text)))
-        line = SEPARATOR.join(parts).rstrip()
-        if self.width is not None and cell_len(line) > self.width:  # never: the layout fits; a guard
-            line = set_cell_size(line, self.width).rstrip()
-        return line
-
-    def lines(self, rows: Iterable[Sequence[Any]]) -> list[str]:
-        """The lines of these rows (the header and its rule first, the first time)."""
-        cells = [self._cells(row) for row in rows]
-        out: list[str] = []
-        if self._shown is None:
-            self._shown, self._widths = layout(self.columns, self.width, cells)
-            if self.title is not None:
-                title = printable(self.redact(self.title))
-                out.append(title if self.width is None else elide_middle(title, self.width))
-            out.append(self._line([c.header for c in self.columns]))
-            out.append(SEPARATOR.join("-" * w for w in self._widths))
-        out += [self._line(row) for row in cells]
-        self.rows += len(cells)
-        return out
-
-    def write(self, rows: Iterable[Sequence[Any]]) -> None:
-        """Write these rows (with the header the first time) in one write."""
-        rows = list(rows)
-        if not rows:  # nothing yet: not even the header
-            return
-        heading = 0 if self._shown is not None else 2 + (self.title is not None)
-        lines = self.lines(rows)
-        if lines:
-            write_lines(lines, redact=self.redact, file=self.file, heading=heading)
-
-
-def render(
-    columns: Sequence[Column],
-    rows: Iterable[Sequence[Any]],
-    *,
-    redact: Redact,
-    width: int | None = None,
-    wide: bool = False,
-    title: str | None = None,
-) -> str:
-    """A whole table as text (``title``, header, rule, rows), fitted to ``width`` (default: the
-    terminal's)."""
-    writer = TableWriter(columns, redact=redact, width=width, wide=wide, title=title)
-    return redact("\n".join(writer.lines(rows)))
+    out = io.StringIO()
+    console = Console(
+        file=out, width=max(1, width), color_system=None, markup=False, emoji=False, highlight=False,
+        legacy_windows=False, force_terminal=False, soft_wrap=False,
+    )  # fmt: skip
+    console.print(renderable, crop=True)
+    return [line.rstrip() for line in out.getvalue().split("\n")[:-1]]
 
 
 # --- writing ----------------------------------------------------------------------------------------
 
 
 @cache
-def _console_class() -> type[Console]:
+def console_class() -> type[Console]:
     from rich.console import Console
 
     class _Console(Console):
@@ -386,7 +338,7 @@ def stdout_console(file: IO[str] | None = None) -> Console:
     terminal."""
     out = file or sys.stdout
     terminal = is_terminal(out)
-    return _console_class()(
+    return console_class()(
         file=out,
         force_terminal=terminal,
         no_color=not terminal,
@@ -417,240 +369,3 @@ def write_lines(
         text.append(redact(line), style=style)
         text.append("\n")
     console.print(text, end="")
-
-
-def write(text: str, *, redact: Redact, file: IO[str] | None = None) -> None:
-    """Write ``text`` (redacted) and a newline to stdout, as plain text."""
-    out = file or sys.stdout
-    out.write(redact(text) + "\n")
-
-
-def to_json(value: Any, *, redact: Redact, compact: bool = False) -> str:
-    """JSON for scripts, with presigned URLs' secrets redacted: indented, or one line when ``compact``."""
-    if compact:
-        text = json.dumps(value, ensure_ascii=False, sort_keys=True, default=str, separators=(",", ":"))
-        return redact(text)
-    return redact(json.dumps(value, ensure_ascii=False, indent=2, sort_keys=True, default=str))
-
-
-def tsv_field(value: Any) -> str:
-    """A value as one TSV field: None empty, booleans ``true``/``false``, escapes for tab and newline."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, dict | list):
-        value = json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
-    text = str(value)
-    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
-
-
-class Stream:
-    """Records written as they come, in one of the formats: ``table`` (a ``TableWriter``), ``json`` (an
-    array written item by item: ``[``, items, ``]``), ``jsonl``, ``tsv``. ``close()`` ends it (the closing
-    ``]``); a listing that fails half-way leaves the array open, so that it never parses as complete."""
-
-    def __init__(
-        self,
-        output: str,
-        *,
-        redact: Redact,
-        columns: Sequence[Column] = (),
-        tsv_fields: Sequence[str] = (),
-        width: int | None = None,
-        wide: bool = False,
-        file: IO[str] | None = None,
-        title: str | None = None,
-    ) -> None:
-        if output not in OUTPUTS:
-            raise ValueError(f"unknown output {output!r}: one of {', '.join(OUTPUTS)}")
-        self.output = output
-        self.redact = redact
-        self.file = file
-        self.tsv_fields = list(tsv_fields)
-        self.count = 0
-        self._table = TableWriter(columns, redact=redact, width=width, wide=wide, file=file, title=title)
-        self._started = False
-
-    @property
-    def _out(self) -> IO[str]:
-        return self.file or sys.stdout
-
-    def write(self, items: Sequence[Any], rows: Sequence[Sequence[Any]] | None = None) -> None:
-        """Write a batch: ``items`` (JSON values; TSV takes ``tsv_fields`` of each mapping) and, for the
-        table, ``rows`` (one per item)."""
-        if self.output == "table":
-            self._table.write(rows or [])
-        elif self.output == "jsonl":
-            if items:
-                self._out.write("".join(to_json(i, redact=self.redact, compact=True) + "\n" for i in items))
-        elif self.output == "json":
-            if not items:
-                return
-            head = "[\n" if not self._started else ",\n"
-            self._started = True
-            body = ",\n".join(to_json(i, redact=self.redact, compact=True) for i in items)
-            self._out.write(head + body)
-        else:  # tsv
-            text = "" if self._started else "\t".join(self.tsv_fields) + "\n"
-            self._started = True
-            text += "".join(
-                "\t".join(printable_tsv(self.redact(tsv_field(i.get(f)))) for f in self.tsv_fields) + "\n"
-                for i in items
-            )
-            self._out.write(text)
-        self.count += len(items)
-        self._out.flush()
-
-    def close(self) -> None:
-        if self.output == "json":
-            self._out.write("\n]\n" if self._started else "[]\n")
-        elif self.output == "tsv" and not self._started:
-            self._out.write("\t".join(self.tsv_fields) + "\n")
-        self._out.flush()
-
-
-def printable_tsv(text: str) -> str:
-    """A TSV field with no control character left (escapes already applied by ``tsv_field``)."""
-    return text if text.isprintable() else "".join(ch if ch.isprintable() else "\ufffd" for ch in text)
-
-
-def write_value(value: Any, output: str, *, redact: Redact, file: IO[str] | None = None) -> None:
-    """One machine-readable value (a command's summary or record) in ``json``, ``jsonl`` or ``tsv``:
-    TSV is a header line of the mapping's names, then one line of its values (None: nothing at all)."""
-    out = file or sys.stdout
-    if output == "json":
-        out.write(to_json(value, redact=redact) + "\n")
-    elif output == "jsonl":
-        out.write(to_json(value, redact=redact, compact=True) + "\n")
-    elif output == "tsv":
-        if value is None:
-            return
-        names = sorted(value)
-        out.write("\t".join(names) + "\n")
-        out.write("\t".join(printable_tsv(redact(tsv_field(value[n]))) for n in names) + "\n")
-    else:
-        raise ValueError(f"not a machine-readable output: {output!r}")
-    out.flush()
-
-
-# --- progress ---------------------------------------------------------------------------------------
-
-
-@cache
-def _count_columns() -> tuple[type, type]:
-    """rich progress columns: items per second (rich's own speed column counts bytes), and ``1,234
-    listed`` when there is no total."""
-    from rich.progress import ProgressColumn, Task
-    from rich.text import Text
-
-    class Rate(ProgressColumn):
-        def render(self, task: Task) -> Text:
-            speed = task.finished_speed or task.speed
-            return Text(f"{speed:,.0f}/s" if speed else "", style="progress.data.speed")
-
-    class Count(ProgressColumn):
-        def __init__(self, unit: str) -> None:
-            super().__init__()
-            self.unit = unit
-
-        def render(self, task: Task) -> Text:
-            return Text(f"{int(task.completed):,} {self.unit}".rstrip(), style="progress.download")
-
-    return Rate, Count
-
-
-class Progress:
-    """A progress line on stderr, drawn only when stderr is a terminal: a spinner, the label and the
-    latest text; with ``total`` a bar, done/total, rate and time left; without one, a count and rate.
-
-    ``update(text, completed=N)`` sets what it says; ``done()`` clears it (also as a context manager).
-    """
-
-    def __init__(
-        self,
-        label: str,
-        *,
-        total: int | None = None,
-        unit: str = "",
-        enabled: bool | None = None,
-        redact: Redact = lambda text: text,
-        file: IO[str] | None = None,
-    ) -> None:
-        stream = file or sys.stderr
-        self.label = label
-        self.redact = redact
-        self.enabled = is_terminal(stream) if enabled is None else enabled
-        self._progress: RichProgress | None = None
-        if not self.enabled:
-            return
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            ProgressColumn,
-            SpinnerColumn,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-        from rich.progress import Progress as RichProgress
-        from rich.table import Column as RichColumn
-
-        Rate, Count = _count_columns()
-        console = _console_class()(
-            file=stream, force_terminal=True, highlight=False, markup=False, emoji=False
-        )
-        text = TextColumn(
-            "{task.description}",
-            markup=False,
-            table_column=RichColumn(no_wrap=True, overflow="ellipsis", ratio=1),
-        )
-        # The figures first, the words last: on a narrow terminal the words are cut (``…``), never the
-        # figures, and the line never wraps.
-        columns: list[str | ProgressColumn] = [SpinnerColumn()]
-        if total is not None:
-            columns += [BarColumn(bar_width=20), MofNCompleteColumn(), Rate(), TimeRemainingColumn()]
-        elif unit:
-            columns += [Count(unit), Rate(), TimeElapsedColumn()]
-        else:
-            columns += [TimeElapsedColumn()]
-        columns.append(text)
-        self._progress = RichProgress(
-            *columns,
-            console=console,
-            expand=True,  # the words take what the figures leave, no more
-            transient=True,  # gone when done: the summary follows on stdout
-            redirect_stdout=False,
-            redirect_stderr=False,
-            refresh_per_second=8,
-            speed_estimate_period=10,
-        )
-        self._task = self._progress.add_task(self.redact(label), total=total)
-        self._progress.start()
-
-    def update(
-        self, text: str = "", *, completed: int | None = None, total: int | None = None, force: bool = False
-    ) -> None:
-        """Say ``text`` after the label; ``completed`` (and ``total``) move the count, bar and rate.
-        ``force`` is accepted for the old interface; the display refreshes itself."""
-        if self._progress is None:
-            return
-        description = f"{self.label}: {text}" if text else self.label
-        fields: dict[str, Any] = {"description": self.redact(printable(description))}
-        if completed is not None:
-            fields["completed"] = completed
-        if total is not None:
-            fields["total"] = total
-        self._progress.update(self._task, **fields)
-
-    def done(self) -> None:
-        """Clear the display (idempotent)."""
-        if self._progress is not None:
-            self._progress.stop()
-            self._progress = None
-
-    def __enter__(self) -> Progress:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.done()

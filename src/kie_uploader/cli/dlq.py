@@ -6,18 +6,16 @@ objects' records. ``redrive`` (:mod:`kie_uploader.cli.moving`) moves them back.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
-from kie_uploader.cli import console
+from kie_uploader.cli import console, formats
 from kie_uploader.cli.args import examples, positive_int
 from kie_uploader.cli.aws import Aws
 from kie_uploader.cli.errors import EXIT_OK
 from kie_uploader.cli.messages import decode_body
-from kie_uploader.cli.output import format_duration, output_format, plural, redact, say
+from kie_uploader.cli.output import format_duration, iso, note, output_format, plural, redact, say
 from kie_uploader.cli.store import SQS_BATCH, batch_get_records, int_or_none, queue_attributes
 
 #: ``dlq peek``: how long the peeked messages stay invisible at most, should this process die before it
@@ -79,10 +77,9 @@ def peek(aws: Aws, url: str, maximum: int) -> list[dict[str, Any]]:
     finally:
         errors = _release(aws, url, held) if held else []
     if errors:
-        print(
+        note(
             f"kie-uploader: {len(errors)} messages stay invisible up to {PEEK_VISIBILITY_SECONDS} s more: "
-            f"{redact(errors[0])}",
-            file=sys.stderr,
+            f"{errors[0]}"
         )
     unique: dict[str, dict[str, Any]] = {}
     for message in held:
@@ -116,8 +113,8 @@ def describe_messages(
             })  # fmt: skip
         shown.append({
             "messageId": message.get("MessageId"),
-            "sentAt": None if sent is None else datetime.fromtimestamp(sent / 1000, UTC).isoformat(),
-            "ageSeconds": None if sent is None else max(0.0, now - sent / 1000),
+            "sentAt": None if sent is None else iso(sent / 1000),
+            "ageSeconds": None if sent is None else max(0, round(now - sent / 1000)),
             # SQS counts this peek's receive too: the receives before it.
             "earlierReceives": None if receives is None else max(0, receives - 1),
             "shape": body.shape,
@@ -162,11 +159,11 @@ def cmd_dlq_peek(aws: Aws, args: argparse.Namespace) -> int:
     output = output_format(args)
     if output != "table":
         # TSV: one line per object (a message with two records is two lines); JSON: one item per message.
-        stream = console.Stream(output, redact=redact, tsv_fields=PEEK_TSV_FIELDS)
+        stream = formats.Stream(output, redact=redact, tsv_fields=PEEK_TSV_FIELDS)
         stream.write(peek_tsv_rows(entries) if output == "tsv" else entries)
         stream.close()
         return EXIT_OK
-    say(args, render_peek(entries, depth=int_or_none(depth)), page=True)
+    say(args, render_peek(entries, depth=int_or_none(depth)))
     return EXIT_OK
 
 
@@ -201,26 +198,27 @@ def peek_tsv_rows(entries: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def render_peek(entries: Sequence[Mapping[str, Any]], *, depth: int | None = None) -> str:
+def render_peek(entries: Sequence[Mapping[str, Any]], *, depth: int | None = None) -> console.Page:
     """One block per message: its id, age, earlier receives and shape, then a line per object (S3 URI,
-    event, record status, why). Lines, not a table: an S3 URI is shown whole, never cut."""
-    lines = []
+    event, record status, why). Fitted to the terminal, an S3 URI too long for its line goes on a line of
+    its own (cut in the middle only beyond the terminal's width), the rest wraps below it."""
+    page = console.Page()
     for entry in entries:
         age = "age unknown" if entry["ageSeconds"] is None else f"{format_duration(entry['ageSeconds'])} old"
         receives = entry["earlierReceives"]
         received = "receives unknown" if receives is None else f"received {plural(receives, 'time')} before"
         shape = "/".join(_SHAPES.get(part, part) for part in str(entry["shape"]).split("/"))
-        lines.append(f"message {entry['messageId']}: {age}, {received}, {shape.replace('sns', 'SNS')}")
+        page.line(f"message {entry['messageId']}: {age}, {received}, {shape.replace('sns', 'SNS')}")
         for obj in entry["objects"]:
             status = (obj.get("record") or {}).get("status") or "-"
-            lines.append(f"  {obj['uri']}  {obj['event']}  {status}  {_why(obj, entry)}".rstrip())
+            page.item(obj["uri"], f"{obj['event']}  {status}  {_why(obj, entry)}".rstrip())
         if not entry["objects"]:
-            lines.append(f"  (no object)  {_why(None, entry)}".rstrip())
+            page.line(f"  (no object)  {_why(None, entry)}".rstrip())
     about = f" of about {depth}" if depth is not None and depth > len(entries) else ""
-    lines.append(
+    return page.line(
         f"{plural(len(entries), 'message')}{about} peeked; all left in the dead-letter queue, visible again"
     )
-    return redact("\n".join(lines))
+
 
 
 def _peek_max(text: str) -> int:

@@ -17,7 +17,7 @@ from botocore.parsers import ResponseParserError
 
 from kie_uploader.aws_errors import describe_aws_error
 from kie_uploader.cli import dlq, info, moving, operating, records, setting_up
-from kie_uploader.cli.args import DEFAULT_STACK, common_options
+from kie_uploader.cli.args import DEFAULT_STACK, HelpFormatter, common_options
 from kie_uploader.cli.aws import Aws
 from kie_uploader.cli.errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, CliError
 from kie_uploader.cli.output import redact
@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kie-uploader",
         parents=[common],
+        formatter_class=HelpFormatter,
         description="Operate a deployed kie-uploader stack: backfill, inspect and retry uploads to kie.ai.",
         epilog="AWS_ENDPOINT_URL points every call at a local stack (e.g. the demo's ministack).",
     )

@@ -25,6 +25,7 @@ from urllib.parse import quote
 from botocore.exceptions import BotoCoreError, ClientError
 
 from kie_uploader.aws_errors import describe_aws_error
+from kie_uploader.cli import console
 from kie_uploader.cli.args import S3Uri, examples, positive_int, s3_uri
 from kie_uploader.cli.aws import Aws
 from kie_uploader.cli.errors import EXIT_OK
@@ -204,7 +205,7 @@ def _notify(aws: Aws) -> dict[str, Any]:
 def cmd_info(aws: Aws, args: argparse.Namespace) -> int:
     """The stack's outputs, dashboard link, notify mode and watched objects, function and queue settings."""
     stack = aws.stack  # CliError when there is no such stack
-    [described] = aws.cloudformation.describe_stacks(StackName=aws.stack_name)["Stacks"]
+    described = aws.described
     outputs = {
         o["OutputKey"]: {"value": o.get("OutputValue", ""), "description": o.get("Description", "")}
         for o in described.get("Outputs", [])
@@ -233,72 +234,69 @@ def cmd_info(aws: Aws, args: argparse.Namespace) -> int:
     }
     if emit(args, info):
         return EXIT_OK
-    say(args, render_info(info, local_endpoint=local_endpoint), page=True)
+    say(args, render_info(info, local_endpoint=local_endpoint))
     return EXIT_OK
 
 
-def render_info(info: Mapping[str, Any], *, local_endpoint: str | None = None) -> str:
-    lines = [f"stack {info['stack']} in {info['region'] or 'the default region'}: {info['status']}", ""]
-    # Lines, not a table: outputs are copied from here whole (a table would cut a long one).
-    lines.append("outputs")
-    width = max((len(name) for name in info["outputs"]), default=0)
+def render_info(info: Mapping[str, Any], *, local_endpoint: str | None = None) -> console.Page:
+    """The stack as a page: sentences wrap, names stay aligned, outputs and ARNs are whole (or cut in the
+    middle on a narrow terminal: ``--wide`` and ``--json`` show them whole)."""
+    page = console.Page()
+    page.line(f"stack {info['stack']} in {info['region'] or 'the default region'}: {info['status']}").line()
+    page.line("outputs")
     for name, output in info["outputs"].items():
-        lines.append(f"  {name.ljust(width)}  {output['value']}")
-        if output["description"]:
-            lines.append(f"  {''.ljust(width)}  ({output['description']})")
-    lines.append("")
+        described = f"({output['description']})" if output["description"] else None
+        page.pairs([(name, output["value"]), ("", described)], indent=2)
+    page.line()
     if info.get("dashboardsError"):
-        lines.append(f"dashboard: unknown ({info['dashboardsError']})")
+        page.line(f"dashboard: unknown ({info['dashboardsError']})")
     elif not info["dashboards"]:
-        lines.append("dashboard: none in this stack")
+        page.line("dashboard: none in this stack")
     for dashboard in info["dashboards"]:
         where = dashboard["url"] or f"(no console link: AWS_ENDPOINT_URL is {local_endpoint})"
-        lines.append(f"dashboard: {dashboard['name']}  {where}")
-    lines += ["", *render_watched(info)]
+        page.line(f"dashboard: {dashboard['name']}  {where}")
+    page.line()
+    render_watched(info, page)
     fn = info["function"]
     reserved = fn["reservedConcurrency"]
-    lines += [
-        "",
-        f"function {fn['name']}",
-        f"  runtime              {fn['runtime']} ({', '.join(fn['architectures']) or '?'})",
-        f"  memory               {fn['memoryMb']} MB",
-        f"  timeout              {fn['timeoutSeconds']} s",
-        f"  reserved concurrency {'none (unreserved)' if reserved is None else reserved}",
-        f"  log group            {fn['logGroup']}",
-        f"  last modified        {fn['lastModified']}",
+    settings = [
+        ("runtime", f"{fn['runtime']} ({', '.join(fn['architectures']) or '?'})"),
+        ("memory", f"{fn['memoryMb']} MB"),
+        ("timeout", f"{fn['timeoutSeconds']} s"),
+        ("reserved concurrency", "none (unreserved)" if reserved is None else reserved),
+        ("log group", fn["logGroup"]),
+        ("last modified", fn["lastModified"]),
     ]
-    for mapping in fn["queueEventSource"]:
-        lines.append(
-            f"  from the queue       {mapping['state']}, batches of {mapping['batchSize']}, "
-            f"at most {mapping['maximumConcurrency'] or 'unlimited'} at once"
-        )
-    lines.append("  environment")
-    width = max((len(k) for k in fn["environment"]), default=0)
-    lines += [f"    {k.ljust(width)}  {v}" for k, v in fn["environment"].items()]
+    settings += [
+        ("from the queue", f"{m['state']}, batches of {m['batchSize']}, at most "
+                           f"{m['maximumConcurrency'] or 'unlimited'} at once")
+        for m in fn["queueEventSource"]
+    ]  # fmt: skip
+    page.line().line(f"function {fn['name']}").pairs(settings, indent=2).line("  environment")
+    page.pairs(fn["environment"].items(), indent=4)
     queue = info["queue"]
-    lines += [
-        "",
+    return page.line().line(
         f"queue: visibility timeout {queue['visibilityTimeoutSeconds']} s (a failed delivery comes back "
         f"after it), into the dead-letter queue after {queue['maxReceiveCount']} receives; the dead-letter "
-        f"queue keeps messages {format_duration(queue['deadLetterRetentionSeconds'] or 0)}",
-    ]
-    return redact("\n".join(lines))
+        f"queue keeps messages {format_duration(queue['deadLetterRetentionSeconds'] or 0)}"
+    )
 
 
-def render_watched(info: Mapping[str, Any]) -> list[str]:
+def render_watched(info: Mapping[str, Any], page: console.Page | None = None) -> console.Page:
     """``notify: queue (S3 notifications to the queue)``, then each bucket and the keys it watches."""
+    page = console.Page() if page is None else page
     notify = info.get("notify") or {}
     if notify.get("mode"):
-        lines = [f"notify: {notify['mode']} ({notify['description']})"]
+        page.line(f"notify: {notify['mode']} ({notify['description']})")
     else:
-        lines = [f"notify: unknown ({notify.get('error') or 'not read'})"]
-    lines.append(f"watched objects (from {info.get('watchedSource') or 'the stack'})")
+        page.line(f"notify: unknown ({notify.get('error') or 'not read'})")
+    page.line(f"watched objects (from {info.get('watchedSource') or 'the stack'})")
     rules = info.get("watched") or []
-    width = max((len(rule["bucket"]) for rule in rules), default=0)
-    for rule in rules:
-        described = watch.Rule(rule["bucket"], rule.get("prefix") or "", rule.get("suffix") or "").describe()
-        lines.append(f"  {rule['bucket'].ljust(width)}  {described}")
-    return lines
+    return page.pairs(
+        [(r["bucket"], watch.Rule(r["bucket"], r.get("prefix") or "", r.get("suffix") or "").describe())
+         for r in rules],
+        indent=2,
+    )  # fmt: skip
 
 
 # --- stats ---
@@ -382,7 +380,7 @@ def _oldest_ages(aws: Aws, queue_urls: Sequence[str]) -> dict[str, tuple[float |
         points = sorted(zip(result.get("Timestamps", []), result.get("Values", []), strict=False))
         if points:
             stamp, value = points[-1]
-            ages[url] = (float(value), f"CloudWatch, {stamp.astimezone(UTC):%H:%M}Z")
+            ages[url] = (round(float(value)), f"CloudWatch, {stamp.astimezone(UTC):%H:%M}Z")
         else:
             ages[url] = (None, "CloudWatch has no datapoint in the last 30 min")
     return ages
@@ -418,6 +416,7 @@ def cmd_stats(aws: Aws, args: argparse.Namespace) -> int:
     records = None if args.no_records else count_records(aws, segments=args.segments, prefix=args.prefix)
     if emit(args, {"records": records, **queues}):
         return EXIT_OK
+    wide = bool(getattr(args, "wide", False))
     lines = []
     if records is not None:
         by_status = records["byStatus"]
@@ -430,7 +429,7 @@ def cmd_stats(aws: Aws, args: argparse.Namespace) -> int:
                 detail = "no status yet: a first delivery is working on it"
             rows.append((status, str(count), detail))
         rows.append(("total", str(records["total"]), ""))
-        lines += [render_table(("RECORDS", "COUNT", ""), rows), ""]
+        lines += [render_table(("RECORDS", "COUNT", ""), rows, wide=wide), ""]
     queue_rows = []
     for label, title in (("queue", "queue"), ("deadLetterQueue", "dead-letter queue")):
         q = queues[label]
@@ -443,8 +442,8 @@ def cmd_stats(aws: Aws, args: argparse.Namespace) -> int:
             age_text = f"unknown ({q['oldestMessageAgeSource']})"
         queue_rows.append((title, str(q["visible"]), str(q["inFlight"]), str(q["delayed"]), age_text))
     headers = ("QUEUE", "WAITING", "IN FLIGHT", "DELAYED", "OLDEST MESSAGE")
-    lines.append(render_table(headers, queue_rows))
-    say(args, "\n".join(lines), page=True)
+    lines.append(render_table(headers, queue_rows, wide=wide))
+    print(redact("\n".join(lines)))  # tables fitted to the terminal already
     return EXIT_OK
 
 

@@ -5,7 +5,6 @@ queue again).
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,7 +14,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from kie_uploader.cli.args import S3Uri, examples, positive_int, s3_uri
 from kie_uploader.cli.aws import Aws, Watching
 from kie_uploader.cli.errors import EXIT_INTERRUPTED, EXIT_NO, EXIT_OK, CliError, interrupt_after
-from kie_uploader.cli.output import Progress, emit, plural, redact, say
+from kie_uploader.cli.output import Progress, emit, note, plural, say
 from kie_uploader.cli.store import (
     SQS_BATCH,
     SendResult,
@@ -154,13 +153,13 @@ def cmd_backfill(aws: Aws, args: argparse.Namespace) -> int:
     except (ClientError, BotoCoreError, CliError):
         progress.done()
         if done.why_not_watched is not None:  # it was listing: say what it did (a refusal did nothing)
-            print(f"backfill stopped after enqueuing {done.enqueued} objects", file=sys.stderr)
+            note(f"backfill stopped after enqueuing {done.enqueued} objects")
         raise
     progress.done()
     if not emit(args, done.summary()):
         say(args, done.sentence())
         for error in dict.fromkeys(done.errors):
-            print(f"send failed: {redact(error)}", file=sys.stderr)
+            note(f"send failed: {error}")
     return EXIT_NO if done.failed else EXIT_OK
 
 
@@ -207,7 +206,7 @@ def cmd_retry_failed(aws: Aws, args: argparse.Namespace) -> int:
             f"{result.sent} enqueued, {result.failed} failed",
         )
         for error in dict.fromkeys(result.errors):
-            print(f"send failed: {redact(error)}", file=sys.stderr)
+            note(f"send failed: {error}")
     return EXIT_NO if result.failed else EXIT_OK
 
 
@@ -270,10 +269,7 @@ def move_task(aws: Aws, *, poll_seconds: float = MOVE_TASK_POLL_SECONDS) -> Move
         ]  # fmt: skip
         if running:
             handle = running[0]["TaskHandle"]
-            print(
-                "kie-uploader: a message move task is already running from the DLQ: following it",
-                file=sys.stderr,
-            )
+            note("kie-uploader: a message move task is already running from the DLQ: following it")
         else:
             handle = aws.sqs.start_message_move_task(SourceArn=source, DestinationArn=destination)[
                 "TaskHandle"
@@ -281,11 +277,7 @@ def move_task(aws: Aws, *, poll_seconds: float = MOVE_TASK_POLL_SECONDS) -> Move
     except ClientError as exc:
         code = exc.response.get("Error", {}).get("Code", "")
         if _unsupported(exc) or code in _ACCESS_DENIED:
-            print(
-                f"kie-uploader: no SQS message move task here ({code}): "
-                "moving the messages one batch at a time",
-                file=sys.stderr,
-            )
+            note(f"kie-uploader: no SQS message move task here ({code}): moving the messages in batches")
             return None
         raise
     progress = Progress("redrive")
@@ -310,10 +302,9 @@ def move_task(aws: Aws, *, poll_seconds: float = MOVE_TASK_POLL_SECONDS) -> Move
             time.sleep(poll_seconds)
     except KeyboardInterrupt:
         progress.done()
-        print(
-            f"kie-uploader: the move task goes on in SQS; to stop it: "
-            f"aws sqs cancel-message-move-task --task-handle {handle}",
-            file=sys.stderr,
+        note(
+            "kie-uploader: the move task goes on in SQS; to stop it: "
+            f"aws sqs cancel-message-move-task --task-handle {handle}"
         )
         raise
     finally:
@@ -399,7 +390,7 @@ def cmd_redrive(aws: Aws, args: argparse.Namespace) -> int:
             + (f", {result.failed} failed (left in the dead-letter queue)" if result.failed else ""),
         )
         for error in dict.fromkeys(result.errors):
-            print(redact(error), file=sys.stderr)
+            note(error)
     return EXIT_NO if result.failed or result.errors else EXIT_OK
 
 

@@ -49,6 +49,9 @@ def read_key(stdin: Any = None, *, prompt: Any = getpass.getpass) -> str:
             text = prompt("kie.ai API key (not echoed): ")
         except EOFError:  # Ctrl-D at the prompt
             text = ""
+        except KeyboardInterrupt:  # Ctrl-C: the prompt's line ends here, "interrupted" goes below it
+            print(file=sys.stderr, flush=True)
+            raise
     else:
         text = stdin.read() if stdin is not None else ""
     return validate_key(text)
@@ -156,9 +159,10 @@ def next_steps(*, dead_letter: int, in_flight: int, visibility_timeout: int | No
     else:
         steps.append("(the dead-letter queue is empty: no redrive needed)")
     if in_flight:
+        come_back = "comes back by itself" if in_flight == 1 else "come back by themselves"
         steps.append(
-            f"{plural(in_flight, 'message')} in flight on the queue come back by themselves within {wait} "
-            "(its visibility timeout); retry-failed does not wait for them"
+            f"{plural(in_flight, 'message')} in flight on the queue {come_back} within {wait} (its "
+            "visibility timeout); retry-failed does not wait for them"
         )
     steps.append(
         "kie-uploader backfill s3://bucket/prefix   # objects from before the stack, first deploy only"

@@ -1,14 +1,14 @@
-"""What the commands print: the output format asked for, words fitted to the terminal, the record's
-rendering (a page for ``status``, a row for ``list``, TSV and JSON), progress on stderr.
+"""What the commands print: the output format asked for, words fitted to the terminal, and the record's
+rendering (a page for ``status``, a row for ``list``, the same fields in TSV and JSON).
 
 Everything printed goes through :func:`redact` first: presigned URLs' secrets never reach the terminal,
-a pipe or a log. The terminal layer itself (widths, tables, streams) is :mod:`kie_uploader.cli.console`.
+a pipe or a log. The terminal itself is :mod:`.console` (words and pages), :mod:`.tables` and
+:mod:`.progress`; the machine formats are :mod:`.formats`.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -17,8 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from kie_uploader import live
-from kie_uploader.cli import console
-from kie_uploader.cli.errors import EXIT_OK
+from kie_uploader.cli import console, formats, progress, tables
 from kie_uploader.cli.store import is_live_upload
 from kie_uploader.function import redact as shared_redact
 
@@ -31,7 +30,7 @@ def redact(text: str) -> str:
 
 def to_json(value: Any) -> str:
     """JSON for scripts, with presigned URLs' secrets redacted."""
-    return console.to_json(value, redact=redact)
+    return formats.to_json(value, redact=redact)
 
 
 def output_format(args: argparse.Namespace) -> str:
@@ -39,31 +38,42 @@ def output_format(args: argparse.Namespace) -> str:
     return str(getattr(args, "output", None) or ("json" if getattr(args, "json", False) else "table"))
 
 
-def say(args: argparse.Namespace, text: str, *, page: bool = False) -> None:
-    """Print a command's words (redacted) fitted to the width of the terminal (or ``$COLUMNS``) unless
-    ``--wide``: sentences are wrapped (nothing cut); a ``page`` of ``name  value`` lines has each long line
-    cut in the middle. Into a pipe or a file without ``$COLUMNS`` they go whole: a script reads them."""
+def width_of(args: argparse.Namespace) -> int | None:
+    """The width words are fitted to: the terminal's (or ``$COLUMNS``) unless ``--wide``; into a pipe or a
+    file without ``$COLUMNS``, ``None``: lines go whole (a script reads them)."""
     sized = console.is_terminal(sys.stdout) or bool(os.environ.get("COLUMNS"))
-    fitted = sized and not getattr(args, "wide", False)
-    width = console.terminal_width() if fitted else None
-    text = redact(text)
-    print(console.fit_page(text, width) if page else console.wrap_prose(text, width))
+    return console.terminal_width() if sized and not getattr(args, "wide", False) else None
 
 
-def emit(args: argparse.Namespace, value: Any) -> bool:
-    """Print ``value`` in the machine-readable format asked for (``json``, ``jsonl``, ``tsv``) and say so;
-    False for ``table`` (the command prints its own words)."""
+def say(args: argparse.Namespace, words: str | console.Page) -> None:
+    """Print a command's words (redacted) fitted to the terminal (:func:`width_of`): sentences wrap, a
+    :class:`~kie_uploader.cli.console.Page` keeps its names aligned and its identifiers whole or cut in
+    the middle."""
+    width = width_of(args)
+    if isinstance(words, console.Page):
+        print(redact(words.render(width, redact=redact)))
+    else:
+        print(console.wrap_prose(redact(words), width))
+
+
+def note(text: str) -> None:
+    """A remark on stderr (redacted), wrapped to the terminal: the command goes on."""
+    console.note(text, redact=redact)
+
+
+def emit(args: argparse.Namespace, value: Any, *, fields: Sequence[str] | None = None) -> bool:
+    """Print ``value`` in the machine-readable format asked for (``json``, ``jsonl``, ``tsv``; ``fields``: a
+    list's TSV header) and say so; False for ``table`` (the command prints its own words)."""
     output = output_format(args)
     if output == "table":
         return False
-    console.write_value(value, output, redact=redact)
+    formats.write_value(value, output, redact=redact, fields=fields)
     return True
 
 
-class Progress(console.Progress):
-    """A progress line on stderr, drawn by rich only when stderr is a terminal (redrawn cleanly even when
-    it wraps, cleared when done); its text goes through ``redact``. ``total``: a bar, rate and time left;
-    ``unit``: a count and rate when the total is unknown."""
+class Progress(progress.Progress):
+    """A progress line on stderr (only on a terminal), its text through ``redact``. ``total``: a bar, rate
+    and time left; ``unit``: a count and rate when the total is unknown."""
 
     def __init__(
         self, label: str, *, total: int | None = None, unit: str = "", enabled: bool | None = None
@@ -71,7 +81,20 @@ class Progress(console.Progress):
         super().__init__(label, total=total, unit=unit, enabled=enabled, redact=redact)
 
 
-# --- words and numbers ---
+def render_table(
+    headers: Sequence[str | tables.Column],
+    rows: Iterable[Sequence[Any]],
+    *,
+    width: int | None = None,
+    wide: bool = False,
+) -> str:
+    """A plain-text table with a header rule, no line longer than ``width`` (default: the terminal's,
+    ``$COLUMNS`` or 80): long sentences wrap, URLs are cut in the middle; ``wide``: nothing is cut."""
+    columns = [h if isinstance(h, tables.Column) else tables.Column(h, elide="auto") for h in headers]
+    return tables.render(columns, rows, redact=redact, width=width, wide=wide)
+
+
+# --- words and numbers ---------------------------------------------------------------------------------
 
 
 def plural(count: int, word: str) -> str:
@@ -85,7 +108,7 @@ def format_epoch(epoch: Any, *, now: float | None = None) -> str:
         seconds = float(epoch)
     except (TypeError, ValueError):
         return str(epoch)
-    stamp = datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    stamp = utc(seconds, "%Y-%m-%d %H:%M:%SZ")
     left = seconds - (time.time() if now is None else now)
     if left <= 0:
         return f"{stamp} (expired {format_duration(-left)} ago)"
@@ -119,7 +142,7 @@ def format_size(size: Any) -> str:
     raise AssertionError("unreachable")
 
 
-def _utc(epoch: Any, form: str = "%Y-%m-%d %H:%MZ") -> str:
+def utc(epoch: Any, form: str = "%Y-%m-%d %H:%MZ") -> str:
     """Epoch seconds as a UTC time (``form``: a strftime format); what is not a time, as it is."""
     try:
         return datetime.fromtimestamp(float(epoch), tz=UTC).strftime(form)
@@ -127,58 +150,51 @@ def _utc(epoch: Any, form: str = "%Y-%m-%d %H:%MZ") -> str:
         return str(epoch)
 
 
-# --- the record ---
+def iso(epoch: Any) -> str | None:
+    """Epoch seconds as ISO 8601 UTC (``2025-01-04T12:00:00Z``), the machine formats' time; None stays."""
+    return None if epoch is None else utc(epoch, "%Y-%m-%dT%H:%M:%SZ")
 
+
+# --- the record ----------------------------------------------------------------------------------------
 
 _RECORD_ORDER = (
     "pk", "status", "state", "bucket", "key", "versionId", "size", "etag", "sequencer", "downloadUrl",
     "expiresAt", "uploadedAt", "fileName", "filePath", "fileSize", "mimeType", "uploadPath", "error",
-    "errorKind", "retryable", "attempts", "updatedAt",
+    "errorKind", "retryable", "attempts", "updatedAt", "purgeAt",
 )  # fmt: skip
+#: Attributes that hold epoch seconds (``claimUntil``: epoch milliseconds).
+_EPOCH_SECONDS = ("expiresAt", "purgeAt")
 
 
 def render_record(
     record: dict[str, Any], *, now: float | None = None, state: live.RecordState | None = None
-) -> str:
-    """A record as aligned ``name: value`` lines, the important attributes first; ``state`` (what the
-    record means: live with the time left, expired, waiting for a retry, ...) after ``status``. The URL of
-    an upload that is not live is never shown as if it could be used."""
+) -> console.Page:
+    """A record as aligned ``name  value`` lines, the important attributes first; ``state`` (what the
+    record means: live with the time left, expired, waiting for a retry, ...) after ``status``; times as
+    UTC times with what is left. The URL of an upload that is not live is never shown as if it could be
+    used."""
     now = time.time() if now is None else now
     state = live.describe_record(record, now) if state is None else state
     shown = dict(record)
     shown["state"] = state.sentence
     names = [n for n in _RECORD_ORDER if n in shown] + sorted(n for n in shown if n not in _RECORD_ORDER)
-    width = max(len(n) for n in names)
-    lines = []
-    for name in names:
-        value = shown[name]
-        if name == "downloadUrl" and not is_live_upload(record, now=now):
-            text = f"(not served: {state.label})"
-        elif name == "expiresAt":
-            text = format_epoch(value, now=now)
-        elif name in ("size", "fileSize"):
-            text = f"{value} ({format_size(value)})" if isinstance(value, int) else str(value)
-        elif isinstance(value, bool):
-            text = "yes" if value else "no"
-        elif isinstance(value, dict | list):
-            text = json.dumps(value, ensure_ascii=False, sort_keys=True)
-        else:
-            text = str(value)
-        lines.append(f"{name.ljust(width)}  {text}")
-    return redact("\n".join(lines))
+    return console.Page().pairs((n, _record_value(record, n, shown[n], now, state)) for n in names)
 
 
-def render_table(
-    headers: Sequence[str | console.Column],
-    rows: Iterable[Sequence[Any]],
-    *,
-    width: int | None = None,
-    wide: bool = False,
-) -> str:
-    """A plain-text table with a header rule, no line longer than ``width`` (default: the terminal's,
-    ``$COLUMNS`` or 80): long cells are cut with ``…`` (URLs in the middle); ``wide``: nothing is cut."""
-    columns = [h if isinstance(h, console.Column) else console.Column(h, elide="auto") for h in headers]
-    return console.render(columns, rows, redact=redact, width=width, wide=wide)
+def _record_value(record: dict[str, Any], name: str, value: Any, now: float, state: live.RecordState) -> str:
+    if name == "downloadUrl" and not is_live_upload(record, now=now):
+        return f"(not served: {state.label})"
+    if name in _EPOCH_SECONDS:
+        return format_epoch(value, now=now)
+    if name == "claimUntil" and isinstance(value, int | float):
+        return format_epoch(value / 1000, now=now)
+    if name in ("size", "fileSize"):
+        return f"{value} ({format_size(value)})" if isinstance(value, int) else str(value)
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, dict | list):
+        return formats.to_json(value, redact=redact, compact=True)
+    return str(value)
 
 
 def _record_detail(record: dict[str, Any], now: float) -> str:
@@ -196,30 +212,30 @@ def _record_detail(record: dict[str, Any], now: float) -> str:
 
 
 # The list's columns: the key and the URL or error share what the others leave; columns of lesser use go
-# first when the terminal is narrow (UPDATED, then EXPIRES, SIZE, STATUS: STATE says the most).
+# first when the terminal is narrow (UPDATED, then EXPIRES, SIZE, STATUS: STATE says the most). The key is
+# cut in the middle; an error wraps in its cell (a URL is cut in the middle).
 _RECORD_COLUMNS = (
-    console.Column("S3 URI", min=24, want=32, elide="middle", weight=2),
-    console.Column("STATUS", min=8, max=8, drop=2),
-    console.Column("STATE", min=14, max=24),
-    console.Column("SIZE", min=8, max=10, drop=3),
-    console.Column("EXPIRES", min=17, max=17, drop=4),
-    console.Column("UPDATED", min=20, max=20, drop=5),
-    console.Column("DOWNLOAD URL / ERROR", min=30, want=40, elide="auto", weight=3),
+    tables.Column("S3 URI", min=24, want=32, elide="middle", weight=2),
+    tables.Column("STATUS", min=8, max=8, drop=2),
+    tables.Column("STATE", min=14, max=24),
+    tables.Column("SIZE", min=8, max=10, drop=3),
+    tables.Column("EXPIRES", min=17, max=17, drop=4),
+    tables.Column("UPDATED", min=20, max=20, drop=5),
+    tables.Column("DOWNLOAD URL / ERROR", min=30, want=40, elide="auto", weight=3),
 )
-
-
-_RECORD_TSV = (
+#: The record's TSV fields (``list`` and ``status``): plain values, ISO 8601 UTC times.
+RECORD_TSV = (
     "pk", "status", "state", "size", "expiresAt", "updatedAt", "downloadUrl", "errorKind", "retryable",
     "error",
 )  # fmt: skip
 
 
-def record_columns(bucket: str | None = None) -> tuple[console.Column, ...]:
+def record_columns(bucket: str | None = None) -> tuple[tables.Column, ...]:
     """The list's columns; with ``bucket`` the first one holds keys relative to it (``record_title``)."""
     if bucket is None:
         return _RECORD_COLUMNS
     first = _RECORD_COLUMNS[0]
-    return (console.Column("KEY", min=first.min, want=first.want, elide="middle", weight=2),) + (
+    return (tables.Column("KEY", min=first.min, want=first.want, elide="middle", weight=2),) + (
         _RECORD_COLUMNS[1:]
     )
 
@@ -241,22 +257,21 @@ def record_row(record: dict[str, Any], now: float, bucket: str | None = None) ->
         str(record.get("status") or "-"),
         live.describe_record(record, now).label,
         format_size(record.get("size")),
-        _utc(record["expiresAt"]) if record.get("expiresAt") is not None else "",
+        utc(record["expiresAt"]) if record.get("expiresAt") is not None else "",
         str(record.get("updatedAt", "")),
         _record_detail(record, now),
     )
 
 
-def record_tsv(record: dict[str, Any], now: float) -> dict[str, Any]:
+def record_tsv(record: dict[str, Any], now: float, state: live.RecordState | None = None) -> dict[str, Any]:
     """A record's TSV fields: machine values (bytes, ISO 8601 UTC times, the state's name); the URL only
     of a live upload."""
-    expires = record.get("expiresAt")
     return {
         "pk": record.get("pk"),
         "status": record.get("status"),
-        "state": live.describe_record(record, now).state,
+        "state": (state or live.describe_record(record, now)).state,
         "size": record.get("size"),
-        "expiresAt": None if expires is None else _utc(expires, "%Y-%m-%dT%H:%M:%SZ"),
+        "expiresAt": iso(record.get("expiresAt")),
         "updatedAt": record.get("updatedAt"),
         "downloadUrl": record.get("downloadUrl") if is_live_upload(record, now=now) else None,
         "errorKind": record.get("errorKind"),
@@ -278,7 +293,7 @@ def records_table(
     now = time.time() if now is None else now
     rows = [record_row(r, now, bucket) for r in records]
     columns = record_columns(bucket)
-    return console.render(columns, rows, redact=redact, width=width, wide=wide, title=record_title(bucket))
+    return tables.render(columns, rows, redact=redact, width=width, wide=wide, title=record_title(bucket))
 
 
 def with_state(record: dict[str, Any], *, now: float | None = None) -> dict[str, Any]:
@@ -294,15 +309,15 @@ def write_records(
     now: float,
     bucket: str | None,
     limit: int | None,
-) -> int:
+) -> None:
     """Write the records page by page in the format asked for; the table ends with the count."""
     output = output_format(args)
-    stream = console.Stream(
+    stream = formats.Stream(
         output,
         redact=redact,
         columns=record_columns(bucket),
         title=record_title(bucket),
-        tsv_fields=_RECORD_TSV,
+        tsv_fields=RECORD_TSV,
         wide=bool(getattr(args, "wide", False)),
     )
     for page in pages:
@@ -321,4 +336,3 @@ def write_records(
         count = stream.count
         more = f" (--limit {limit}: there may be more)" if limit is not None and count >= limit else ""
         say(args, f"{plural(count, 'record')}{more}")
-    return EXIT_OK

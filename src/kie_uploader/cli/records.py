@@ -5,6 +5,7 @@ and its kie.ai URL).
 from __future__ import annotations
 
 import argparse
+import re
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -12,13 +13,15 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from kie_uploader import live
-from kie_uploader.cli import console
+from kie_uploader.cli import formats
 from kie_uploader.cli.args import S3Uri, duration, examples, positive_int, s3_uri
 from kie_uploader.cli.aws import Aws
 from kie_uploader.cli.errors import EXIT_ERROR, EXIT_NO, EXIT_OK, CliError
 from kie_uploader.cli.output import (
     emit,
+    iso,
     output_format,
+    record_tsv,
     redact,
     render_record,
     say,
@@ -41,6 +44,26 @@ URL_REFUSALS = {
 }
 
 
+#: The function's answer to a duration it cannot honour (its bound is the stack's kie.ai retention).
+_BOUND = re.compile(r"(\w+Seconds) must be a whole number of seconds from 0 to (\d+)")
+_OPTIONS = {"minValidSeconds": "--min-valid", "expiringWithinSeconds": "--expiring-within"}
+
+
+def _refusal(exc: live.LiveUrlError, given: int) -> CliError:
+    """The function's refusal in the words the user typed: ``--min-valid 4 d: at most 2 d 23 h on this
+    stack``, not the request's field in seconds."""
+    match = _BOUND.search(str(exc))
+    name = match.group(1).rpartition(".")[2] if match else ""
+    if match is None or name not in _OPTIONS:
+        return CliError(str(exc))
+    high = int(match.group(2))
+    return CliError(
+        f"{_OPTIONS[name]} {live.human_duration(given)} is longer than this stack allows: at most "
+        f"{live.human_duration(high)} (kie.ai keeps each file for the stack's retentionSeconds, less a "
+        "margin)"
+    )
+
+
 def cmd_status(aws: Aws, args: argparse.Namespace) -> int:
     """Print one object's record and what it means (with S3's reading of the object: waiting, never
     seen, changed since, not in S3; not watched for a key outside the stack's rules); exit 0 only when its
@@ -57,13 +80,15 @@ def cmd_status(aws: Aws, args: argparse.Namespace) -> int:
     # A key outside the rules never gets an event: what S3 holds changes nothing to what it is.
     reading = None if outside else read_object(aws, uri)
     state = live.describe_object(record, now, reading=reading, outside=outside, stack=aws.stack.stack_name)
-    if output_format(args) != "table":
-        shown = {"pk": str(uri)} if record is None else record
+    shown = {"pk": str(uri)} if record is None else record
+    if output_format(args) == "tsv":  # the list's fields: one format for records
+        emit(args, [record_tsv(shown, now, state)])
+    elif output_format(args) != "table":
         emit(args, {**shown, "state": state.state, "stateDescription": state.sentence})
     elif record is None:
         say(args, f"{uri}: {state.sentence}")
     else:
-        say(args, render_record(record, now=now, state=state), page=True)
+        say(args, render_record(record, now=now, state=state))
     return EXIT_OK if state.state == live.LIVE else EXIT_NO
 
 
@@ -90,7 +115,8 @@ def cmd_list(aws: Aws, args: argparse.Namespace) -> int:
     buckets = aws.stack.bucket_names
     # Keys relative to the bucket when there is only one (a record of another bucket keeps its S3 URI).
     bucket = prefix.bucket if prefix is not None else (buckets[0] if len(buckets) == 1 else None)
-    return write_records(pages, args, now=now, bucket=bucket, limit=limit)
+    write_records(pages, args, now=now, bucket=bucket, limit=limit)
+    return EXIT_OK
 
 
 def _expiring(aws: Aws, prefix: S3Uri | None, *, until: int) -> list[dict[str, Any]]:
@@ -145,13 +171,15 @@ def cmd_url(aws: Aws, args: argparse.Namespace) -> int:
     try:
         [result] = live.resolve(aws.lambda_, aws.function_name, [str(uri)], args.min_valid)
     except live.LiveUrlError as exc:
-        raise CliError(str(exc)) from exc
+        raise _refusal(exc, args.min_valid) from exc
     refused = result.get("status") in URL_REFUSALS
     output = output_format(args)
     if output != "table":
         # Not redacted: the URL is the answer (kie.ai's URL carries no AWS secret; errors are redacted).
         shown = {**result, "error": redact(str(result["error"])) if result.get("error") else None}
-        console.write_value(shown, output, redact=lambda text: text)
+        if output == "tsv":
+            shown["expiresAt"] = iso(shown.get("expiresAt"))
+        formats.write_value(shown, output, redact=lambda text: text)
         return EXIT_ERROR if refused else EXIT_OK if result.get("downloadUrl") else EXIT_NO
     if refused:
         reason = live.one_line(result.get("error")) or URL_REFUSALS[str(result["status"])]
@@ -174,7 +202,7 @@ def cmd_refresh(aws: Aws, args: argparse.Namespace) -> int:
             aws.lambda_, aws.function_name, [str(p) for p in prefixes], args.expiring_within
         )
     except live.LiveUrlError as exc:
-        raise CliError(str(exc)) from exc
+        raise _refusal(exc, args.expiring_within) from exc
     if not emit(args, counts):
         where = ", ".join(str(p) for p in prefixes)
         say(

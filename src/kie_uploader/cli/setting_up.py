@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,10 @@ from kie_uploader import doctor, settings, settings_file
 from kie_uploader.cli.args import examples
 from kie_uploader.cli.aws import Aws
 from kie_uploader.cli.errors import EXIT_NO, EXIT_OK, CliError
-from kie_uploader.cli.output import emit, plural
+from kie_uploader.cli.output import emit, plural, say
+
+#: ``doctor --output tsv``: a row per finding (the header also when there is none).
+FINDING_FIELDS = tuple(f.name for f in fields(doctor.Finding))
 
 
 def report(findings: Sequence[doctor.Finding]) -> str:
@@ -55,8 +58,8 @@ def cmd_doctor(aws: Aws, args: argparse.Namespace) -> int:
         settings_path=path,
         buckets=args.bucket,
     )
-    if not emit(args, [asdict(f) for f in findings]):
-        print(report(findings))
+    if not emit(args, [asdict(f) for f in findings], fields=FINDING_FIELDS):
+        say(args, report(findings))
     return EXIT_NO if doctor.errors(findings) else EXIT_OK
 
 
@@ -73,9 +76,8 @@ def cmd_configure(aws: Aws, args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from exc
     if emit(args, {"file": str(path), "settings": values}):
         return EXIT_OK
-    print(f"{path}:" + ("" if values else " no settings (every option has its default)"))
-    for key in sorted(values):
-        print(f"  {key} = {values[key]}")
+    lines = [f"{path}:" + ("" if values else " no settings (every option has its default)")]
+    say(args, "\n".join(lines + [f"  {key} = {values[key]}" for key in sorted(values)]))
     return EXIT_OK
 
 
