@@ -1462,4 +1462,9 @@ def test_every_history_keeps_the_record_true(model_world: World, shard: int) -> 
             print(f"{name:24} {count:6} steps {seconds:9.1f} s {seconds / count:7.2f} s/step")
 
 
-pytestmark = pytest.mark.filterwarnings("ignore::hypothesis.errors.NonInteractiveExampleWarning")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::hypothesis.errors.NonInteractiveExampleWarning"),
+    # A history takes seconds (S3's clock, kie.ai's answers, faults' backoffs): more than the suite's 900 s
+    # for the thousands of make model and make mutants, and the five minutes Hypothesis may spend shrinking.
+    pytest.mark.timeout(900 + 60 * EXAMPLES),
+]
