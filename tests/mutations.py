@@ -219,7 +219,10 @@ def run_model(
             code = child.wait()
         except BaseException:
             os.killpg(child.pid, signal.SIGINT)  # pytest then stops its servers
-            child.wait(60)
+            try:
+                child.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(child.pid, signal.SIGTERM)
             raise
     seconds = time.monotonic() - started
     under_test = [
