@@ -27,6 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from uploader import liveness
+from uploader.errors import UploaderError
 from uploader.events import parse_s3_uri
 from uploader.models import ObjectRef, Outcome, Status
 from uploader.processor import Processor
@@ -131,7 +132,11 @@ def _answer(processor: Processor, ref: ObjectRef, outcome: Outcome, min_valid: i
     bytes)."""
     if outcome.status in (Status.NOT_WATCHED, Status.NOT_FOUND):
         return _result(ref.pk, outcome.status.value, error=outcome.error)
-    record = processor.table.get(ref.pk) or {}
+    try:
+        record = processor.table.get(ref.pk) or {}
+    except UploaderError as exc:  # an answer, never an exception: the URL just cannot be confirmed
+        failed = Status.FAILED if outcome.status is Status.DUPLICATE else outcome.status
+        return _result(ref.pk, failed.value, error=f"could not read the object's record: {exc}")
     status = str(record.get("status") or outcome.status.value)
     now = int(processor.now().timestamp())
     confirmed = outcome.confirmed if outcome.status in (Status.UPLOADED, Status.DUPLICATE) else None

@@ -363,3 +363,24 @@ def test_a_failed_head_object_for_a_key_that_never_existed_leaves_no_record(
     fault_proxy.clear()
     assert failures(world.invoke(plain)) == []
     assert world.record("never.txt") is None
+
+
+def test_a_resolve_whose_record_read_fails_answers_without_a_url(world: World, fault_proxy: FaultProxy) -> None:
+    """Found by the model test: the read of the record after processing raised out of the request."""
+    world.invoke(f.s3_notification(world.created("answer.txt")))
+    # The resolve reads the record (GetItem) before and after S3: fail every read after the first.
+    fault_proxy.add(Rule("dynamodb", "GetItem", fail(500), key="answer.txt", times=None, when=_after_first()))
+
+    (result,) = world.invoke({"resolve": [f"s3://{BUCKET}/answer.txt"], "minValidSeconds": 0})["results"]
+
+    assert result["downloadUrl"] is None and "could not" in result["error"]
+
+
+def _after_first() -> Any:
+    seen = {"n": 0}
+
+    def when(_request: Any) -> bool:
+        seen["n"] += 1
+        return seen["n"] > 1
+
+    return when
