@@ -365,7 +365,9 @@ def test_a_failed_head_object_for_a_key_that_never_existed_leaves_no_record(
     assert world.record("never.txt") is None
 
 
-def test_a_resolve_whose_record_read_fails_answers_without_a_url(world: World, fault_proxy: FaultProxy) -> None:
+def test_a_resolve_whose_record_read_fails_answers_without_a_url(
+    world: World, fault_proxy: FaultProxy
+) -> None:
     """Found by the model test: the read of the record after processing raised out of the request."""
     world.invoke(f.s3_notification(world.created("answer.txt")))
     # The resolve reads the record (GetItem) before and after S3: fail every read after the first.
