@@ -1057,6 +1057,43 @@ class Histories(RuleBasedStateMachine):
                 note.lost = True
                 self.state_of(note.target).lost = True
 
+    # --- outages: the situations issue 21's defects came from, drawn as often as any other step ---
+
+    @rule(data=st.data())
+    def s3_outage(self, data: st.DataObject) -> None:
+        """S3 answers no HeadObject for a while (503, SlowDown or resets, on every attempt) while the latest
+        notifications are delivered: a failure must record no progress it did not make (rule 7)."""
+        with self.step():
+            fault = data.draw(st.sampled_from(FAULTS[1:4]), label="fault")
+            channel = data.draw(st.sampled_from(CHANNELS), label="channel")
+            fresh = [n.index for n in self.notes if not n.acknowledged and not n.lost]
+            if not fresh:
+                return
+            self.arm_fault(fault, 1000, None)
+            job = Job(
+                "notes", data.draw(st.integers(0, 2), label="container"), notes=fresh[-3:], channel=channel
+            )
+            self.run(job)
+            self.settle(job)
+
+    @rule(index=st.integers(0, 5), how=st.sampled_from(("expired", "due")), data=st.data())
+    def kie_outage(self, index: int, how: str, data: st.DataObject) -> None:
+        """kie.ai fails every call (5xx, 429, maintenance, malformed answers) for a keep-alive round or a
+        resolve across a record's expiry: a retryable failure must stay due (rule 10)."""
+        with self.step():
+            target = self.target(index, watched_only=True)
+            record = self.record(target)
+            if record and record.get("status") == "UPLOADED":
+                self.edit(target, expiresAt=int(time.time()) + (-5 if how == "expired" else 60))
+            outcome = data.draw(st.sampled_from(("500", "429", "455", "malformed")), label="kie")
+            self.world.kie.script(*[outcome] * 3)
+            if data.draw(st.booleans(), label="resolve"):
+                job = Job("resolve", 0, targets=[target], target=target, min_valid=120)
+            else:
+                job = Job("refresh", 0, within=120)
+            self.run(job)
+            self.settle(job)
+
     # --- the held delivery ---
 
     @rule(data=st.data())
@@ -1075,21 +1112,7 @@ class Histories(RuleBasedStateMachine):
                 label="meanwhile",
             )
             fault, times = self.draw_fault(data)
-            if kind == "notes":
-                notes = self.draw_notes(data, target)
-                job = (
-                    Job("notes", 0, notes=notes, channel="sqs") if notes else self.plain_job(target, False, 0)
-                )
-            elif kind == "plain":
-                job = self.plain_job(target, data.draw(st.booleans(), label="force"), 0)
-            elif kind == "resolve":
-                min_valid = data.draw(st.sampled_from(MIN_VALIDS), label="minValid")
-                job = Job("resolve", 0, targets=[target], target=target, min_valid=min_valid)
-            else:
-                job = Job("refresh", 0, within=120)
-                record = self.record(target)
-                if record and record.get("status") == "UPLOADED":
-                    self.edit(target, expiresAt=int(time.time()) + 60)
+            job = self.held_job(data, target, kind)
             self.arm_fault(fault, times, target)
             self.hold.arm(point, target)
             thread = threading.Thread(target=self.run, args=(job,))
@@ -1124,6 +1147,27 @@ class Histories(RuleBasedStateMachine):
     def in_flight_again(self, data: st.DataObject) -> None:
         """The same as ``in_flight``: a second rule, so that held deliveries come about twice per history."""
         self.in_flight(data)
+
+    def held_job(self, data: st.DataObject, target: Target, kind: str) -> Job:
+        """The invocation to hold: ``kind`` about ``target``, after a change of it when drawn."""
+        changed: list[int] = []
+        if data.draw(st.booleans(), label="changed first"):
+            # The held delivery has work to do: the object changed (its own notification, for notes).
+            before = len(self.notes)
+            self.change(target, "new")
+            changed = [n.index for n in self.notes[before:]]
+        if kind == "notes":
+            notes = changed or self.draw_notes(data, target)
+            return Job("notes", 0, notes=notes, channel="sqs") if notes else self.plain_job(target, False, 0)
+        if kind == "plain":
+            return self.plain_job(target, data.draw(st.booleans(), label="force"), 0)
+        if kind == "resolve":
+            min_valid = data.draw(st.sampled_from(MIN_VALIDS), label="minValid")
+            return Job("resolve", 0, targets=[target], target=target, min_valid=min_valid)
+        record = self.record(target)
+        if record and record.get("status") == "UPLOADED":
+            self.edit(target, expiresAt=int(time.time()) + 60)  # due for the held keep-alive round
+        return Job("refresh", 0, within=120)
 
     def interleave(self, action: str, op: str, target: Target) -> list[Job]:
         """One action of the history while the held delivery waits (in the test's thread)."""
