@@ -7,6 +7,7 @@ one new, locked-down bucket), KMS keys and the secret imported by ARN; and it wr
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from aws_cdk import CfnOutput, CfnResource, Stack
@@ -36,7 +37,7 @@ LEGACY_LOGICAL_IDS = {
 
 
 def function_options(settings: StackSettings) -> FunctionOptions:
-    return FunctionOptions(
+    options = FunctionOptions(
         kie_base_url=settings.kie_base_url,
         kie_upload_path=settings.kie_upload_path,
         retention_seconds=settings.retention_seconds,
@@ -48,7 +49,12 @@ def function_options(settings: StackSettings) -> FunctionOptions:
         timeout_seconds=settings.function_timeout_seconds,
         kie_timeout_seconds=settings.kie_timeout_seconds,
         record_retention_days=settings.record_retention_days,
+        transfer=settings.transfer,
+        kie_cannot_fetch=settings.kie_cannot_fetch,
     )
+    if settings.stream_bytes_per_second is None:
+        return options
+    return dataclasses.replace(options, stream_bytes_per_second=settings.stream_bytes_per_second)
 
 
 def keep_legacy_logical_ids(uploader: KieUploader) -> None:

@@ -29,6 +29,9 @@ SECRET_CACHE_SECONDS = 300
 SQS_BATCH_SIZE = 10
 
 NOTIFY_TARGETS = ("queue", "eventbridge", "lambda")
+#: How the bytes reach kie.ai (issue 19): the URL upload, the stream upload, or the URL upload with the stream
+#: for what kie.ai cannot fetch.
+TRANSFERS = ("auto", "url", "stream")
 ARCHITECTURES = ("arm64", "x86_64")
 # CloudWatch Logs accepts only these retention periods.
 LOG_RETENTION_DAYS = (
@@ -94,7 +97,8 @@ class StackSettings:
     kie_base_url: str = "https://api.kie.ai"
     kie_upload_path: str = "s3-uploads"
     retention_seconds: int = 259_200
-    max_object_bytes: int = 104_857_600
+    #: None: 100 MiB with transfer=url, else what a stream upload carries within the function's timeout.
+    max_object_bytes: int | None = None
     presign_expires_seconds: int = 900
     memory_size: int = 256
     architecture: str = "arm64"
@@ -113,32 +117,46 @@ class StackSettings:
     #: ``"true"`` (the stack creates one) or an existing key's ARN; None: SSE-SQS and AWS managed keys.
     encryption_key: str | None = None
 
-    function_timeout_seconds: int = FUNCTION_TIMEOUT_SECONDS
+    #: None: the construct sizes it (120 s with transfer=url; else for maxObjectBytes at the stream rate,
+    #: 900 s without it).
+    function_timeout_seconds: int | None = None
     #: The function's ``KIE_TIMEOUT_SECONDS``: how long one kie.ai call may take (< the function's timeout).
     kie_timeout_seconds: int = KIE_TIMEOUT_SECONDS
+    #: ``TRANSFER``: auto, url or stream; ``KIE_CANNOT_FETCH``: buckets doctor found kie.ai cannot fetch from;
+    #: ``STREAM_BYTES_PER_SECOND``: the planned stream throughput (None: the construct's default).
+    transfer: str = "auto"
+    kie_cannot_fetch: tuple[str, ...] = ()
+    stream_bytes_per_second: int | None = None
 
     @property
-    def queue_visibility_timeout_seconds(self) -> int:
+    def queue_visibility_timeout_seconds(self) -> int | None:
         # AWS's guidance for an SQS event source: at least 6 x the function timeout, so that a message is
         # not handed to a second invocation while the first one still retries it.
-        return 6 * self.function_timeout_seconds
+        return None if self.function_timeout_seconds is None else 6 * self.function_timeout_seconds
 
     @classmethod
     def from_context(cls, get: Callable[[str], Any]) -> StackSettings:
         """Build the settings from a context getter such as ``app.node.try_get_context``."""
         reader = _ContextReader(get)
         defaults = cls()
-        function_timeout = reader.integer(
-            "functionTimeoutSeconds", defaults.function_timeout_seconds, low=5, high=900
-        )
+        transfer = reader.choice("transfer", defaults.transfer, TRANSFERS)
+        given_timeout = reader.optional_integer("functionTimeoutSeconds", low=5, high=900)
+        # Without it: 120 s for the URL upload; the construct sizes a stream's (never below 120 s).
+        function_timeout = given_timeout or FUNCTION_TIMEOUT_SECONDS
         # Without the option, a function timeout shorter than the default call timeout shortens the call too.
         kie_timeout = reader.integer(
             "kieTimeoutSeconds", min(defaults.kie_timeout_seconds, function_timeout - 1), low=1, high=900
         )
-        if kie_timeout >= function_timeout:
+        if kie_timeout >= function_timeout and (given_timeout is not None or transfer == "url"):
             raise SettingsError(
                 f"context kieTimeoutSeconds={kie_timeout} must be less than functionTimeoutSeconds "
                 f"({function_timeout}): one kie.ai call must end before the function times out"
+            )
+        cannot_fetch = reader.names("kieCannotFetch", _BUCKET_NAME, "an S3 bucket name")
+        if cannot_fetch and transfer == "url":
+            raise SettingsError(
+                "context kieCannotFetch names buckets kie.ai cannot fetch from, but transfer=url never "
+                "streams: use transfer=auto or stream"
             )
         encryption_key = reader.optional("encryptionKey", _ENCRYPTION_KEY, "true, false or a KMS key ARN")
         return cls(
@@ -170,7 +188,7 @@ class StackSettings:
                 "kieUploadPath", defaults.kie_upload_path, pattern=r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$"
             ),
             retention_seconds=reader.integer("retentionSeconds", defaults.retention_seconds, low=60),
-            max_object_bytes=reader.integer("maxObjectBytes", defaults.max_object_bytes, low=1),
+            max_object_bytes=reader.optional_integer("maxObjectBytes", low=1),
             presign_expires_seconds=reader.integer(
                 "presignExpiresSeconds", defaults.presign_expires_seconds, low=60, high=604_800
             ),
@@ -192,8 +210,11 @@ class StackSettings:
             events=reader.choice("events", "true", ("true", "false")) == "true",
             event_bus_name=reader.optional("eventBusName", _EVENT_BUS, "an EventBridge bus name or ARN"),
             encryption_key=None if encryption_key == "false" else encryption_key,
-            function_timeout_seconds=function_timeout,
+            function_timeout_seconds=given_timeout,
             kie_timeout_seconds=kie_timeout,
+            transfer=transfer,
+            kie_cannot_fetch=cannot_fetch,
+            stream_bytes_per_second=reader.optional_integer("streamBytesPerSecond", low=65_536),
         )
 
 
@@ -270,6 +291,9 @@ class _ContextReader:
             bound = f"between {low} and {high}" if high is not None else f"at least {low}"
             raise SettingsError(f"context {key}={number} must be {bound}")
         return number
+
+    def optional_integer(self, key: str, *, low: int, high: int | None = None) -> int | None:
+        return None if self._raw(key) is None else self.integer(key, 0, low=low, high=high)
 
     def choice_int(self, key: str, default: int, choices: tuple[int, ...]) -> int:
         number = self.integer(key, default, low=min(choices), high=max(choices))

@@ -20,8 +20,11 @@ def test_defaults_deploy_a_new_bucket_notified_through_the_queue() -> None:
     assert defaults.max_concurrency == 2
     assert defaults.architecture == "arm64"
     assert defaults.kie_base_url == "https://api.kie.ai"
-    assert defaults.queue_visibility_timeout_seconds >= 6 * defaults.function_timeout_seconds
-    assert (defaults.function_timeout_seconds, defaults.kie_timeout_seconds) == (120, 40)
+    # transfer=auto (issue 19): the construct sizes the function's timeout for a stream (900 s without
+    # maxObjectBytes), and with it the queue's visibility timeout.
+    assert defaults.transfer == "auto" and defaults.max_object_bytes is None
+    assert (defaults.function_timeout_seconds, defaults.queue_visibility_timeout_seconds) == (None, None)
+    assert defaults.kie_timeout_seconds == 40
 
 
 def test_defaults_publish_events_on_the_default_bus_keep_records_30_days_and_keep_nothing_alive() -> None:
@@ -88,7 +91,8 @@ NOT_BELOW_FUNCTION_TIMEOUT = r"kieTimeoutSeconds=\d+ must be less than functionT
 def test_a_kie_timeout_not_below_the_function_timeout_fails_naming_both_keys(
     kie_timeout: str, function_timeout: str | None
 ) -> None:
-    context = {"kieTimeoutSeconds": kie_timeout}
+    # transfer=url: without functionTimeoutSeconds the function's timeout is 120 s (auto sizes its own)
+    context = {"kieTimeoutSeconds": kie_timeout, "transfer": "url"}
     if function_timeout is not None:
         context["functionTimeoutSeconds"] = function_timeout
     with pytest.raises(SettingsError, match=NOT_BELOW_FUNCTION_TIMEOUT):

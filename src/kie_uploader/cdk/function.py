@@ -54,7 +54,8 @@ def function_environment(
         "KIE_UPLOAD_PATH": settings.kie_upload_path,
         "KIE_RETENTION_SECONDS": str(settings.retention_seconds),
         "PRESIGN_EXPIRES_SECONDS": str(settings.presign_expires_seconds),
-        "MAX_OBJECT_BYTES": str(settings.max_object_bytes),
+        # Empty: none (with stream/auto the function refuses what cannot stream within 15 minutes).
+        "MAX_OBJECT_BYTES": str(settings.effective_max_object_bytes or ""),
         "ALLOWED_BUCKETS": Fn.join(",", list(allowed_buckets)),
         WATCHED_VARIABLE: watched_objects,
         "MAX_CONCURRENCY": str(SQS_BATCH_SIZE),
@@ -64,6 +65,11 @@ def function_environment(
         "RECORD_RETENTION_SECONDS": str(settings.record_retention_days * 86_400),
         # kie.ai documents 24 hours on one page: older URLs are checked there before they are handed out.
         "KIE_VERIFY_AFTER_SECONDS": str(KIE_VERIFY_AFTER_SECONDS),
+        "TRANSFER": settings.transfer,
+        "URL_TRANSFER_MAX_BYTES": str(settings.url_transfer_max_bytes),
+        "KIE_STREAM_BASE_URL": settings.kie_stream_base_url or settings.kie_base_url,
+        "KIE_CANNOT_FETCH": ",".join(settings.kie_cannot_fetch),
+        "STREAM_BYTES_PER_SECOND": str(settings.stream_bytes_per_second),
         "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
         "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
         "POWERTOOLS_LOG_LEVEL": "INFO",
@@ -117,13 +123,13 @@ class UploaderFunction(Construct):
         self.function = lambda_.Function(
             self,
             "Function",
-            description="Hands S3 objects to kie.ai's URL upload and records the result in DynamoDB",
+            description="Hands S3 objects to kie.ai (URL or stream upload) and records the result",
             runtime=bundling.RUNTIME,
             architecture=architecture,
             handler=HANDLER,
             code=self.code,
             memory_size=settings.memory_size,
-            timeout=Duration.seconds(settings.timeout_seconds),
+            timeout=Duration.seconds(settings.function_timeout_seconds),
             # The ceiling on concurrent invocations (notify=lambda): S3 cannot fan out beyond it.
             reserved_concurrent_executions=reserved_concurrency,
             environment=environment,

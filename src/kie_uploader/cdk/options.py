@@ -8,12 +8,27 @@ Every error is a :class:`KieUploaderPropsError` whose message starts with the na
 from __future__ import annotations
 
 import enum
+import math
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 # kie.ai's own download of the presigned URL may take up to 30 s; the function's HTTP timeout (40 s)
 # and its retries (KIE_MAX_ATTEMPTS) need room on top of that within one invocation.
 FUNCTION_TIMEOUT_SECONDS = 120
 KIE_TIMEOUT_SECONDS = 40
+#: How the bytes reach kie.ai (the function's ``TRANSFER``): ``auto`` streams what kie.ai cannot fetch.
+TRANSFERS = ("auto", "url", "stream")
+#: Lambda's longest timeout: with ``stream``/``auto`` and no ``max_object_bytes`` the function gets it, so
+#: that any object a stream upload can carry within 15 minutes at ``stream_bytes_per_second`` goes through.
+LAMBDA_MAX_TIMEOUT_SECONDS = 900
+#: kie.ai recommends at most 100 MB for its URL upload: ``auto`` streams larger objects.
+URL_TRANSFER_MAX_BYTES = 104_857_600
+#: The throughput a stream upload is planned for (the function's ``STREAM_BYTES_PER_SECOND``).
+STREAM_BYTES_PER_SECOND = 8 * 1024 * 1024
+#: Of a function's time, what a stream upload may not use (the function's ``STREAM_RESERVE_SECONDS``).
+STREAM_RESERVE_SECONDS = 15
+_BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 KIE_MAX_ATTEMPTS = 4
 SECRET_CACHE_SECONDS = 300
 #: One SQS batch; the function uploads the objects of one invocation concurrently, up to this many at once
@@ -55,28 +70,65 @@ class FunctionOptions:
     kie_base_url: str = "https://api.kie.ai"
     kie_upload_path: str = "s3-uploads"
     retention_seconds: int = 259_200
-    max_object_bytes: int = 104_857_600
+    #: The largest object handled; None: 100 MiB with ``transfer="url"``, else what a stream upload can
+    #: carry within the function's timeout.
+    max_object_bytes: int | None = None
     presign_expires_seconds: int = 900
     memory_size: int = 256
     architecture: str = "arm64"
     log_retention_days: int = 30
-    timeout_seconds: int = FUNCTION_TIMEOUT_SECONDS
+    #: The function's timeout; None: 120 s with ``transfer="url"``, else sized for ``max_object_bytes`` at
+    #: ``stream_bytes_per_second`` (900 s, Lambda's maximum, without ``max_object_bytes``).
+    timeout_seconds: int | None = None
     #: One kie.ai call's timeout; None: 40 s, or 1 s less than a shorter ``timeout_seconds``.
     kie_timeout_seconds: int | None = None
     #: Days a record is kept after its file expired at kie.ai (or after its last change): the TTL.
     record_retention_days: int = 30
+    #: ``auto`` (the URL upload, and the stream upload for what kie.ai cannot fetch), ``url`` or ``stream``.
+    transfer: str = "auto"
+    #: With ``auto``, larger objects go by stream.
+    url_transfer_max_bytes: int = URL_TRANSFER_MAX_BYTES
+    #: The stream upload's server; None: ``kie_base_url``.
+    kie_stream_base_url: str | None = None
+    #: Buckets kie.ai cannot fetch from (doctor's finding: a VPC-endpoint or IP condition): ``auto``
+    #: streams their objects from the start.
+    kie_cannot_fetch: tuple[str, ...] = ()
+    #: The throughput a stream upload is planned for (bytes/s): its deadline, and the function's timeout.
+    stream_bytes_per_second: int = STREAM_BYTES_PER_SECOND
+
+    @property
+    def function_timeout_seconds(self) -> int:
+        """The function's timeout: ``timeout_seconds``, else 120 s for the URL upload, else what a stream
+        upload of ``max_object_bytes`` needs at ``stream_bytes_per_second`` (120 s to 900 s)."""
+        if self.timeout_seconds is not None:
+            return self.timeout_seconds
+        if self.transfer == "url":
+            return FUNCTION_TIMEOUT_SECONDS
+        if self.max_object_bytes is None:
+            return LAMBDA_MAX_TIMEOUT_SECONDS
+        call = self.kie_timeout_seconds or KIE_TIMEOUT_SECONDS
+        needed = STREAM_RESERVE_SECONDS + call + self.max_object_bytes / self.stream_bytes_per_second
+        return min(LAMBDA_MAX_TIMEOUT_SECONDS, max(FUNCTION_TIMEOUT_SECONDS, math.ceil(needed)))
+
+    @property
+    def effective_max_object_bytes(self) -> int | None:
+        """``MAX_OBJECT_BYTES``: ``max_object_bytes``, else 100 MiB for the URL upload, else none (the
+        function refuses what a stream cannot carry within Lambda's 15 minutes)."""
+        if self.max_object_bytes is None and self.transfer == "url":
+            return URL_TRANSFER_MAX_BYTES
+        return self.max_object_bytes
 
     @property
     def effective_kie_timeout_seconds(self) -> int:
         if self.kie_timeout_seconds is not None:
             return self.kie_timeout_seconds
-        return min(KIE_TIMEOUT_SECONDS, self.timeout_seconds - 1)
+        return min(KIE_TIMEOUT_SECONDS, self.function_timeout_seconds - 1)
 
     @property
     def queue_visibility_timeout_seconds(self) -> int:
         # AWS's guidance for an SQS event source: at least 6 x the function timeout, so that a message is
         # not handed to a second invocation while the first one still retries it.
-        return 6 * self.timeout_seconds
+        return 6 * self.function_timeout_seconds
 
     def validate(self, name: str = "function_options") -> None:
         def integer(field: str, low: int, high: int | None = None) -> int:
@@ -99,10 +151,12 @@ class FunctionOptions:
             )
         integer("retention_seconds", 60)
         integer("record_retention_days", 0, 3650)
-        integer("max_object_bytes", 1)
         integer("presign_expires_seconds", 60, 604_800)
         integer("memory_size", 128, 10_240)
-        timeout = integer("timeout_seconds", 5, 900)
+        self._validate_transfer(name, integer)
+        if self.timeout_seconds is not None:
+            integer("timeout_seconds", 5, 900)
+        timeout = self.function_timeout_seconds
         if integer("log_retention_days", 1, 3653) not in LOG_RETENTION_DAYS:
             raise KieUploaderPropsError(
                 f"{name}.log_retention_days={self.log_retention_days} is not a CloudWatch Logs retention "
@@ -114,4 +168,26 @@ class FunctionOptions:
             raise KieUploaderPropsError(
                 f"{name}.kie_timeout_seconds={self.effective_kie_timeout_seconds} must be less than "
                 f"{name}.timeout_seconds ({timeout}): one kie.ai call must end before the function times out"
+            )
+
+    def _validate_transfer(self, name: str, integer: Callable[[str, int], int]) -> None:
+        if self.transfer not in TRANSFERS:
+            choices = ", ".join(TRANSFERS)
+            raise KieUploaderPropsError(f"{name}.transfer={self.transfer!r} must be one of {choices}")
+        if self.max_object_bytes is not None:
+            integer("max_object_bytes", 1)
+        integer("url_transfer_max_bytes", 1)
+        integer("stream_bytes_per_second", 65_536)
+        stream_url = self.kie_stream_base_url
+        if stream_url is not None and not (isinstance(stream_url, str) and stream_url.startswith("http")):
+            raise KieUploaderPropsError(f"{name}.kie_stream_base_url={stream_url!r} must be an http(s) URL")
+        if isinstance(self.kie_cannot_fetch, str) or not all(
+            isinstance(bucket, str) and _BUCKET_NAME.fullmatch(bucket) for bucket in self.kie_cannot_fetch
+        ):
+            given = self.kie_cannot_fetch
+            raise KieUploaderPropsError(f"{name}.kie_cannot_fetch: expected bucket names, got {given!r}")
+        if self.kie_cannot_fetch and self.transfer == "url":
+            raise KieUploaderPropsError(
+                f"{name}.kie_cannot_fetch names buckets kie.ai cannot fetch from, but transfer='url' never "
+                "streams: use 'auto' or 'stream'"
             )
