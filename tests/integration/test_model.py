@@ -20,7 +20,12 @@ bodies, request ids or sequencers, so a history replays with the same shape alth
   the history's prefixes, with ``expiringWithinSeconds`` 0, 120 or 3600), possibly faulted.
 * ``expire``: a record's ``expiresAt`` moved by hand into the past or into the next minute (kie.ai's
   emulator keeps its files; the function judges by ``expiresAt``), so refreshes and resolves cross expiry.
-* ``in_flight``: one delivery, message, resolve or refresh runs in a thread and is *held* at a drawn point
+* ``s3_outage`` / ``kie_outage``: the situations issue 21's defects came from, as steps of their own: S3
+  answering no HeadObject (every attempt) while the latest notifications are delivered; kie.ai failing
+  every call for a keep-alive round or a resolve across a record's expiry.
+* ``in_flight`` (two rules, so about twice per history): one delivery, message, resolve or refresh (often
+  right after a change of its key, so that it has an upload to make) runs in a thread and is *held* at a
+  drawn point
   — its first record read, its first S3 read, its claim (before it lands, or landed with the answer held
   back), its second S3 read, kie.ai's fetch, right after kie.ai's fetch, its result write (before it lands,
   or landed with the answer held back) — while the history goes on in the test's thread with 1 to 3
@@ -37,11 +42,12 @@ bodies, request ids or sequencers, so a history replays with the same shape alth
 * ``purge``: a record removed by hand (its TTL), to be re-created later (a new life, a new generation).
 * ``lose_note``: a notification lost to the DLQ for good (the operator's backfill replaces it).
 
-Faults (``FAULTS``), with how many requests they hit (1, 2, 4 or 8: botocore makes 4 attempts, so 4 and
-8 are failures the function sees): S3 HeadObject 503 / SlowDown / connection reset, kie.ai's fetch of the
-presigned URL (S3 GetObject) 503 / reset, DynamoDB GetItem and UpdateItem throttling and 500, an
-UpdateItem that lands but whose answer is lost (botocore's retry then fails its condition), and kie.ai
-answering 500, 429, 455, 400, a timeout, a trickled answer or a malformed one (``KieEmulator.script``).
+Faults (``FAULTS``; none in a third of the invocations), with how many requests they hit (1, 2, 4 or 8:
+botocore makes 4 attempts, so 4 and 8 are failures the function sees): S3 HeadObject 503 / SlowDown /
+connection reset, kie.ai's fetch of the presigned URL (S3 GetObject) 503 / reset, DynamoDB GetItem and
+UpdateItem throttling and 500, an UpdateItem that lands but whose answer is lost (botocore's retry then
+fails its condition), and kie.ai answering 500, 429, 455, 400, a timeout, a trickled answer or a malformed
+one (``KieEmulator.script``).
 
 The properties, checked after every step:
 
