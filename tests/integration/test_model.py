@@ -1065,22 +1065,31 @@ class Histories(RuleBasedStateMachine):
 
     # --- outages: the situations issue 21's defects came from, drawn as often as any other step ---
 
-    @rule(data=st.data())
-    def s3_outage(self, data: st.DataObject) -> None:
-        """S3 answers no HeadObject for a while (503, SlowDown or resets, on every attempt) while the latest
-        notifications are delivered: a failure must record no progress it did not make (rule 7)."""
+    @rule(index=st.integers(0, 5), op=st.sampled_from(OPS), data=st.data())
+    def s3_outage(self, index: int, op: str, data: st.DataObject) -> None:
+        """S3 answers no HeadObject for a while (503, SlowDown or resets, on every attempt) right after a
+        change of a key, while the latest notifications are delivered; then, when drawn, the outage ends and
+        the failed notifications come back at once (SQS's next receive). A failure must record no progress
+        it did not make (rule 7), or the redelivery stops early."""
         with self.step():
             fault = data.draw(st.sampled_from(FAULTS[1:4]), label="fault")
             channel = data.draw(st.sampled_from(CHANNELS), label="channel")
-            fresh = [n.index for n in self.notes if not n.acknowledged and not n.lost]
+            self.change(self.target(index, watched_only=True), op)
+            fresh = [n.index for n in self.notes if not n.acknowledged and not n.lost][-3:]
             if not fresh:
                 return
             self.arm_fault(fault, 1000, None)
-            job = Job(
-                "notes", data.draw(st.integers(0, 2), label="container"), notes=fresh[-3:], channel=channel
-            )
+            job = Job("notes", data.draw(st.integers(0, 2), label="container"), notes=fresh, channel=channel)
             self.run(job)
             self.settle(job)
+            self.disarm_faults()
+            if data.draw(st.booleans(), label="comes back"):
+                again = Job(
+                    "notes", 0, notes=[i for i in fresh if not self.notes[i].acknowledged], channel=channel
+                )
+                if again.notes:
+                    self.run(again)
+                    self.settle(again)
 
     @rule(index=st.integers(0, 5), how=st.sampled_from(("expired", "due")), data=st.data())
     def kie_outage(self, index: int, how: str, data: st.DataObject) -> None:
