@@ -75,11 +75,13 @@ purged record or a claim left, and a keep-alive round runs; then every key's rec
 nor the table.
 
 Knobs: ``MODEL_EXAMPLES`` (``make test``: 12, ``make model``: 2,000) and ``MODEL_STEPS`` (14);
-``MODEL_SHRINK=0`` skips shrinking; ``MODEL_REPORT=path`` appends each violation as a JSON line (history
-number first: how many histories it took); ``MODEL_COLLECT=1`` records violations there and goes on instead
-of failing (to count distinct defects in one run); ``MODEL_UNWATCHED=0`` leaves out unwatched targets (code
-older than ``WATCHED_OBJECTS``); ``MODEL_EXPECT_UPLOADER=dir`` asserts the ``uploader`` package under test
-lives there (``python -m tests.mutations``).
+``MODEL_SHARDS`` (``make model``: 3 pytest-xdist workers); ``MODEL_PROGRESS=path`` appends a line per
+history; ``MODEL_SHRINK=0`` skips shrinking; ``MODEL_REPORT=path`` appends each violation as a JSON line
+(history number first: how many histories it took); ``MODEL_COLLECT=1`` records violations there and goes
+on instead of failing (to count distinct defects in one run); ``MODEL_TOLERATE`` names violations recorded
+but not failing (default: ``KNOWN_DEFECTS``, the current function's, reported); ``MODEL_UNWATCHED=0``
+leaves out unwatched targets (code older than ``WATCHED_OBJECTS``); ``MODEL_EXPECT_UPLOADER=dir`` asserts
+the ``uploader`` package under test lives there (``python -m tests.mutations``).
 """
 
 from __future__ import annotations
@@ -140,6 +142,7 @@ KNOWN_DEFECTS = "deleted-never-existed,request-raised"
 #: Violation tags recorded but not failing the run (MODEL_TOLERATE="" makes every violation fail).
 TOLERATE = frozenset(filter(None, os.environ.get("MODEL_TOLERATE", KNOWN_DEFECTS).split(",")))
 SHARDS = int(os.environ.get("MODEL_SHARDS", "1"))
+PROGRESS = os.environ.get("MODEL_PROGRESS") or None
 
 #: The model's own records table: the stack's definition plus the stream the publisher reads.
 TABLE = "model-records"
@@ -494,8 +497,12 @@ class Histories(RuleBasedStateMachine):
         self.broken = False
         self.kie_calls_before = len(self.world.kie.calls)
         forget_requests(self.proxy)
+        progress = f"history {self.number} ({time.monotonic() - self.started_at:.0f} s)"
         if REPORT:
-            print(f"history {self.number} ({time.monotonic() - self.started_at:.0f} s)", flush=True)
+            print(progress, flush=True)
+        if PROGRESS:  # a file: pytest-xdist's workers print nowhere
+            with open(PROGRESS, "a", encoding="utf-8") as out:
+                out.write(f"{os.getpid()} {progress}\n")
 
     # --- reporting ---
 
