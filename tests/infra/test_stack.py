@@ -330,12 +330,11 @@ def test_direct_invocations_retry_twice_then_go_to_the_dead_letter_queue(default
             "FunctionName": {"Ref": function_id},
             "MaximumRetryAttempts": 2,
             "MaximumEventAgeInSeconds": Match.any_value(),
-            # The function's own DeadLetterConfig parks the event (the form scanners recognise); an
-            # on-failure destination as well would park it twice.
-            "DestinationConfig": Match.absent(),
+            "DestinationConfig": {"OnFailure": {"Destination": {"Fn::GetAtt": [dead, "Arn"]}}},
         },
     )
-    assert function["Properties"]["DeadLetterConfig"] == {"TargetArn": {"Fn::GetAtt": [dead, "Arn"]}}
+    # Not also a DeadLetterConfig (the form checkov's CKV_AWS_116 reads): Lambda would park each event twice.
+    assert "DeadLetterConfig" not in function["Properties"]
     assert resources_for(function_statements(default_synth), "sqs:SendMessage") == [
         {"Fn::GetAtt": [dead, "Arn"]}
     ]

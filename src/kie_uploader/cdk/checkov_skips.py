@@ -1,15 +1,17 @@
 """checkov's skips: each finding the construct leaves on purpose, skipped on the resource it is about.
 
 Teams gate deployments on checkov (``checkov -f template.json --framework cloudformation``). What checkov
-flags and belongs in every deployment is fixed by default, not skipped (the uploader's dead-letter queue as
-its ``DeadLetterConfig``, a reserved concurrency with ``notify=lambda``). What is left is written into the
-template in checkov's own form, ``Metadata: {checkov: {skip: [{id, comment}]}}``, on the resource, with the
-reason it holds there:
+flags and belongs in every deployment is fixed by default, not skipped (reserved concurrency with
+``notify=lambda``, every encryption check with ``encryption_key``). What is left is written into the template
+in checkov's own form, ``Metadata: {checkov: {skip: [{id, comment}]}}``, on the resource, with the reason it
+holds there:
 
 * **the user's choice**, made through a prop: a customer managed key (``encryption_key``), reserved
   concurrency (``reserved_concurrency``), placement in a VPC. The skip is decided from the resource's
   properties once the construct has built it, so a prop that satisfies the check leaves no skip behind;
-* **not applicable**: a deploy-time custom resource handler, the access-log bucket.
+* **not applicable**: a deploy-time custom resource handler, the access-log bucket;
+* **fixed in a form checkov does not read**: the uploader's failed asynchronous invocations go to its
+  dead-letter queue through an on-failure destination, while CKV_AWS_116 looks for ``DeadLetterConfig`` only.
 
 The README's security section gives the same reasons (tests/infra/test_checkov.py holds them equal, runs
 checkov on every variant and checks that each skip still matches a finding).
@@ -103,6 +105,13 @@ REASONS: dict[str, dict[str, str]] = {
         ),
     },
     "CKV_AWS_116": {
+        "uploader": (
+            "Failed asynchronous invocations (S3 with notify=lambda, the keep-alive schedule) do go to the "
+            "dead-letter queue, after 2 retries: through an on-failure destination "
+            "(AWS::Lambda::EventInvokeConfig), whose record carries the request and the error that "
+            "kie-uploader dlq peek shows and redrive replays. CKV_AWS_116 reads only DeadLetterConfig; "
+            "having both would park every failed event twice."
+        ),
         "publisher": (
             "Invoked only synchronously, by the table stream's event source mapping: Lambda never queues its "
             "invocations, so a function dead-letter queue would never receive anything. A batch that fails "
@@ -163,16 +172,16 @@ def skip(construct: IConstruct, check_id: str, about: str) -> tuple[str, str]:
 
 
 def _function_skips(
-    function: lambda_.Function, about: str, *, async_dlq: bool, has_environment: bool
+    function: lambda_.Function, about: str, *, has_environment: bool
 ) -> list[tuple[str, str]]:
-    """A function's concurrency, dead-letter queue (unless ``async_dlq``: one is the fix), VPC and the key of
-    its environment variables (if it has any), each skipped unless set."""
+    """A function's concurrency, dead-letter queue, VPC and the key of its environment variables (if it has
+    any), each skipped unless set."""
     cfn = function.node.default_child
     assert isinstance(cfn, lambda_.CfnFunction)
     done = []
     if cfn.reserved_concurrent_executions is None:
         done.append(skip(cfn, "CKV_AWS_115", about))
-    if not async_dlq and cfn.dead_letter_config is None:
+    if cfn.dead_letter_config is None:
         done.append(skip(cfn, "CKV_AWS_116", about))
     if cfn.vpc_config is None:
         done.append(skip(cfn, "CKV_AWS_117", about))
@@ -198,9 +207,7 @@ def _table_has_customer_key(table: dynamodb.ITable) -> bool:
 def skip_findings(uploader: KieUploader) -> list[tuple[str, str]]:
     """Skip the construct's deliberate checkov findings; returns (resource path, check id) of each skip."""
     done: list[tuple[str, str]] = []
-    # The uploader is invoked asynchronously (notify=lambda, the keep-alive schedule): its DeadLetterConfig
-    # is the fix, never a skip.
-    done += _function_skips(uploader.function, "uploader", async_dlq=True, has_environment=True)
+    done += _function_skips(uploader.function, "uploader", has_environment=True)
     for queue in (uploader.queue, uploader.dead_letter_queue):
         done += _unless(
             queue, "CKV_AWS_27", "queue", lambda q: isinstance(q, sqs.CfnQueue) and q.kms_master_key_id
@@ -223,7 +230,7 @@ def skip_findings(uploader: KieUploader) -> list[tuple[str, str]]:
     log_groups = [uploader.uploader.log_group]
     if uploader.publisher is not None:
         publisher = uploader.publisher
-        done += _function_skips(publisher.function, "publisher", async_dlq=False, has_environment=True)
+        done += _function_skips(publisher.function, "publisher", has_environment=True)
         done += _unless(
             publisher.dead_letter_queue,
             "CKV_AWS_27",
@@ -233,7 +240,7 @@ def skip_findings(uploader: KieUploader) -> list[tuple[str, str]]:
         log_groups.append(publisher.log_group)
     if uploader.bucket_notifications is not None:
         handler = uploader.bucket_notifications
-        done += _function_skips(handler.function, "handler", async_dlq=False, has_environment=False)
+        done += _function_skips(handler.function, "handler", has_environment=False)
         log_groups.append(handler.log_group)
     for log_group in log_groups:
         done += _unless(

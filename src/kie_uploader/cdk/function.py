@@ -10,6 +10,7 @@ from aws_cdk import AssetHashType, Duration, Fn
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
@@ -137,13 +138,13 @@ class UploaderFunction(Construct):
             role=self.role,
             log_group=self.log_group,
             tracing=lambda_.Tracing.ACTIVE,
-            # Direct S3 notifications and the keep-alive schedule invoke asynchronously: Lambda retries an
-            # event, then parks it in the DLQ, with its error in the ErrorCode/ErrorMessage attributes (the
-            # function and `kie-uploader dlq peek` read this form and the destination record alike). A
-            # DeadLetterConfig rather than an on-failure destination: the form template scanners recognise
-            # (checkov's CKV_AWS_116); configuring both would park every failed event twice.
-            dead_letter_queue=dead_letter_queue,
         )
+        # Direct S3 notifications and the keep-alive schedule invoke asynchronously: Lambda retries an event,
+        # then parks it in the DLQ as an on-failure destination record (the request and the error, which
+        # `kie-uploader dlq peek` shows and `redrive` replays). Not also a DeadLetterConfig, the only form
+        # checkov's CKV_AWS_116 reads: Lambda would park every failed event twice (checkov_skips.py).
         self.function.configure_async_invoke(
-            retry_attempts=ASYNC_RETRY_ATTEMPTS, max_event_age=ASYNC_MAX_EVENT_AGE
+            retry_attempts=ASYNC_RETRY_ATTEMPTS,
+            max_event_age=ASYNC_MAX_EVENT_AGE,
+            on_failure=destinations.SqsDestination(dead_letter_queue),
         )
