@@ -33,8 +33,6 @@ from aws_cdk import aws_sqs as sqs
 if TYPE_CHECKING:
     from constructs import IConstruct
 
-    from kie_uploader.cdk.construct import KieUploader
-
 # The same id as nag.py's: CDK's singleton that applies the notifications of a bucket the stack owns.
 BUCKET_NOTIFICATIONS_HANDLER_ID = "BucketNotificationsHandler050a0587b7544547bf325f094a3db834"
 
@@ -204,7 +202,7 @@ def _table_has_customer_key(table: dynamodb.ITable) -> bool:
     return bool(sse.get("kmsMasterKeyId") or sse.get("KMSMasterKeyId"))
 
 
-def skip_findings(uploader: KieUploader) -> list[tuple[str, str]]:
+def skip_findings(uploader: Any) -> list[tuple[str, str]]:  # a KieUploader (construct.py imports this module)
     """Skip the construct's deliberate checkov findings; returns (resource path, check id) of each skip."""
     done: list[tuple[str, str]] = []
     done += _function_skips(uploader.function, "uploader", has_environment=True)
