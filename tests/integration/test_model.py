@@ -35,6 +35,8 @@ bodies, request ids or sequencers, so a history replays with the same shape alth
   ``on_fetch``/``after_fetch`` hooks. A claim of a synchronous request that is held is a claim others wait
   for until its lease ends: the model lets that lease run out (by hand) before an interleaved delivery,
   instead of sleeping through it.
+* ``message_overtaken``: a message about an uploaded key held at its first record or S3 read while the
+  object is overwritten, that change delivered, and the old bytes put back (A → B → A), or changed again.
 * ``dead_claim``: a claim holder killed right after its claim landed (``RecordTable.claim`` by hand, with a
   lease that is already over, ends within a second, or ends in three; a synchronous request's claim, or a
   delivery's whose message comes back after its lease); ``lease_runs_out``; ``redeliver_owed`` (messages
@@ -1137,35 +1139,63 @@ class Histories(RuleBasedStateMachine):
             )
             fault, times = self.draw_fault(data)
             job = self.held_job(data, target, kind)
-            self.arm_fault(fault, times, target)
-            self.hold.arm(point, target)
-            thread = threading.Thread(target=self.run, args=(job,))
-            thread.start()
-            deadline = time.monotonic() + 30
-            while not self.hold.reached.wait(0.01) and thread.is_alive() and time.monotonic() < deadline:
-                pass
-            held = self.hold.reached.is_set()
-            if not held:
-                self.hold.disarm()
+            self.hold_while(job, target, point, actions, fault, times)
+
+    @rule(data=st.data())
+    def message_overtaken(self, data: st.DataObject) -> None:
+        """A message (a retry, a backfill) about an uploaded key is held at its first record or S3 read
+        while the object is overwritten, that change delivered, and the old bytes put back (A → B → A) or
+        the object changed again: the situation rule 6's second record read is for."""
+        with self.step():
+            pool = [t for t in self.targets if t.watched and self.state_of(t).states[-1][1] is not None]
+            target = pool[data.draw(st.integers(0, 5), label="target") % len(pool)] if pool else None
+            if target is None:
+                return
+            point = data.draw(st.sampled_from(HOLDS_BEFORE_ANY_S3_READ), label="at")
+            actions = data.draw(
+                st.sampled_from(
+                    (
+                        [("flip", "new")],
+                        [("change+deliver", "new"), ("change", "restore")],
+                        [("change+deliver", "new")],
+                    )
+                ),
+                label="meanwhile",
+            )
+            self.hold_while(self.plain_job(target, False, 0), target, point, actions, "none", 1)
+
+    def hold_while(
+        self, job: Job, target: Target, point: str, actions: list[tuple[str, str]], fault: str, times: int
+    ) -> None:
+        """Run ``job`` in a thread held at ``point``, do ``actions`` meanwhile, release it, settle all."""
+        self.arm_fault(fault, times, target)
+        self.hold.arm(point, target)
+        thread = threading.Thread(target=self.run, args=(job,))
+        thread.start()
+        deadline = time.monotonic() + 30
+        while not self.hold.reached.wait(0.01) and thread.is_alive() and time.monotonic() < deadline:
+            pass
+        held = self.hold.reached.is_set()
+        if not held:
+            self.hold.disarm()
+        released_at = time.monotonic()
+        interleaved: list[Job] = []
+        try:
+            for action, op in actions:
+                interleaved += self.interleave(action, op, target)
+        finally:
             released_at = time.monotonic()
-            interleaved: list[Job] = []
-            try:
-                for action, op in actions:
-                    interleaved += self.interleave(action, op, target)
-            finally:
-                released_at = time.monotonic()
-                self.hold.disarm()
-                thread.join(120)
-            assert not thread.is_alive(), "the held invocation did not end within 120 s"
-            if os.environ.get("MODEL_PROFILE") == "1":
-                print(
-                    f"in_flight {kind:8} {point:12} {fault:22} held={held} "
-                    f"{[a for a, _ in actions]} reach={released_at - job.started:.2f} "
-                    f"total={time.monotonic() - job.started:.2f}"
-                )
-            if held and point in HOLDS_BEFORE_ANY_S3_READ:
-                job.epoch = released_at  # every S3 read of the held delivery came after the release
-            self.settle(*interleaved, job)
+            self.hold.disarm()
+            thread.join(120)
+        assert not thread.is_alive(), "the held invocation did not end within 120 s"
+        if os.environ.get("MODEL_PROFILE") == "1":
+            print(
+                f"held {job.kind:8} {point:12} {fault:22} held={held} {[a for a, _ in actions]} "
+                f"reach={released_at - job.started:.2f} total={time.monotonic() - job.started:.2f}"
+            )
+        if held and point in HOLDS_BEFORE_ANY_S3_READ:
+            job.epoch = released_at  # every S3 read of the held delivery came after the release
+        self.settle(*interleaved, job)
 
     @rule(data=st.data())
     def in_flight_again(self, data: st.DataObject) -> None:
