@@ -44,14 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def version() -> str:
-    """The installed distribution's version (``unknown`` when run from a bare checkout)."""
-    from importlib.metadata import PackageNotFoundError
-    from importlib.metadata import version as distribution_version
+    """The installed distribution's version: ``kie_uploader.__version__`` (``unknown`` in a bare checkout)."""
+    import kie_uploader
 
-    try:
-        return distribution_version("kie-s3-uploader")
-    except PackageNotFoundError:
-        return "unknown"
+    return kie_uploader.__version__
 
 
 def main(argv: Sequence[str] | None = None) -> int:
