@@ -578,6 +578,11 @@ class Histories(RuleBasedStateMachine):
         ks = self.state_of(target)
         versioned = target.bucket == VERSIONED
         current = self.s3_now(target)
+        puts = len(ks.bodies)
+        # Each write sends a notification; a delete of an unversioned key that has no object sends none.
+        deletes = (
+            0 if op in ("new", "identical", "restore", "twice", "large") or (current or versioned) else -1
+        )
         if op == "new":
             self.put(target, self.fresh(target))
         elif op == "identical":
@@ -591,8 +596,10 @@ class Histories(RuleBasedStateMachine):
             self.put(target, self.fresh(target) + b"x" * 1200)  # over MAX_OBJECT_BYTES
         elif op == "delete" or (op in ("delete-version", "unmark", "noncurrent") and not versioned):
             self.s3.delete_object(Bucket=target.bucket, Key=target.key)
+            deletes += 1
         elif op == "delete-reput":
             self.s3.delete_object(Bucket=target.bucket, Key=target.key)
+            deletes += 1
             self.put(target, current[2] if current and next(self.counter) % 2 else self.fresh(target))
         else:
             listing = self.s3.list_object_versions(Bucket=target.bucket, Prefix=target.key)
@@ -614,10 +621,12 @@ class Histories(RuleBasedStateMachine):
             if pick is not None:
                 self.s3.delete_object(Bucket=target.bucket, Key=target.key, VersionId=pick[0])
                 ks.version_removed = True
-        self.observe(target)
+                deletes += 1
+        self.observe(target, len(ks.bodies) - puts + max(deletes, 0))
 
-    def observe(self, target: Target) -> None:
-        """Note S3's current state of the target and collect the notifications S3 sent."""
+    def observe(self, target: Target, expected: int) -> None:
+        """Note S3's current state of the target and collect the notifications S3 sent: ministack sends
+        them from a thread of their own, so wait (5 s at most) for the ``expected`` ones of this change."""
         ks = self.state_of(target)
         now = self.s3_now(target)
         moment = time.monotonic()
@@ -625,10 +634,16 @@ class Histories(RuleBasedStateMachine):
         if body is None and ks.states[-1][1] is not None:
             ks.deleted_ever = True
         ks.states.append((moment, body))
-        for note in self.collect():
-            owner = self.state_of(note.target)
-            if note.seq > owner.last_seq:
-                owner.last_seq, owner.last_change, owner.nudged = note.seq, moment, False
+        arrived = 0
+        while True:
+            for note in self.collect():
+                arrived += note.target == target
+                owner = self.state_of(note.target)
+                if note.seq > owner.last_seq:
+                    owner.last_seq, owner.last_change, owner.nudged = note.seq, moment, False
+            if arrived >= expected or time.monotonic() > moment + 5:
+                return
+            time.sleep(0.02)
 
     def collect(self) -> list[Note]:
         new: list[Note] = []
@@ -1399,6 +1414,9 @@ class Histories(RuleBasedStateMachine):
     def converge(self) -> None:
         """What the rest of the world does: leases run out, owed messages come back, the operator backfills
         what was lost, the keep-alive schedule runs."""
+        for _ in range(25):  # notifications still on their way (ministack sends them from threads)
+            if not self.collect():
+                time.sleep(0.02)
         for _ in range(4):
             self.deliver_owed(0, everything=True)
             if not self.owed and all(n.acknowledged or n.lost for n in self.notes):
