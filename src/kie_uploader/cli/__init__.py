@@ -10,8 +10,9 @@ entry → commands → base and output → the library (:mod:`kie_uploader.live`
   ``doctor``, ``configure``);
 - base: :mod:`.errors` (errors, exit codes), :mod:`.args` (S3 URIs, durations, the common options,
   help), :mod:`.aws` (AWS access and stack discovery), :mod:`.store` (the stack's table and queue);
-- output: :mod:`.output` (what commands print, the record's rendering), :mod:`.console` (the terminal:
-  widths, tables, streams, progress).
+- output: :mod:`.output` (what commands print, the record's rendering), :mod:`.console` (words and
+  pages fitted to the terminal), :mod:`.tables` (rich's tables at widths chosen to fit), :mod:`.formats`
+  (``--output json/jsonl/tsv``), :mod:`.progress` (progress on stderr).
 
 Nothing outside this package imports it but its users (the console script, the demo). Importing the
 package imports none of its modules: ``main`` loads them when it runs.
