@@ -362,7 +362,7 @@ class Processor:
                 try:
                     self._check_size(head)
                     confirmed = self._confirmed_upload(ref, head, outcome, deadline, read_at)
-                except ObjectNotFoundError:  # deleted while kie.ai fetched it: it did exist
+                except ObjectNotFoundError:  # the key was deleted while kie.ai fetched it: it did exist
                     return self._gone(ref, record, rev, outcome, write, sequencer, seen=True)
                 except UploaderError as exc:
                     return self._failed(ref, record, rev, head, exc, outcome, write, sequencer, now)
@@ -457,6 +457,10 @@ class Processor:
             upload = self._upload(ref, head, outcome, deadline, read_at)
         except SourceChanged as exc:
             return exc.head
+        except ObjectNotFoundError:
+            # The version read was deleted while it was sent (a stream's GetObject by version id answered
+            # 404): the key may still hold another version. Read it again (a 404 here: the key is gone).
+            return self.s3.head(ref.bucket, ref.key, None)
         return self._changed_while_fetched(ref, head, upload) or upload
 
     def _changed_while_fetched(self, ref: ObjectRef, head: ObjectHead, upload: Upload) -> ObjectHead | None:

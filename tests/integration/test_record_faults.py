@@ -386,3 +386,19 @@ def _after_first() -> Any:
         return seen["n"] > 1
 
     return when
+
+
+def test_a_version_deleted_while_kie_fetches_it_leaves_the_key_with_its_previous_version(
+    world: World,
+) -> None:
+    """Found by the model test: kie.ai could not fetch the deleted version, the stream fallback's GetObject by
+    version id answered 404, and the delivery wrote DELETED although the key still had a version."""
+    world.put("ver.txt", b"version one", bucket=VERSIONED)
+    second = world.created("ver.txt", b"version two", bucket=VERSIONED)
+    v2 = second["s3"]["object"]["versionId"]
+    world.kie.on_fetch(lambda _url: world.s3.delete_object(Bucket=VERSIONED, Key="ver.txt", VersionId=v2))
+
+    run(f.s3_notification(second))
+
+    record = world.existing_record("ver.txt", VERSIONED)
+    assert record["status"] == "UPLOADED" and serves(record, b"version one")
