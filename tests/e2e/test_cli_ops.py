@@ -56,7 +56,7 @@ def test_info_lists_every_output_the_dashboard_and_the_functions_settings(
     assert re.search(rf"\n  memory +{config['MemorySize']} MB\n", run.out), run.out
     assert re.search(rf"\n  timeout +{config['Timeout']} s\n", run.out), run.out
     assert re.search(rf"\n    KIE_API_KEY_SECRET_ID +{re.escape(outputs['SecretArn'])}\n", run.out), run.out
-    assert "queue: visibility timeout 720 s" in run.out  # 6 x the function's 120 s
+    assert f"queue: visibility timeout {6 * config['Timeout']} s" in run.out  # 6 x the function's timeout
 
     info = json.loads(cli("info", "--json").out)
     assert {name: o["value"] for name, o in info["outputs"].items()} == outputs
