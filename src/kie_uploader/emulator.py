@@ -776,13 +776,14 @@ class KieEmulator:
         self._add_hook("after_fetch", callback, times)
 
     def on_stream(self, callback: Callable[[str], object], times: int | None = 1) -> None:
-        """Run ``callback(path)`` when each of the next ``times`` stream uploads is authenticated, before
-        its body is read (None: every one): a test can change the object while the function streams it."""
+        """Run ``callback(path)`` (the endpoint's path) when each of the next ``times`` stream uploads is
+        authenticated, before its body is read (None: every one): a test can change the object while the
+        function streams it. An exception it raises is kept in ``hook_errors``; the call is answered 500."""
         self._add_hook("on_stream", callback, times)
 
     def after_stream(self, callback: Callable[[str], object], times: int | None = 1) -> None:
-        """Run ``callback(path)`` once each of the next ``times`` stream uploads' body was read whole,
-        before the file is stored and answered."""
+        """Run ``callback(file_path)`` (``uploadPath/fileName``) once each of the next ``times`` stream
+        uploads' body was read whole and found valid, before the file is stored and answered."""
         self._add_hook("after_stream", callback, times)
 
     def refuse_hosts(self, *hostports: str) -> None:
@@ -982,7 +983,6 @@ class KieEmulator:
                 raise _BadRequest("File too large", 413)
             self._run_hooks("on_stream", STREAM_UPLOAD_PATH)
             parts = _Multipart(reader, boundary, limit).parts()
-            self._run_hooks("after_stream", STREAM_UPLOAD_PATH)
             form = _form_summary(parts)
             part = parts.get("file")
             if part is None:
@@ -994,6 +994,7 @@ class KieEmulator:
             return _error(exc.status, exc.msg), form, None
         file_name = given_name or _random_name(part.filename)
         file_path = f"{upload_path}/{file_name}"
+        self._run_hooks("after_stream", file_path)
         return self._store(file_path, file_name, part.data, part.content_type), form, file_path
 
     def _store(

@@ -18,7 +18,7 @@ import pytest
 from kie_uploader import local
 from tests import factories as f
 from tests.factories import BUCKET, VERSIONED, World, failures
-from tests.faultproxy import FaultProxy, Rule, before, delay
+from tests.faultproxy import FaultProxy, Rule, before, delay, fail
 
 #: Objects over this go by stream under ``auto`` (the tests' URL limit; kie.ai's is 100 MB).
 URL_LIMIT = 4096
@@ -253,3 +253,25 @@ def test_a_url_upload_after_a_stream_is_recorded_as_url(streaming: World) -> Non
     deliver(streaming, "grows.bin", small)
 
     uploaded_by(streaming, "grows.bin", small, "url")
+
+
+def test_a_get_object_that_keeps_failing_is_retried_later_and_then_streamed(
+    streaming: World, fault_proxy: FaultProxy
+) -> None:
+    # Given S3 answers the function's GetObject 500, more often than botocore retries it (one kie.ai attempt)
+    streaming.env(KIE_MAX_ATTEMPTS="1")
+    body = os.urandom(URL_LIMIT + 1)
+    slow = Rule("s3", "GetObject", fail(500, "InternalError"), when=lambda r: not r.presigned, times=None)
+    fault_proxy.add(slow)
+
+    answer = deliver(streaming, "slowdown.bin", body)
+
+    # Then nothing reached kie.ai, the record says why, and the message comes back
+    assert failures(answer) == ["m0"] and streaming.kie.calls == []
+    record = streaming.existing_record("slowdown.bin")
+    assert record["status"] == "FAILED" and record["retryable"] is True and "GetObject" in record["error"]
+    # and once S3 recovers, its redelivery streams the object
+    slow.times = slow.hits
+    event, _ = streaming.sqs(f.plain_message(BUCKET, "slowdown.bin"))
+    assert streaming.invoke(event) == {"batchItemFailures": []}
+    uploaded_by(streaming, "slowdown.bin", body, "stream")

@@ -16,6 +16,7 @@ from typing import Any
 
 from aws_cdk import Arn, ArnFormat, Duration, Fn, Token
 from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
@@ -197,6 +198,10 @@ class KieUploader(Construct):
       creates) for the queue and both dead-letter queues, the table, the secret it creates, the alarm topic,
       the log groups and the functions' environment, with the key policy statements the AWS services need
       (see encryption.py). Default: SSE-SQS and the AWS managed keys.
+    * ``vpc`` / ``vpc_subnets`` / ``security_groups``: run the uploader function in a VPC (for buckets that
+      allow reads only through a VPC endpoint, with ``function_options.transfer`` ``"auto"`` or ``"stream"``:
+      the README's "Buckets kie.ai cannot reach"). The subnets need the S3 endpoint, a route to kie.ai (a NAT
+      gateway) and DynamoDB and Secrets Manager (endpoints or the NAT). Default: no VPC.
 
     Who may ask for uploads: :meth:`grant_resolve` (invoke the function) and :meth:`grant_send` (send to its
     queue) are the only ways in; whoever holds either can publish any watched object, and only a watched one.
@@ -226,8 +231,14 @@ class KieUploader(Construct):
         events_enabled: bool = True,
         event_bus: events.IEventBus | None = None,
         encryption_key: kms.IKey | bool | None = None,
+        vpc: ec2.IVpc | None = None,
+        vpc_subnets: ec2.SubnetSelection | None = None,
+        security_groups: Sequence[ec2.ISecurityGroup] = (),
     ) -> None:
         super().__init__(scope, construct_id)
+        if vpc is None and (vpc_subnets is not None or security_groups):
+            raise KieUploaderPropsError("vpc_subnets / security_groups: given without vpc")
+        self.vpc = vpc
         options = function_options if function_options is not None else FunctionOptions()
         self.notify = self._validate(
             buckets=buckets,
@@ -304,6 +315,9 @@ class KieUploader(Construct):
             dead_letter_queue=self.dead_letter_queue,
             reserved_concurrency=reserved_concurrency,
             encryption_key=key,
+            vpc=vpc,
+            vpc_subnets=vpc_subnets,
+            security_groups=security_groups,
         )
         self.function: lambda_.Function = self.uploader.function
         self._grant(bucket_kms_keys, existing_secret_kms_key)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import cast
 
 from aws_cdk import AssetHashType, Duration, Fn
+from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
@@ -91,8 +92,12 @@ class UploaderFunction(Construct):
         dead_letter_queue: sqs.IQueue,
         reserved_concurrency: int | None = None,
         encryption_key: kms.IKey | None = None,
+        vpc: ec2.IVpc | None = None,
+        vpc_subnets: ec2.SubnetSelection | None = None,
+        security_groups: Sequence[ec2.ISecurityGroup] = (),
     ) -> None:
-        """``encryption_key``: a customer managed key for the log group and the environment variables."""
+        """``encryption_key``: a customer managed key for the log group and the environment variables.
+        ``vpc``: the function runs in it (CDK adds AWSLambdaVPCAccessExecutionRole to the role)."""
         super().__init__(scope, construct_id)
         self.log_group = logs.LogGroup(self, "Logs", encryption_key=encryption_key)
         # LogGroup takes an enum; the context gives days, already checked against the allowed values.
@@ -138,6 +143,9 @@ class UploaderFunction(Construct):
             role=self.role,
             log_group=self.log_group,
             tracing=lambda_.Tracing.ACTIVE,
+            vpc=vpc,
+            vpc_subnets=vpc_subnets,
+            security_groups=list(security_groups) or None,
         )
         # Direct S3 notifications and the keep-alive schedule invoke asynchronously: Lambda retries an event,
         # then parks it in the DLQ as an on-failure destination record (the request and the error, which

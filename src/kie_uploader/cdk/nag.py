@@ -48,6 +48,11 @@ REASONS = {
         "The notifications handler writes its logs to its own log group only; CloudWatch Logs needs the "
         "log group's ARN with ':*' for its log streams, which are created at run time."
     ),
+    "IAM4-vpc": (
+        "The function runs in the VPC the construct was given (vpc): Lambda needs the AWS managed "
+        "AWSLambdaVPCAccessExecutionRole to create and delete its network interfaces there; CDK attaches it "
+        "to the function's own role, and it grants no access to any data."
+    ),
     "IAM4-notifications": (
         "CDK's own BucketNotificationsHandler (runs only during deployment to set the buckets' "
         "notifications) uses the AWS managed AWSLambdaBasicExecutionRole to write its logs; CDK scopes "
@@ -109,6 +114,15 @@ def acknowledge_findings(uploader: Any) -> list[str]:  # a KieUploader (construc
             for arn in watched.object_arns(uploader.buckets, uploader.prefix, uploader.suffix)
         ),
     )
+    if uploader.vpc is not None:
+        acknowledge(
+            uploader.uploader.role,
+            _ack(
+                "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+                "AWSLambdaVPCAccessExecutionRole]",
+                REASONS["IAM4-vpc"],
+            ),
+        )
     if uploader.encryption_key is not None:
         kms_families = [
             _ack(f"AwsSolutions-IAM5[Action::kms:{family}*]", REASONS["IAM5-kms"])
