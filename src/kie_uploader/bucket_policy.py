@@ -19,11 +19,14 @@ from typing import Any
 @dataclass(frozen=True)
 class Denial:
     """A Deny statement that applies to kie.ai's GET: ``blocking`` says why (empty: it denies everyone),
-    ``unknown`` names the condition keys that could not be judged (then it only may block)."""
+    ``unknown`` names the condition keys that could not be judged (then it only may block). ``network``: a
+    blocking condition is where the request comes from (``aws:SourceIp``, ``aws:SourceVpce``,
+    ``aws:SourceVpc``), which the function's own GetObject must meet too for a stream upload."""
 
     sid: str
     blocking: list[str]
     unknown: list[str]
+    network: bool = False
 
 
 def denials(policy: Mapping[str, Any], resource: str, presign_seconds: int) -> list[Denial]:
@@ -44,6 +47,7 @@ def denials(policy: Mapping[str, Any], resource: str, presign_seconds: int) -> l
                 sid=statement.get("Sid") or f"#{index + 1}",
                 blocking=[why for _, v, why in verdicts if v],
                 unknown=[key for key, v, _ in verdicts if v is None],
+                network=any(v and key.lower() in _NETWORK_KEYS for key, v, _ in verdicts),
             )
         )
     return found
@@ -82,6 +86,9 @@ def _denies_get(statement: Mapping[str, Any], resource: str) -> bool:
         return matches(statement["Resource"])
     return not matches(statement.get("NotResource"))
 
+
+#: Condition keys about where a request comes from: they stop the function's own reads as well as kie.ai's.
+_NETWORK_KEYS = ("aws:sourceip", "aws:sourcevpce", "aws:sourcevpc")
 
 #: kie.ai's GET of a presigned URL: what each condition key holds in that request (None: not present).
 _ABSENT = object()

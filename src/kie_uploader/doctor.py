@@ -77,6 +77,10 @@ class Plan:
     api_key_secret_arn: str | None = None
     #: True when the buckets are new (the stack creates its own): there is nothing to look at on S3 yet.
     creates_bucket: bool = field(default=False)
+    #: How the bytes reach kie.ai (``transfer``), and the buckets recorded as ones kie.ai cannot fetch from
+    #: (``kieCannotFetch``): they decide which transfer serves a bucket whose policy stops kie.ai's download.
+    transfer: str = "auto"
+    kie_cannot_fetch: tuple[str, ...] = ()
 
     @classmethod
     def from_settings(cls, values: Mapping[str, str], *, region: str, buckets: Sequence[str] = ()) -> Plan:
@@ -97,6 +101,8 @@ class Plan:
             bucket_kms_key_arns=_split(values.get("bucketKmsKeyArns")),
             api_key_secret_arn=values.get("apiKeySecretArn") or None,
             creates_bucket=not names,
+            transfer=values.get("transfer") or "auto",
+            kie_cannot_fetch=_split(values.get("kieCannotFetch")),
         )
 
 
@@ -332,10 +338,11 @@ def _policy(plan: Plan, clients: Clients, bucket: str) -> list[Finding]:
 
 
 def policy_findings(policy: Mapping[str, Any], bucket: str, plan: Plan) -> list[Finding]:
-    """Deny statements that would stop kie.ai's GET of a presigned URL for an object under the prefix."""
+    """Deny statements that would stop kie.ai's GET of a presigned URL for an object under the prefix, and
+    which transfer serves the bucket then: the stream upload, where the function's own GetObject passes."""
     findings = []
     subject = f"bucket {bucket}"
-    todo = (
+    exempt = (
         "exempt presigned GETs of the stack's function role from this Deny (e.g. a StringNotLike "
         "aws:PrincipalArn condition with the role's ARN), or limit it to other prefixes"
     )
@@ -353,19 +360,52 @@ def policy_findings(policy: Mapping[str, Any], bucket: str, plan: Plan) -> list[
                 )
             )
         elif denial.blocking:
-            findings.append(
-                Finding(
-                    ERROR,
-                    subject,
-                    f"policy statement {sid} blocks kie.ai's download: {'; '.join(denial.blocking)}",
-                    todo,
-                )
-            )
+            findings.append(_blocked(plan, subject, bucket, sid, denial, exempt))
         else:
             findings.append(
-                Finding(ERROR, subject, f"policy statement {sid} denies s3:GetObject to everyone", todo)
+                Finding(ERROR, subject, f"policy statement {sid} denies s3:GetObject to everyone", exempt)
             )
     return findings
+
+
+def _blocked(
+    plan: Plan, subject: str, bucket: str, sid: str, denial: bucket_policy.Denial, exempt: str
+) -> Finding:
+    """kie.ai cannot download the bucket's presigned URLs: which transfer serves it (issue 19)."""
+    what = f"policy statement {sid} blocks kie.ai's download: {'; '.join(denial.blocking)}"
+    record = f"kieCannotFetch={bucket}"
+    if denial.network:
+        # The function's own GetObject must come from there too: only a function placed in that network
+        # (the construct's vpc prop, a NAT with an allowed address) can stream the objects.
+        return Finding(
+            ERROR,
+            subject,
+            f"{what}; no URL upload can serve this bucket, and a stream upload only from a function whose "
+            "requests meet the statement too",
+            f"{exempt}; or build the stack with the construct's vpc prop (the function in that network), "
+            f"transfer auto or stream and {record} (README: Buckets kie.ai cannot reach)",
+        )
+    if plan.transfer == "url":
+        return Finding(
+            ERROR,
+            subject,
+            f"{what}; transfer=url: every object of this bucket would fail",
+            f"{exempt}; or transfer=auto with {record}: the function streams the objects (its own "
+            "requests are not presigned)",
+        )
+    if plan.transfer == "stream" or bucket in plan.kie_cannot_fetch:
+        why = "transfer=stream" if plan.transfer == "stream" else record
+        return Finding(
+            INFO,
+            subject,
+            f"{what}; served by the stream upload ({why}): the function reads the objects itself",
+        )
+    return Finding(
+        WARN,
+        subject,
+        f"{what}; transfer=auto serves it by the stream upload, after a failed URL upload of each object",
+        f"record it: {record} (the stream from the first attempt)",
+    )
 
 
 # --- encryption ------------------------------------------------------------------------------------

@@ -95,10 +95,56 @@ def test_a_policy_deny_that_blocks_the_presigned_download_is_an_error(
     clients: doctor.Clients, condition: dict[str, Any], names: str
 ) -> None:
     clients.s3.put_bucket_policy(Bucket=BUCKET, Policy=deny_get(condition))
-    (error,) = only_errors(findings_of(clients))
+    (error,) = only_errors(findings_of(clients, transfer="url"))
     assert f"bucket {BUCKET}: policy statement Guard blocks kie.ai's download" in error
     assert names in error
     assert "->" in error  # and says what to do
+
+
+@pytest.mark.parametrize(
+    "condition",
+    [
+        {"NotIpAddress": {"aws:SourceIp": ["203.0.113.0/24"]}},
+        {"StringNotEquals": {"aws:SourceVpce": "vpce-1a2b3c4d"}},
+        {"StringNotEqualsIfExists": {"aws:SourceVpc": "vpc-111bbb22"}},
+    ],
+)
+@pytest.mark.parametrize("transfer", ["auto", "stream"])
+def test_a_network_condition_stops_the_stream_too_unless_the_function_is_in_that_network(
+    clients: doctor.Clients, condition: dict[str, Any], transfer: str
+) -> None:
+    # The function's own GetObject comes from where it runs: only the construct's vpc prop helps (issue 19)
+    clients.s3.put_bucket_policy(Bucket=BUCKET, Policy=deny_get(condition))
+    (error,) = only_errors(findings_of(clients, transfer=transfer, kie_cannot_fetch=(BUCKET,)))
+    assert "no URL upload can serve this bucket" in error
+    assert "vpc prop" in error and f"kieCannotFetch={BUCKET}" in error
+
+
+@pytest.mark.parametrize(
+    "condition",
+    [
+        {"StringNotEquals": {"s3:authType": "REST-HEADER"}},
+        {"NumericGreaterThan": {"s3:signatureAge": "60000"}},
+    ],
+)
+def test_a_deny_of_presigned_reads_says_which_transfer_serves_the_bucket(
+    clients: doctor.Clients, condition: dict[str, Any]
+) -> None:
+    # The function's own GetObject is signed in a header, now: the stream upload serves the bucket (issue 19)
+    clients.s3.put_bucket_policy(Bucket=BUCKET, Policy=deny_get(condition))
+
+    def finding(**plan: Any) -> doctor.Finding:
+        (only,) = [f for f in findings_of(clients, **plan) if "policy statement Guard" in f.what]
+        return only
+
+    url = finding(transfer="url")
+    assert url.severity == doctor.ERROR and f"transfer=auto with kieCannotFetch={BUCKET}" in url.todo
+    auto = finding(transfer="auto")
+    assert auto.severity == doctor.WARN and "after a failed URL upload of each object" in auto.what
+    assert f"kieCannotFetch={BUCKET}" in auto.todo
+    recorded = finding(transfer="auto", kie_cannot_fetch=(BUCKET,))
+    assert recorded.severity == doctor.INFO and "served by the stream upload" in recorded.what
+    assert finding(transfer="stream").severity == doctor.INFO
 
 
 @pytest.mark.parametrize(
@@ -124,9 +170,9 @@ def test_a_signature_age_shorter_than_the_url_lifetime_says_which_setting_to_cha
     clients.s3.put_bucket_policy(
         Bucket=BUCKET, Policy=deny_get({"NumericGreaterThan": {"s3:signatureAge": "600000"}})
     )
-    (error,) = only_errors(findings_of(clients, presign_expires_seconds=900))
+    (error,) = only_errors(findings_of(clients, presign_expires_seconds=900, transfer="url"))
     assert "600000 ms" in error and "presignExpiresSeconds below 600" in error
-    assert only_errors(findings_of(clients, presign_expires_seconds=300)) == []
+    assert only_errors(findings_of(clients, presign_expires_seconds=300, transfer="url")) == []
 
 
 def test_a_deny_on_a_condition_doctor_cannot_judge_is_a_warning(clients: doctor.Clients) -> None:
