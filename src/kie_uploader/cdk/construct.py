@@ -234,8 +234,11 @@ class KieUploader(Construct):
     * ``bucket_kms_keys``: the buckets' customer managed KMS keys (``kms:Decrypt`` via S3 only).
     * ``existing_secret`` / ``existing_secret_kms_key``: a secret already holding the kie.ai key, and its
       customer managed KMS key (``kms:Decrypt`` via Secrets Manager only). Without it, an empty secret.
-    * ``queue_props`` / ``table_props``: keyword arguments of ``sqs.Queue`` / ``dynamodb.Table`` that
-      replace the defaults (not the ones the function relies on).
+    * ``queue_props``: ``sqs.QueueProps`` or keyword arguments of ``sqs.Queue`` that replace the work queue's
+      defaults; not its dead-letter queue, encryption, SSL enforcement or FIFO, and a visibility timeout of
+      at least 6 x the function's timeout.
+    * ``table_props``: keyword arguments of ``dynamodb.Table`` that replace the records table's defaults; not
+      its key schema, TTL attribute or stream (nor its encryption with ``encryption_key``).
     * ``max_receive_count``: receives of a message by the function before it moves to the dead-letter queue
       (1-1000).
     * ``dead_letter_queue_props``: keyword arguments of ``sqs.Queue`` that replace the dead-letter queue's
