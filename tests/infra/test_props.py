@@ -178,7 +178,7 @@ def test_a_bucket_of_the_stack_itself_needs_no_acknowledgment_but_one_imported_l
         KieUploaderPropsError, match=f"^accept_responsibility_for_imported_buckets.*\n\\* {DOCS}: "
     ):
         uploader.add_bucket(_imported(stack, DOCS))
-    assert uploader.buckets == uploader.buckets[:1]  # nothing half-added
+    assert len(uploader.buckets) == len(uploader.watched_buckets) == 1  # nothing half-added
 
 
 # --- add_bucket ----------------------------------------------------------------------------------------
