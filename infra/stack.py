@@ -124,6 +124,8 @@ class KieUploaderStack(Stack):
             self,
             "KieUploader",
             buckets=sources.buckets,
+            # bucketNames imports the user's buckets: the README says what the construct changes on them.
+            accept_responsibility_for_imported_buckets=bool(settings.bucket_names),
             notify=settings.notify,
             prefix=settings.prefix,
             suffix=settings.suffix,

@@ -153,7 +153,9 @@ def synthesize_user_stack(props: Callable[[Any], dict[str, Any]], outdir: Path) 
     app = App(context={"aws:cdk:bundling-stacks": []}, outdir=str(outdir))
     stack = Stack(app, "UserStack", env=Environment(account=USER_ACCOUNT, region=USER_REGION))
     buckets = [s3.Bucket.from_bucket_name(stack, f"Bucket{i}", name) for i, name in enumerate(USER_BUCKETS)]
-    stack.uploader = KieUploader(stack, "Uploader", buckets=buckets, **props(stack))  # type: ignore[attr-defined]
+    stack.uploader = KieUploader(  # type: ignore[attr-defined]
+        stack, "Uploader", buckets=buckets, accept_responsibility_for_imported_buckets=True, **props(stack)
+    )
     Validations.of(app).add_plugins(AwsSolutionsChecks(app))
     assembly = app.synth()
     artifact = assembly.get_stack_artifact(stack.artifact_id)

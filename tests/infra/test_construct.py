@@ -46,6 +46,7 @@ class PhotosStack(Stack):
             self,
             "Uploader",
             buckets=[photos, docs],
+            accept_responsibility_for_imported_buckets=True,
             bucket_kms_keys=[kms.Key.from_key_arn(self, "PhotosKey", PHOTOS_KEY)],
             existing_secret=secretsmanager.Secret.from_secret_complete_arn(self, "KieKey", SECRET_ARN),
             existing_secret_kms_key=kms.Key.from_key_arn(self, "KieKeyKey", SECRET_KEY),
@@ -426,6 +427,7 @@ def mixed(tmp_path_factory: pytest.TempPathFactory) -> MixedSynth:
         stack,
         "Uploader",
         buckets=[created, s3.Bucket.from_bucket_name(stack, "Docs", DOCS)],
+        accept_responsibility_for_imported_buckets=True,
         bucket_kms_keys=[kms.Key.from_key_arn(stack, "PhotosKey", PHOTOS_KEY)],
         prefix="incoming/",
         suffix=".png",
@@ -559,7 +561,13 @@ def test_iam_wildcards_in_a_prefix_are_literal_and_their_finding_is_acknowledged
     stack = Stack(app, "Odd")
     bucket = s3.Bucket.from_bucket_name(stack, "B", "some-bucket")
     uploader = KieUploader(
-        stack, "Uploader", buckets=[bucket], prefix="a*b?/", suffix="$x}.png", events_enabled=False
+        stack,
+        "Uploader",
+        buckets=[bucket],
+        prefix="a*b?/",
+        suffix="$x}.png",
+        events_enabled=False,
+        accept_responsibility_for_imported_buckets=True,
     )
     Validations.of(app).add_plugins(AwsSolutionsChecks(app))
     template = app.synth().get_stack_artifact(stack.artifact_id).template
@@ -746,6 +754,7 @@ def _construct(**props: Any) -> Any:
     stack = Stack(App(context={"aws:cdk:bundling-stacks": []}), "Props")
     if "buckets" not in props:
         props["buckets"] = [s3.Bucket.from_bucket_name(stack, "B", "some-bucket")]
+    props.setdefault("accept_responsibility_for_imported_buckets", True)
     return KieUploader(stack, "Uploader", **props)
 
 

@@ -124,7 +124,9 @@ def _uploader(imported_key: str | None = None, **props: Any) -> Any:
     if imported_key is not None:
         props["encryption_key"] = kms.Key.from_key_arn(stack, "Theirs", imported_key)
     bucket = s3.Bucket.from_bucket_name(stack, "B", "some-bucket")
-    return KieUploader(stack, "Uploader", buckets=[bucket], **props)
+    return KieUploader(
+        stack, "Uploader", buckets=[bucket], accept_responsibility_for_imported_buckets=True, **props
+    )
 
 
 def test_an_imported_key_warns_which_statements_its_policy_needs_and_grant_send_includes_the_key() -> None:

@@ -200,7 +200,12 @@ from kie_uploader.cdk import KieUploader
 
 app = App(outdir=sys.argv[1])
 stack = Stack(app, "UserStack")
-KieUploader(stack, "Uploader", buckets=[s3.Bucket.from_bucket_name(stack, "B", "users-bucket")])
+KieUploader(
+    stack,
+    "Uploader",
+    buckets=[s3.Bucket.from_bucket_name(stack, "B", "users-bucket")],
+    accept_responsibility_for_imported_buckets=True,
+)
 assembly = app.synth()
 template = assembly.get_stack_artifact(stack.artifact_id).template
 print(json.dumps({"package": kie_uploader.__file__, "resources": len(template["Resources"])}))

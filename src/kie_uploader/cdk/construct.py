@@ -5,16 +5,23 @@ from aws_cdk import Stack, aws_s3 as s3
 from kie_uploader.cdk import KieUploader
 
 bucket = s3.Bucket.from_bucket_name(self, "Photos", "my-photos")
-KieUploader(self, "KieUploader", buckets=[bucket], prefix="incoming/")
+KieUploader(
+    self,
+    "KieUploader",
+    buckets=[bucket],
+    prefix="incoming/",
+    accept_responsibility_for_imported_buckets=True,  # my-photos is not this stack's: see the prop
+)
 ```
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from aws_cdk import Arn, ArnFormat, Duration, Fn, Token
+import jsii
+from aws_cdk import Arn, ArnFormat, Duration, Fn, IListProducer, IStringProducer, Lazy, Token
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_events as events
@@ -42,7 +49,7 @@ from kie_uploader.cdk.options import (
     NotifyMode,
 )
 from kie_uploader.cdk.publisher import EventPublisher
-from kie_uploader.cdk.queues import UploaderQueues
+from kie_uploader.cdk.queues import MAX_RECEIVE_COUNT, UploaderQueues
 from kie_uploader.cdk.secret import ApiKeySecret
 from kie_uploader.cdk.table import EXPIRY_INDEX, PARTITION_KEY, TTL_ATTRIBUTE, RecordsTable
 
@@ -75,6 +82,18 @@ QUEUE_PROPS_REFUSED = {
     "encryption_master_key": "encryption_key encrypts the queues with a customer managed key",
     "enforce_ssl": "the queue refuses plain HTTP",
 }
+#: Dead-letter queue props the construct owns: the same encryption and SSL as the work queue, a standard queue
+#: (the work queue, EventBridge's target and the function's on-failure destination are standard queues).
+DEAD_LETTER_QUEUE_PROPS_REFUSED = {
+    "dead_letter_queue": "a dead-letter queue has none of its own: its messages wait for redrive",
+    "fifo": "the work queue is a standard queue, whose dead-letter queue must be standard too",
+    "content_based_deduplication": "the dead-letter queue of a standard queue is a standard queue",
+    "encryption": QUEUE_PROPS_REFUSED["encryption"],
+    "encryption_master_key": QUEUE_PROPS_REFUSED["encryption_master_key"],
+    "enforce_ssl": QUEUE_PROPS_REFUSED["enforce_ssl"],
+}
+#: SQS's bounds for a redrive policy's maxReceiveCount.
+MAX_RECEIVE_COUNT_RANGE = (1, 1000)
 #: Table props the construct owns: the function reads and writes exactly this key schema and TTL.
 TABLE_PROPS_REFUSED = {
     "partition_key": f"the function's records are keyed by {PARTITION_KEY!r}",
@@ -129,6 +148,32 @@ def _validate_buckets(buckets: Any) -> None:
             seen.add(name)
 
 
+def _validate_filters(prefix: Any, suffix: Any) -> None:
+    for name, value in (("prefix", prefix), ("suffix", suffix)):
+        if not isinstance(value, str):
+            raise KieUploaderPropsError(f"{name}: expected a string, got {value!r}")
+        if len(value) > MAX_FILTER_LENGTH:
+            raise KieUploaderPropsError(f"{name}: at most {MAX_FILTER_LENGTH} characters (an S3 key's)")
+
+
+@jsii.implements(IListProducer)
+class _ListProducer:
+    def __init__(self, produce: Callable[[], list[str]]) -> None:
+        self._produce = produce
+
+    def produce(self, context: Any) -> list[str]:
+        return self._produce()
+
+
+@jsii.implements(IStringProducer)
+class _StringProducer:
+    def __init__(self, produce: Callable[[], str]) -> None:
+        self._produce = produce
+
+    def produce(self, context: Any) -> str:
+        return self._produce()
+
+
 def _validate_secret(existing_secret: Any, existing_secret_kms_key: Any) -> None:
     if existing_secret is not None and not hasattr(existing_secret, "secret_arn"):
         raise KieUploaderPropsError(
@@ -172,7 +217,11 @@ class KieUploader(Construct):
 
     * ``buckets``: the buckets whose objects go to kie.ai, as ``s3.IBucket`` objects (imported with
       ``s3.Bucket.from_bucket_name`` or created in the same stack). Never replaced, emptied or re-configured
-      beyond this construct's own notification entries.
+      beyond this construct's own notification entries. More with :meth:`add_bucket`.
+    * ``accept_responsibility_for_imported_buckets``: must be ``True`` when a bucket is imported (not an
+      ``s3.Bucket`` of this stack): the construct changes a bucket it does not own (its S3 notification
+      entries with ``notify="queue"``/``"lambda"``, its EventBridge delivery with ``"eventbridge"``), and
+      without it synth fails with a :class:`KieUploaderPropsError` saying what it would change on each one.
     * ``notify``: ``"queue"`` (default), ``"eventbridge"`` or ``"lambda"`` (see :class:`NotifyMode`).
     * ``prefix`` / ``suffix``: the watched keys, the only objects that may go to kie.ai: S3's key filters
       (an EventBridge pattern with ``notify="eventbridge"``), the function's ``WATCHED_OBJECTS`` (it refuses
@@ -185,14 +234,24 @@ class KieUploader(Construct):
     * ``bucket_kms_keys``: the buckets' customer managed KMS keys (``kms:Decrypt`` via S3 only).
     * ``existing_secret`` / ``existing_secret_kms_key``: a secret already holding the kie.ai key, and its
       customer managed KMS key (``kms:Decrypt`` via Secrets Manager only). Without it, an empty secret.
-    * ``queue_props`` / ``table_props``: keyword arguments of ``sqs.Queue`` / ``dynamodb.Table`` that
-      replace the defaults (not the ones the function relies on).
+    * ``queue_props``: ``sqs.QueueProps`` or keyword arguments of ``sqs.Queue`` that replace the work queue's
+      defaults; not its dead-letter queue, encryption, SSL enforcement or FIFO, and a visibility timeout of
+      at least 6 x the function's timeout.
+    * ``table_props``: keyword arguments of ``dynamodb.Table`` that replace the records table's defaults; not
+      its key schema, TTL attribute or stream (nor its encryption with ``encryption_key``).
+    * ``max_receive_count``: receives of a message by the function before it moves to the dead-letter queue
+      (1-1000).
+    * ``dead_letter_queue_props``: keyword arguments of ``sqs.Queue`` that replace the dead-letter queue's
+      defaults (say ``retention_period``); not its encryption, SSL enforcement or FIFO.
     * ``function_options``: :class:`FunctionOptions` (kie.ai URL, memory, architecture, timeouts, ...).
     * ``alarm_email``: subscribed to the alarm topic.
     * ``keep_alive``: ``s3://bucket/prefix`` URIs whose live URLs are kept alive: every
-      ``keep_alive_schedule_minutes`` (60) a refresh round re-uploads those expiring within
-      ``refresh_ahead_seconds`` (43,200), found through the table's sparse expiry index.
-    * ``events`` / ``event_bus``: publish every change of a record's status or URL on EventBridge (the
+      ``keep_alive_schedule_minutes`` a refresh round re-uploads those expiring within
+      ``refresh_ahead_seconds``, found through the table's sparse expiry index.
+    * ``refresh_ahead_seconds``: with ``keep_alive``, a refresh round re-uploads the URLs that expire within
+      this many seconds (60 to ``function_options.retention_seconds`` - 300).
+    * ``keep_alive_schedule_minutes``: with ``keep_alive``, the minutes between refresh rounds (1-1440).
+    * ``events_enabled`` / ``event_bus``: publish every change of a record's status or URL on EventBridge (the
       default bus, or ``event_bus``) from the table's stream (docs/events.md). On by default.
     * ``encryption_key``: a customer managed KMS key (``kms.IKey``, or ``True`` for one the construct
       creates) for the queue and both dead-letter queues, the table, the secret it creates, the alarm topic,
@@ -222,6 +281,8 @@ class KieUploader(Construct):
         existing_secret: secretsmanager.ISecret | None = None,
         existing_secret_kms_key: kms.IKey | None = None,
         queue_props: sqs.QueueProps | Mapping[str, Any] | None = None,
+        max_receive_count: int = MAX_RECEIVE_COUNT,
+        dead_letter_queue_props: sqs.QueueProps | Mapping[str, Any] | None = None,
         table_props: Mapping[str, Any] | None = None,
         function_options: FunctionOptions | None = None,
         alarm_email: str | None = None,
@@ -234,6 +295,7 @@ class KieUploader(Construct):
         vpc: ec2.IVpc | None = None,
         vpc_subnets: ec2.SubnetSelection | None = None,
         security_groups: Sequence[ec2.ISecurityGroup] = (),
+        accept_responsibility_for_imported_buckets: bool = False,
     ) -> None:
         super().__init__(scope, construct_id)
         if vpc is None and (vpc_subnets is not None or security_groups):
@@ -253,6 +315,13 @@ class KieUploader(Construct):
             alarm_email=alarm_email,
             encryption_key=encryption_key,
         )
+        if not isinstance(accept_responsibility_for_imported_buckets, bool):
+            raise KieUploaderPropsError(
+                "accept_responsibility_for_imported_buckets: expected True or False, "
+                f"got {accept_responsibility_for_imported_buckets!r}"
+            )
+        self.accept_responsibility_for_imported_buckets = accept_responsibility_for_imported_buckets
+        self._check_imported([(bucket, prefix, suffix) for bucket in buckets])
         if reserved_concurrency is None and self.notify is NotifyMode.LAMBDA:
             reserved_concurrency = max_concurrency
         if reserved_concurrency is not None:
@@ -269,6 +338,10 @@ class KieUploader(Construct):
                 f"queue_props.visibility_timeout must be at least 6 x function_options.timeout_seconds "
                 f"({options.queue_visibility_timeout_seconds} s), so that a message is not delivered twice"
             )
+        _check_int("max_receive_count", max_receive_count, *MAX_RECEIVE_COUNT_RANGE)
+        dead_letter_overrides = _props_dict(
+            "dead_letter_queue_props", dead_letter_queue_props, DEAD_LETTER_QUEUE_PROPS_REFUSED
+        )
         table_overrides = _props_dict("table_props", table_props, TABLE_PROPS_REFUSED)
         for name in TABLE_ENCRYPTION_PROPS:
             if encryption_key and name in table_overrides:
@@ -277,6 +350,9 @@ class KieUploader(Construct):
                 )
 
         self.buckets: list[s3.IBucket] = list(buckets)
+        #: Each watched bucket with its prefix and suffix: the constructor's, then :meth:`add_bucket`'s.
+        self.watched_buckets: list[tuple[s3.IBucket, str, str]] = [(b, prefix, suffix) for b in buckets]
+        self.bucket_kms_keys: list[kms.IKey] = list(bucket_kms_keys)
         self.options = options
         self.prefix, self.suffix, self.max_concurrency = prefix, suffix, max_concurrency
         #: The customer managed key of the queues, table, secret, topic, logs and environment (or None).
@@ -289,6 +365,8 @@ class KieUploader(Construct):
             "Queues",
             visibility_timeout=Duration.seconds(options.queue_visibility_timeout_seconds),
             queue_overrides=queue_overrides,
+            dead_letter_queue_overrides=dead_letter_overrides,
+            max_receive_count=max_receive_count,
             encryption_key=key,
         )
         self.queue, self.dead_letter_queue = queues.queue, queues.dead_letter_queue
@@ -310,7 +388,7 @@ class KieUploader(Construct):
                 table_name=self.table.table_name,
                 secret_arn=self.secret.secret_arn,
                 allowed_buckets=bucket_names,
-                watched_objects=watched.rules_json(self, self.buckets, prefix, suffix),
+                watched_objects=watched.rules_json(self, self.watched_buckets),
             ),
             dead_letter_queue=self.dead_letter_queue,
             reserved_concurrency=reserved_concurrency,
@@ -320,7 +398,7 @@ class KieUploader(Construct):
             security_groups=security_groups,
         )
         self.function: lambda_.Function = self.uploader.function
-        self._grant(bucket_kms_keys, existing_secret_kms_key)
+        self._grant(existing_secret_kms_key)
 
         self.function.add_event_source(
             event_sources.SqsEventSource(
@@ -331,18 +409,20 @@ class KieUploader(Construct):
                 max_concurrency=max_concurrency,
             )
         )
-        self.bucket_notifications, rule = notifications.wire(
+        self._wiring = notifications.BucketWiring(
             self,
-            buckets=self.buckets,
             mode=self.notify.value,
-            prefix=prefix,
-            suffix=suffix,
             queue=self.queue,
             dead_letter_queue=self.dead_letter_queue,
             function=self.function,
             encryption_key=key,
         )
-        self.event_rule: events.Rule | None = rule
+        for bucket in self.buckets:
+            self._wiring.add(bucket, prefix, suffix)
+        #: The custom resource that puts the notification entries on imported buckets (None without any).
+        self.bucket_notifications = self._wiring.handler
+        #: notify="eventbridge": the rule of the constructor's prefix and suffix (add_bucket may add others).
+        self.event_rule: events.Rule | None = next(iter(self._wiring.rules.values()), None)
 
         self.monitoring = Monitoring(
             self,
@@ -370,17 +450,80 @@ class KieUploader(Construct):
                 alarm_topic=self.alarm_topic,
                 encryption_key=key,
             )
-        self.bucket_names_joined = Fn.join(",", bucket_names)
+        #: The buckets' names, comma-separated (also those of :meth:`add_bucket`).
+        self.bucket_names_joined = Lazy.uncached_string(_StringProducer(lambda: Fn.join(",", self._names())))
         #: The key policy statements the AWS services need from ``encryption_key`` (added to a key the stack
         #: owns; a key it imports needs them in its own policy).
         self.encryption_key_statements: list[iam.PolicyStatement] = (
             encryption.allow_services(self, key, self.notify) if key is not None else []
         )
+        self._acknowledged: set[tuple[str, str]] = set()
+        self._acknowledge()
+
+    def _names(self) -> list[str]:
+        return [bucket.bucket_name for bucket in self.buckets]
+
+    def _acknowledge(self) -> None:
+        """cdk-nag's acknowledgments and checkov's skips, of what exists now (again after add_bucket)."""
         #: The cdk-nag findings acknowledged on this construct's children (each with its reason).
-        self.acknowledged_findings = acknowledge_findings(self)
+        self.acknowledged_findings = acknowledge_findings(self, self._acknowledged)
         #: checkov's findings skipped on this construct's resources: (resource path, check id), each with its
         #: reason in the template (``Metadata.checkov.skip``).
         self.checkov_skips = checkov_skips.skip_findings(self)
+
+    def _check_imported(self, added: Sequence[tuple[s3.IBucket, str, str]]) -> None:
+        """Imported buckets need ``accept_responsibility_for_imported_buckets``: say what changes on each."""
+        changes = [
+            notifications.imported_bucket_changes(self.notify.value, bucket, prefix, suffix)
+            for bucket, prefix, suffix in added
+            if not isinstance(bucket, s3.Bucket)
+        ]
+        if changes and not self.accept_responsibility_for_imported_buckets:
+            raise KieUploaderPropsError(
+                "accept_responsibility_for_imported_buckets: not given, and these buckets are imported (not "
+                "owned by this stack). The construct will change each of them:\n"
+                + "\n".join(f"* {change}" for change in changes)
+                + "\nPass accept_responsibility_for_imported_buckets=True once their owners agree."
+            )
+
+    def add_bucket(
+        self,
+        bucket: s3.IBucket,
+        *,
+        prefix: str | None = None,
+        suffix: str | None = None,
+        kms_key: kms.IKey | None = None,
+    ) -> None:
+        """Watch ``bucket`` too, exactly as a bucket given to the constructor.
+
+        ``prefix`` / ``suffix``: its watched keys (default: the construct's ``prefix`` / ``suffix``). It gets
+        the same treatment as the constructor's buckets: a ``WATCHED_OBJECTS`` rule, ``s3:GetObject*`` on
+        ``bucket/{prefix}*{suffix}`` only and ``s3:ListBucket``, its notifications in the ``notify`` mode (an
+        EventBridge rule per distinct prefix and suffix), its ARN in the queue policy's ``aws:SourceArn``, and
+        the cdk-nag acknowledgments and checkov skips. ``kms_key``: its customer managed KMS key, added to
+        ``bucket_kms_keys`` (every bucket key decrypts the watched objects of every bucket, via S3 only). An
+        imported bucket needs ``accept_responsibility_for_imported_buckets``.
+        """
+        prefix = self.prefix if prefix is None else prefix
+        suffix = self.suffix if suffix is None else suffix
+        _validate_buckets([*self.buckets, bucket])
+        _validate_filters(prefix, suffix)
+        if kms_key is not None and not hasattr(kms_key, "key_arn"):
+            raise KieUploaderPropsError(
+                f"kms_key: expected a kms.IKey (kms.Key.from_key_arn(...)), got {kms_key!r}"
+            )
+        self._check_imported([(bucket, prefix, suffix)])
+        self.buckets.append(bucket)
+        self.watched_buckets.append((bucket, prefix, suffix))
+        self._grant_bucket(bucket, prefix, suffix)
+        if kms_key is not None:
+            self.bucket_kms_keys.append(kms_key)
+            self._grant_bucket_key(kms_key)
+        self.function.add_environment("ALLOWED_BUCKETS", Fn.join(",", self._names()))
+        self.function.add_environment(watched.VARIABLE, watched.rules_json(self, self.watched_buckets))
+        self._wiring.add(bucket, prefix, suffix)
+        self.bucket_notifications = self._wiring.handler
+        self._acknowledge()
 
     def _keep_alive(self, uris: Sequence[str], ahead: int, minutes: int) -> events.Rule | None:
         """The schedule of refresh rounds for ``uris`` (none without them)."""
@@ -421,6 +564,31 @@ class KieUploader(Construct):
         )
         return rule
 
+    def _grant_bucket(self, bucket: s3.IBucket, prefix: str, suffix: str) -> None:
+        (objects,) = watched.object_arns([(bucket, prefix, suffix)])
+        iam.Grant.add_to_principal(
+            grantee=self.function, actions=OBJECT_READ_ACTIONS, resource_arns=[objects]
+        )
+        iam.Grant.add_to_principal(
+            grantee=self.function, actions=BUCKET_READ_ACTIONS, resource_arns=[bucket.bucket_arn]
+        )
+
+    def _grant_bucket_key(self, key: kms.IKey) -> None:
+        # A bucket key decrypts only what S3 asks it to (kie.ai's GET of a presigned URL), in its region, for
+        # a watched object (of every bucket: also those add_bucket adds later).
+        contexts = Lazy.uncached_list(
+            _ListProducer(lambda: watched.kms_encryption_contexts(self.watched_buckets))
+        )
+        iam.Grant.add_to_principal(
+            grantee=self.function,
+            actions=["kms:Decrypt"],
+            resource_arns=[key.key_arn],
+            conditions={
+                "StringEquals": {"kms:ViaService": f"s3.{_region_of(key.key_arn)}.amazonaws.com"},
+                "StringLike": {watched.S3_ARN_CONTEXT: contexts},
+            },
+        )
+
     # --- validation ------------------------------------------------------------------------------------
 
     @staticmethod
@@ -445,11 +613,7 @@ class KieUploader(Construct):
             raise KieUploaderPropsError(
                 f"notify={notify!r} must be one of {', '.join(m.value for m in NotifyMode)}"
             ) from None
-        for name, value in (("prefix", prefix), ("suffix", suffix)):
-            if not isinstance(value, str):
-                raise KieUploaderPropsError(f"{name}: expected a string, got {value!r}")
-            if len(value) > MAX_FILTER_LENGTH:
-                raise KieUploaderPropsError(f"{name}: at most {MAX_FILTER_LENGTH} characters (an S3 key's)")
+        _validate_filters(prefix, suffix)
         _check_int("max_concurrency", max_concurrency, *MAX_CONCURRENCY_RANGE)
         if isinstance(bucket_kms_keys, str) or not isinstance(bucket_kms_keys, Sequence):
             raise KieUploaderPropsError("bucket_kms_keys: expected a list of kms.IKey")
@@ -503,7 +667,7 @@ class KieUploader(Construct):
 
     # --- grants ----------------------------------------------------------------------------------------
 
-    def _grant(self, bucket_kms_keys: Sequence[kms.IKey], secret_kms_key: kms.IKey | None) -> None:
+    def _grant(self, secret_kms_key: kms.IKey | None) -> None:
         """Least privilege: read the watched objects only, one table, one secret, one queue.
 
         * ``s3:GetObject``/``s3:GetObjectVersion`` on ``bucket/{prefix}*{suffix}`` of each bucket
@@ -515,26 +679,10 @@ class KieUploader(Construct):
           the context of every object under an S3 Bucket Key (:func:`watched.kms_encryption_contexts`).
         """
         function = self.function
-        for bucket, objects in zip(
-            self.buckets, watched.object_arns(self.buckets, self.prefix, self.suffix), strict=True
-        ):
-            iam.Grant.add_to_principal(grantee=function, actions=OBJECT_READ_ACTIONS, resource_arns=[objects])
-            iam.Grant.add_to_principal(
-                grantee=function, actions=BUCKET_READ_ACTIONS, resource_arns=[bucket.bucket_arn]
-            )
-        # A bucket key decrypts only what S3 asks it to (kie.ai's GET of a presigned URL), in its region, for
-        # a watched object.
-        contexts = watched.kms_encryption_contexts(self.buckets, self.prefix, self.suffix)
-        for key in bucket_kms_keys:
-            iam.Grant.add_to_principal(
-                grantee=function,
-                actions=["kms:Decrypt"],
-                resource_arns=[key.key_arn],
-                conditions={
-                    "StringEquals": {"kms:ViaService": f"s3.{_region_of(key.key_arn)}.amazonaws.com"},
-                    "StringLike": {watched.S3_ARN_CONTEXT: contexts},
-                },
-            )
+        for bucket, prefix, suffix in self.watched_buckets:
+            self._grant_bucket(bucket, prefix, suffix)
+        for key in self.bucket_kms_keys:
+            self._grant_bucket_key(key)
         # Exact resources: the table for its items, the expiry index for Query (no index/* wildcard).
         iam.Grant.add_to_principal(
             grantee=function, actions=TABLE_ITEM_ACTIONS, resource_arns=[self.table.table_arn]

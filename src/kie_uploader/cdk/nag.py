@@ -90,16 +90,24 @@ def _resource_finding(stack: Stack, arn: str) -> str:
     return f"AwsSolutions-IAM5[Resource::{_flatten(stack.resolve(arn))}]"
 
 
-def acknowledge_findings(uploader: Any) -> list[str]:  # a KieUploader (construct.py imports this module)
+def acknowledge_findings(
+    uploader: Any,  # a KieUploader (construct.py imports this module)
+    done: set[tuple[str, str]],
+) -> list[str]:
     """Acknowledge the AwsSolutions findings that are deliberate in the construct, each where it arises.
 
-    Returns the acknowledged ids, so that a test can check that each one still matches a finding.
+    Run again after ``add_bucket``: ``done`` holds the (construct path, id) pairs already acknowledged, which
+    are not acknowledged twice. Returns every acknowledged id, so that a test can check that each one still
+    matches a finding.
     """
     stack = Stack.of(uploader)
     acknowledged: list[str] = []
 
     def acknowledge(scope: IConstruct, *acks: Acknowledgment) -> None:
-        Validations.of(scope).acknowledge(*acks)
+        new = [ack for ack in acks if (scope.node.path, ack.id) not in done]
+        if new:
+            Validations.of(scope).acknowledge(*new)
+        done.update((scope.node.path, ack.id) for ack in new)
         acknowledged.extend(ack.id for ack in acks)
 
     if uploader.secret_created:
@@ -111,7 +119,7 @@ def acknowledge_findings(uploader: Any) -> list[str]:  # a KieUploader (construc
         _ack("AwsSolutions-IAM5[Resource::*]", REASONS["IAM5-xray"]),
         *(
             _ack(_resource_finding(stack, arn), REASONS["IAM5-objects"])
-            for arn in watched.object_arns(uploader.buckets, uploader.prefix, uploader.suffix)
+            for arn in watched.object_arns(uploader.watched_buckets)
         ),
     )
     if uploader.vpc is not None:

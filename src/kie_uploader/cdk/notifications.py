@@ -10,12 +10,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import jsii
-from aws_cdk import CustomResource, Duration, Stack, Token
+from aws_cdk import CustomResource, Duration, IListProducer, Lazy, Stack, Token
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
@@ -87,7 +87,6 @@ class ImportedBucketNotifications(Construct):
         scope: Construct,
         construct_id: str,
         *,
-        buckets: Sequence[s3.IBucket],
         encryption_key: kms.IKey | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
@@ -102,12 +101,11 @@ class ImportedBucketNotifications(Construct):
             description="kie-uploader: puts its own S3 notification entries on the imported source buckets",
         )
         self.log_group.grant_write(self.role)
-        self.role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["s3:GetBucketNotification", "s3:PutBucketNotification"],
-                resources=[bucket.bucket_arn for bucket in buckets],
-            )
+        # The buckets' ARNs are added by add().
+        self._statement = iam.PolicyStatement(
+            actions=["s3:GetBucketNotification", "s3:PutBucketNotification"]
         )
+        self.role.add_to_policy(self._statement)
         self.function = lambda_.Function(
             self,
             "Handler",
@@ -122,6 +120,7 @@ class ImportedBucketNotifications(Construct):
         self.resources: list[CustomResource] = []
 
     def add(self, bucket: s3.IBucket, configuration: dict[str, Any], *, depends_on: Sequence[Any]) -> None:
+        self._statement.add_resources(bucket.bucket_arn)
         name = bucket.bucket_name
         # Keyed by the bucket's name where it is known, so that reordering the buckets changes nothing.
         key = str(len(self.resources)) if Token.is_unresolved(name) else name
@@ -138,7 +137,7 @@ class ImportedBucketNotifications(Construct):
         self.resources.append(resource)
 
 
-def _queue_policy(queue: sqs.IQueue, buckets: Sequence[s3.IBucket], account: str) -> list[IConstruct]:
+def _queue_policy(queue: sqs.IQueue, source_arns: list[str], account: str) -> list[IConstruct]:
     # Only S3, only for these buckets, and only in this account (a deleted bucket's name may be taken by
     # another account: aws:SourceAccount keeps its events out).
     result = queue.add_to_resource_policy(
@@ -148,7 +147,7 @@ def _queue_policy(queue: sqs.IQueue, buckets: Sequence[s3.IBucket], account: str
             actions=["sqs:SendMessage"],
             resources=[queue.queue_arn],
             conditions={
-                "ArnLike": {"aws:SourceArn": [bucket.bucket_arn for bucket in buckets]},
+                "ArnLike": {"aws:SourceArn": source_arns},
                 "StringEquals": {"aws:SourceAccount": account},
             },
         )
@@ -156,40 +155,38 @@ def _queue_policy(queue: sqs.IQueue, buckets: Sequence[s3.IBucket], account: str
     return [result.policy_dependable] if result.policy_dependable is not None else []  # type: ignore[list-item]
 
 
-def _invoke_permissions(
-    function: lambda_.IFunction, buckets: Sequence[s3.IBucket], account: str
-) -> list[IConstruct]:
-    permissions: list[IConstruct] = []
-    for index, bucket in enumerate(buckets):
-        function.add_permission(
-            f"S3Invokes{index}",
-            principal=iam.ServicePrincipal("s3.amazonaws.com"),
-            action="lambda:InvokeFunction",
-            source_arn=bucket.bucket_arn,
-            source_account=account,
-        )
-        permissions.append(function.permissions_node.find_child(f"S3Invokes{index}"))
-    return permissions
+def _invoke_permission(
+    function: lambda_.IFunction, bucket: s3.IBucket, index: int, account: str
+) -> IConstruct:
+    function.add_permission(
+        f"S3Invokes{index}",
+        principal=iam.ServicePrincipal("s3.amazonaws.com"),
+        action="lambda:InvokeFunction",
+        source_arn=bucket.bucket_arn,
+        source_account=account,
+    )
+    return function.permissions_node.find_child(f"S3Invokes{index}")
 
 
 def _eventbridge_rule(
     scope: Construct,
-    buckets: Sequence[s3.IBucket],
+    construct_id: str,
     prefix: str,
     suffix: str,
     queue: sqs.IQueue,
     dead_letter_queue: sqs.IQueue,
 ) -> events.Rule:
-    detail: dict[str, Any] = {"bucket": {"name": [bucket.bucket_name for bucket in buckets]}}
+    """A rule for the buckets whose keys match ``prefix``/``suffix``: each bucket is added to its pattern."""
+    detail: dict[str, Any] = {}
     key_pattern = eventbridge_key_pattern(prefix, suffix)
     if key_pattern is not None:
         detail["object"] = {"key": key_pattern}
     rule = events.Rule(
         scope,
-        "ObjectEvents",
+        construct_id,
         description="kie-uploader: S3 Object Created/Deleted events of the source buckets to the queue",
         event_pattern=events.EventPattern(
-            source=["aws.s3"], detail_type=EVENTBRIDGE_DETAIL_TYPES, detail=detail
+            source=["aws.s3"], detail_type=EVENTBRIDGE_DETAIL_TYPES, detail=detail or None
         ),
     )
     # An event EventBridge cannot deliver (say, the queue's policy was changed by hand) waits in the DLQ.
@@ -217,48 +214,85 @@ def imported_configuration(
     return {list_key: entries}
 
 
-def wire(
-    scope: Construct,
-    *,
-    buckets: Sequence[s3.IBucket],
-    mode: str,
-    prefix: str,
-    suffix: str,
-    queue: sqs.IQueue,
-    dead_letter_queue: sqs.IQueue,
-    function: lambda_.IFunction,
-    encryption_key: kms.IKey | None = None,
-) -> tuple[ImportedBucketNotifications | None, events.Rule | None]:
-    """Connect every bucket to the queue (``queue``, ``eventbridge``) or the function (``lambda``).
-
-    ``encryption_key`` encrypts the log group of the imported buckets' handler."""
-    account = Stack.of(scope).account
-    dependencies: list[IConstruct] = []
-    destination_arn = ""
-    rule: events.Rule | None = None
-    kind = s3.BucketNotificationDestinationType.QUEUE
-    if mode == "queue":
-        dependencies, destination_arn = _queue_policy(queue, buckets, account), queue.queue_arn
-    elif mode == "lambda":
-        kind = s3.BucketNotificationDestinationType.LAMBDA
-        dependencies, destination_arn = _invoke_permissions(function, buckets, account), function.function_arn
-    else:
-        rule = _eventbridge_rule(scope, buckets, prefix, suffix, queue, dead_letter_queue)
-
-    imported = [bucket for bucket in buckets if not isinstance(bucket, s3.Bucket)]
-    handler = (
-        ImportedBucketNotifications(
-            scope, "BucketNotifications", buckets=imported, encryption_key=encryption_key
+def imported_bucket_changes(mode: str, bucket: s3.IBucket, prefix: str, suffix: str) -> str:
+    """What the construct changes on a bucket it imports (the acknowledgment's error says it per bucket)."""
+    if mode == "eventbridge":
+        return (
+            f"{bucket.bucket_name}: turns on its EventBridge delivery (S3 then sends every object event of "
+            "the bucket to the default event bus; left on when the construct is deleted: others may use it)"
         )
-        if imported
-        else None
+    target = "the construct's SQS queue" if mode == "queue" else "the uploader function"
+    filters = " and ".join(f"{rule['Name']} {rule['Value']!r}" for rule in key_filter_rules(prefix, suffix))
+    return (
+        f"{bucket.bucket_name}: adds two entries to its S3 event notification configuration, ids "
+        f"'kie-uploader-<id>-ObjectCreated' and '-ObjectRemoved' (s3:ObjectCreated:*, s3:ObjectRemoved:* of "
+        f"{'the keys with ' + filters if filters else 'every key'}, to {target}), keeping its other entries "
+        "and removing these when the construct is deleted; S3 refuses the configuration, and the deployment "
+        "fails, if an entry of its own already sends these events of overlapping keys elsewhere"
     )
-    rules = key_filter_rules(prefix, suffix)
-    for bucket in buckets:
+
+
+class BucketWiring:
+    """Connects buckets one at a time to the queue (``queue``, ``eventbridge``) or the function (``lambda``).
+
+    Whatever names every bucket (the queue policy's ``aws:SourceArn``, the imported buckets' handler's role,
+    an EventBridge rule's bucket names) is extended by :meth:`add`, so that a bucket added after construction
+    is wired exactly as one given to the constructor.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        *,
+        mode: str,
+        queue: sqs.IQueue,
+        dead_letter_queue: sqs.IQueue,
+        function: lambda_.IFunction,
+        encryption_key: kms.IKey | None = None,
+    ) -> None:
+        """``encryption_key`` encrypts the log group of the imported buckets' handler."""
+        self._scope, self.mode = scope, mode
+        self._queue, self._dead_letter_queue, self._function = queue, dead_letter_queue, function
+        self._encryption_key = encryption_key
+        self._account = Stack.of(scope).account
+        self._source_arns: list[str] = []
+        self._invoke_permissions = 0
+        self._queue_dependencies: list[IConstruct] = []
+        if mode == "queue":
+            source_arns = Lazy.uncached_list(_Produce(lambda: list(self._source_arns)))
+            self._queue_dependencies = _queue_policy(queue, source_arns, self._account)
+        #: The custom resource of the imported buckets (created with the first one).
+        self.handler: ImportedBucketNotifications | None = None
+        #: The EventBridge rules (``eventbridge``), one per distinct prefix and suffix.
+        self.rules: dict[tuple[str, str], events.Rule] = {}
+
+    def add(self, bucket: s3.IBucket, prefix: str, suffix: str) -> None:
+        mode = self.mode
+        self._source_arns.append(bucket.bucket_arn)
+        dependencies, destination_arn = self._queue_dependencies, self._queue.queue_arn
+        kind = s3.BucketNotificationDestinationType.QUEUE
+        if mode == "lambda":
+            kind = s3.BucketNotificationDestinationType.LAMBDA
+            permission = _invoke_permission(self._function, bucket, self._invoke_permissions, self._account)
+            self._invoke_permissions += 1
+            dependencies, destination_arn = [permission], self._function.function_arn
+        elif mode == "eventbridge":
+            rule = self.rules.get((prefix, suffix))
+            if rule is None:
+                construct_id = "ObjectEvents" if not self.rules else f"ObjectEvents{len(self.rules)}"
+                rule = _eventbridge_rule(
+                    self._scope, construct_id, prefix, suffix, self._queue, self._dead_letter_queue
+                )
+                self.rules[(prefix, suffix)] = rule
+            rule.add_event_pattern(detail={"bucket": {"name": [bucket.bucket_name]}})
+        rules = key_filter_rules(prefix, suffix)
         if not isinstance(bucket, s3.Bucket):
-            assert handler is not None
-            configuration = imported_configuration(mode, handler.owner, destination_arn, rules)
-            handler.add(bucket, configuration, depends_on=dependencies)
+            if self.handler is None:
+                self.handler = ImportedBucketNotifications(
+                    self._scope, "BucketNotifications", encryption_key=self._encryption_key
+                )
+            configuration = imported_configuration(mode, self.handler.owner, destination_arn, rules)
+            self.handler.add(bucket, configuration, depends_on=dependencies)
         elif mode == "eventbridge":
             bucket.enable_event_bridge_notification()
         else:
@@ -268,4 +302,12 @@ def wire(
             target = _Destination(destination_arn, kind, dependencies)
             for event in (s3.EventType.OBJECT_CREATED, s3.EventType.OBJECT_REMOVED):
                 bucket.add_event_notification(event, target, *filters)
-    return handler, rule
+
+
+@jsii.implements(IListProducer)
+class _Produce:
+    def __init__(self, produce: Callable[[], list[str]]) -> None:
+        self._produce = produce
+
+    def produce(self, context: Any) -> list[str]:
+        return self._produce()

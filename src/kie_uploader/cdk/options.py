@@ -67,15 +67,22 @@ class NotifyMode(enum.StrEnum):
 class FunctionOptions:
     """The uploader function's settings (its environment, memory, architecture, timeouts, logs)."""
 
+    #: kie.ai's API (the function's ``KIE_BASE_URL``).
     kie_base_url: str = "https://api.kie.ai"
+    #: The folder of kie.ai's upload the files go to (``KIE_UPLOAD_PATH``).
     kie_upload_path: str = "s3-uploads"
+    #: How long kie.ai keeps a file, in seconds (``KIE_RETENTION_SECONDS``): a record's URL expires then.
     retention_seconds: int = 259_200
     #: The largest object handled; None: 100 MiB with ``transfer="url"``, else what a stream upload can
     #: carry within the function's timeout.
     max_object_bytes: int | None = None
+    #: The lifetime of the presigned URL kie.ai downloads an object from (60-604,800 s).
     presign_expires_seconds: int = 900
+    #: The function's memory in MB (128-10,240).
     memory_size: int = 256
+    #: The function's architecture: ``arm64`` or ``x86_64``.
     architecture: str = "arm64"
+    #: Days the function's log group keeps its logs (a CloudWatch Logs retention).
     log_retention_days: int = 30
     #: The function's timeout; None: 120 s with ``transfer="url"``, else sized for ``max_object_bytes`` at
     #: ``stream_bytes_per_second`` (900 s, Lambda's maximum, without ``max_object_bytes``).

@@ -27,13 +27,19 @@ class UploaderQueues(Construct):
         *,
         visibility_timeout: Duration,
         queue_overrides: Mapping[str, Any] | None = None,
+        dead_letter_queue_overrides: Mapping[str, Any] | None = None,
+        max_receive_count: int = MAX_RECEIVE_COUNT,
         encryption_key: kms.IKey | None = None,
     ) -> None:
-        """``queue_overrides``: keyword arguments of ``sqs.Queue`` that replace the work queue's defaults
-        (validated by the caller: never its dead-letter queue, encryption or SSL enforcement).
-        ``encryption_key``: a customer managed key for both queues instead of SSE-SQS."""
+        """``queue_overrides`` / ``dead_letter_queue_overrides``: keyword arguments of ``sqs.Queue`` that
+        replace the work queue's / the dead-letter queue's defaults (validated by the caller: never a
+        dead-letter queue of its own, encryption, SSL enforcement or FIFO). ``max_receive_count``: receives
+        of a message before it moves to the dead-letter queue. ``encryption_key``: a customer managed key for
+        both queues instead of SSE-SQS."""
         super().__init__(scope, construct_id)
-        self.dead_letter_queue = dead_letter_queue(self, "DeadLetterQueue", encryption_key=encryption_key)
+        self.dead_letter_queue = dead_letter_queue(
+            self, "DeadLetterQueue", encryption_key=encryption_key, overrides=dead_letter_queue_overrides
+        )
         queue_props: dict[str, Any] = {
             **encryption(encryption_key),
             "enforce_ssl": True,
@@ -41,7 +47,7 @@ class UploaderQueues(Construct):
             "visibility_timeout": visibility_timeout,
             **(queue_overrides or {}),
             "dead_letter_queue": sqs.DeadLetterQueue(
-                max_receive_count=MAX_RECEIVE_COUNT, queue=self.dead_letter_queue
+                max_receive_count=max_receive_count, queue=self.dead_letter_queue
             ),
         }
         self.queue = sqs.Queue(self, "Queue", **queue_props)
@@ -55,14 +61,13 @@ def encryption(key: kms.IKey | None) -> dict[str, Any]:
 
 
 def dead_letter_queue(
-    scope: Construct, construct_id: str, *, encryption_key: kms.IKey | None = None
+    scope: Construct,
+    construct_id: str,
+    *,
+    encryption_key: kms.IKey | None = None,
+    overrides: Mapping[str, Any] | None = None,
 ) -> sqs.Queue:
     """A dead-letter queue: SQS-managed encryption (or ``encryption_key``), TLS only, messages kept 14 days
-    (the maximum)."""
-    return sqs.Queue(
-        scope,
-        construct_id,
-        **encryption(encryption_key),
-        enforce_ssl=True,
-        retention_period=DLQ_RETENTION,
-    )
+    (the maximum); ``overrides`` replace the other defaults."""
+    props: dict[str, Any] = {"retention_period": DLQ_RETENTION, **(overrides or {})}
+    return sqs.Queue(scope, construct_id, **encryption(encryption_key), enforce_ssl=True, **props)

@@ -39,7 +39,11 @@ S3_ARN_CONTEXT = "kms:EncryptionContext:aws:s3:arn"
 _IAM_SPECIAL = {"$": "${$}", "*": "${*}", "?": "${?}"}
 
 
-def rules_json(scope: IConstruct, buckets: Sequence[s3.IBucket], prefix: str, suffix: str) -> str:
+#: A watched bucket: the bucket, and the prefix and suffix of its watched keys (S3 filter values).
+WatchedBucket = tuple[s3.IBucket, str, str]
+
+
+def rules_json(scope: IConstruct, buckets: Sequence[WatchedBucket]) -> str:
     """``WATCHED_OBJECTS``: one ``{"bucket", "prefix", "suffix"}`` rule per bucket, as JSON.
 
     A bucket's name may be a token (a bucket of the same stack, ``{"Ref": ...}``): the stack renders the
@@ -47,7 +51,7 @@ def rules_json(scope: IConstruct, buckets: Sequence[s3.IBucket], prefix: str, su
     """
     rules = [
         {"bucket": bucket.bucket_name, "prefix": key_text(prefix), "suffix": key_text(suffix)}
-        for bucket in buckets
+        for bucket, prefix, suffix in buckets
     ]
     return Stack.of(scope).to_json_string(rules)
 
@@ -67,12 +71,12 @@ def key_pattern(prefix: str, suffix: str) -> str:
     return f"{iam_literal(key_text(prefix))}*{iam_literal(key_text(suffix))}"
 
 
-def object_arns(buckets: Sequence[s3.IBucket], prefix: str, suffix: str) -> list[str]:
+def object_arns(buckets: Sequence[WatchedBucket]) -> list[str]:
     """The watched objects' ARNs, one pattern per bucket: the resources of the function's object reads."""
-    return [bucket.arn_for_objects(key_pattern(prefix, suffix)) for bucket in buckets]
+    return [bucket.arn_for_objects(key_pattern(prefix, suffix)) for bucket, prefix, suffix in buckets]
 
 
-def kms_encryption_contexts(buckets: Sequence[s3.IBucket], prefix: str, suffix: str) -> list[str]:
+def kms_encryption_contexts(buckets: Sequence[WatchedBucket]) -> list[str]:
     """The values of ``kms:EncryptionContext:aws:s3:arn`` a bucket key may decrypt for (``StringLike``).
 
     S3 asks KMS to decrypt an SSE-KMS object with the object's ARN as its encryption context: the watched
@@ -81,4 +85,4 @@ def kms_encryption_contexts(buckets: Sequence[s3.IBucket], prefix: str, suffix: 
     the condition narrows decryption to the construct's buckets, and the object-level scope is S3's own
     (``s3:GetObject`` on the watched objects only: S3 never asks KMS for an object it refused to read).
     """
-    return object_arns(buckets, prefix, suffix) + [bucket.bucket_arn for bucket in buckets]
+    return object_arns(buckets) + [bucket.bucket_arn for bucket, _, _ in buckets]
