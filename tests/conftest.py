@@ -15,6 +15,7 @@ import pytest
 from kie_uploader import local
 from tests.factories import BUCKET, OTHER, SECRET, TABLE, VERSIONED, World, records_table_definition
 from tests.leakcheck import LeakWatch
+from tests.packaging import Distributions, Installed, build, install
 
 if TYPE_CHECKING:
     from kie_uploader.emulator import KieEmulator
@@ -27,6 +28,20 @@ KIE_TEST_KEY = "test-kie-key"
 def local_state(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder for the servers' state and logs, under pytest's own temporary folder."""
     return tmp_path_factory.mktemp("local-state")
+
+
+@pytest.fixture(scope="session")
+def distributions(tmp_path_factory: pytest.TempPathFactory) -> Distributions:
+    """The project's sdist and wheel, built once per session as a release builds them (tests/packaging.py):
+    the package's tests and the end-to-end test of a user's app install the same wheel."""
+    return build(tmp_path_factory.mktemp("project"), tmp_path_factory.mktemp("dist"))
+
+
+@pytest.fixture(scope="session")
+def installed(distributions: Distributions, tmp_path_factory: pytest.TempPathFactory) -> Installed:
+    """A fresh virtualenv with the wheel installed with its ``cdk`` extra, as a user installs it (its
+    dependencies borrowed from the project's virtualenv: tests/packaging.py)."""
+    return install(distributions.wheel, tmp_path_factory.mktemp("installed") / "venv", extras="cdk")
 
 
 @pytest.fixture(scope="session")
