@@ -5,7 +5,7 @@ count). A fresh process runs the CLI's ``list`` command (``kie_uploader.cli.reco
 console script runs) against that table, with stdout a sink that notes when the first line came and counts the
 lines, and reports its RSS before, its peak while listing (sampled every 5 ms, and maxrss) and the time taken.
 The CLI reads the
-stack's outputs from CloudFormation; here the stack is given directly (the table is the only resource
+stack's discovery record (CloudFormation); here the stack is given directly (the table is the only resource
 ``list`` reads).
 
 Child: ``python -m bench.cli_list --table T --output jsonl|table`` prints one JSON line.
@@ -152,7 +152,7 @@ def _measure(table: str, output: str) -> dict[str, Any]:
     from kie_uploader.cli import entry, records
 
     aws = cli_aws.Aws()
-    # What the stack's outputs would say (cached_property: set once, read by every command).
+    # What the uploader's discovery record would say (cached_property: set once, read by every command).
     aws.__dict__["stack"] = cli_aws.StackResources(
         stack_name="Bench", bucket_names=(BUCKET,), queue_url="-", dead_letter_queue_url="-", table_name=table
     )

@@ -1,8 +1,8 @@
 """The repository's stack: a thin app around :class:`kie_uploader.cdk.KieUploader`.
 
 It turns the context options (kie_uploader.settings) into the construct's props: buckets imported by name (or
-one new, locked-down bucket), KMS keys and the secret imported by ARN; and it writes the outputs the
-``kie-uploader`` command line reads.
+one new, locked-down bucket), KMS keys and the secret imported by ARN. It writes no outputs of its own: the
+``kie-uploader`` command line finds the uploader by the construct's discovery record, as in any user's stack.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from aws_cdk import CfnOutput, CfnResource, Stack
+from aws_cdk import CfnResource, Stack
 from aws_cdk import aws_events as events
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_secretsmanager as secretsmanager
@@ -96,7 +96,7 @@ def _event_bus(scope: Construct, name: str | None) -> events.IEventBus | None:
 
 
 class KieUploaderStack(Stack):
-    """One ``KieUploader`` on the context's buckets, and the stack outputs."""
+    """One ``KieUploader`` on the context's buckets (found by the CLI through its discovery record)."""
 
     def __init__(
         self, scope: Construct, construct_id: str, *, settings: StackSettings, **kwargs: Any
@@ -144,22 +144,4 @@ class KieUploaderStack(Stack):
             encryption_key=_encryption_key(self, settings.encryption_key),
         )
         keep_legacy_logical_ids(self.uploader)
-        uploader = self.uploader
-        outputs = {
-            "BucketNames": (uploader.bucket_names_joined, "Source buckets (comma-separated)"),
-            "QueueUrl": (uploader.queue.queue_url, 'Send {"bucket", "key"} messages here'),
-            "DeadLetterQueueUrl": (uploader.dead_letter_queue.queue_url, "Failed deliveries wait here"),
-            "TableName": (uploader.table.table_name, "One record per object"),
-            "SecretArn": (uploader.secret.secret_arn, "Put the kie.ai API key here"),
-            "FunctionName": (uploader.function.function_name, "The uploader function"),
-            "AlarmTopicArn": (uploader.alarm_topic.topic_arn, "Alarms are published here"),
-        }
-        if uploader.publisher is not None:
-            outputs["EventBusName"] = (uploader.publisher.bus_name, "Record changes are published here")
-            outputs["EventPattern"] = (
-                uploader.publisher.event_pattern_json,
-                "An EventBridge rule pattern matching every record change",
-            )
-        for key, (value, description) in outputs.items():
-            CfnOutput(self, key, value=value, description=description)
-        self.acknowledged_findings = uploader.acknowledged_findings
+        self.acknowledged_findings = self.uploader.acknowledged_findings

@@ -6,6 +6,7 @@ Servers are stopped by their PID when the session ends (and by ``atexit`` if pyt
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -15,6 +16,7 @@ import pytest
 from kie_uploader import local
 from tests.factories import BUCKET, OTHER, SECRET, TABLE, VERSIONED, World, records_table_definition
 from tests.leakcheck import LeakWatch
+from tests.packaging import Distributions, Installed, build, install
 
 if TYPE_CHECKING:
     from kie_uploader.emulator import KieEmulator
@@ -22,11 +24,32 @@ if TYPE_CHECKING:
 
 KIE_TEST_KEY = "test-kie-key"
 
+# pytest-xdist's workers (make test runs two) start with COLUMNS=80 and LINES=24 in their environment, which
+# a serial run has not: the CLI takes COLUMNS as the terminal's width (without it, a pipe gets whole lines).
+# Every test starts from the serial run's environment; a test that wants a width sets COLUMNS itself.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    for _name in ("COLUMNS", "LINES"):
+        os.environ.pop(_name, None)
+
 
 @pytest.fixture(scope="session")
 def local_state(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder for the servers' state and logs, under pytest's own temporary folder."""
     return tmp_path_factory.mktemp("local-state")
+
+
+@pytest.fixture(scope="session")
+def distributions(tmp_path_factory: pytest.TempPathFactory) -> Distributions:
+    """The project's sdist and wheel, built once per session as a release builds them (tests/packaging.py):
+    the package's tests and the end-to-end test of a user's app install the same wheel."""
+    return build(tmp_path_factory.mktemp("project"), tmp_path_factory.mktemp("dist"))
+
+
+@pytest.fixture(scope="session")
+def installed(distributions: Distributions, tmp_path_factory: pytest.TempPathFactory) -> Installed:
+    """A fresh virtualenv with the wheel installed with its ``cdk`` extra, as a user installs it (its
+    dependencies borrowed from the project's virtualenv: tests/packaging.py)."""
+    return install(distributions.wheel, tmp_path_factory.mktemp("installed") / "venv", extras="cdk")
 
 
 @pytest.fixture(scope="session")

@@ -27,7 +27,8 @@ if TYPE_CHECKING:
 
     from kie_uploader.emulator import KieEmulator
 
-#: The stack's CloudFormation outputs, the contract the CLI and the demo read (docs/architecture.md).
+#: The uploader's resources the CLI and the demo read from its discovery record, under the names the stack's
+#: outputs had before the records (``kie_uploader.discovery.Uploader.as_outputs``; docs/architecture.md).
 OUTPUT_KEYS = {
     "BucketNames",
     "QueueUrl",
@@ -40,7 +41,7 @@ OUTPUT_KEYS = {
     "EventBusName",
     "EventPattern",
 }
-#: The outputs a stack deployed with ``-c events=false`` does not have.
+#: The resources a stack deployed with ``-c events=false`` does not have.
 EVENT_OUTPUT_KEYS = {"EventBusName", "EventPattern"}
 
 ACCOUNT = "123456789012"

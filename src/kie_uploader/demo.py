@@ -33,7 +33,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
-from kie_uploader import deploy, live, local
+from kie_uploader import deploy, discovery, live, local
 from kie_uploader.cli import tables
 from kie_uploader.cli.args import DEFAULT_STACK, S3Uri
 from kie_uploader.cli.aws import Aws
@@ -636,7 +636,11 @@ def run_real(options: DemoOptions, log: Log = _stderr) -> DemoResult:
         raise DemoError(
             f"stack {options.stack_name} is not deployed in AWS: deploy it first (see README)"
         ) from exc
-    outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+    try:
+        uploaders = discovery.uploaders_of(stack.get("Outputs", []), options.stack_name)
+        outputs = discovery.choose(uploaders, options.stack_name).as_outputs()
+    except discovery.DiscoveryError as exc:
+        raise DemoError(str(exc)) from None
     buckets = [b.strip() for b in outputs.get("BucketNames", "").split(",") if b.strip()]
     if options.bucket not in buckets:
         raise DemoError(

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import boto3
 from botocore.exceptions import ClientError
 
-from kie_uploader import doctor, settings_file
+from kie_uploader import discovery, doctor, settings_file
 from kie_uploader.local import (
     LOCAL_ACCOUNT,
     LOCAL_CREDENTIALS,
@@ -197,12 +197,20 @@ def cloudformation_client(endpoint_url: str) -> CloudFormationClient:
     return client
 
 
-def stack_outputs(cfn_client: CloudFormationClient, stack_name: str) -> dict[str, str]:
-    """The stack's outputs as ``{OutputKey: OutputValue}``, read back through DescribeStacks."""
+def stack_outputs(
+    cfn_client: CloudFormationClient, stack_name: str, uploader: str | None = None
+) -> dict[str, str]:
+    """The resources of the stack's uploader ``uploader`` (else its only one), read back through
+    DescribeStacks from the construct's discovery record, under the names of the older stacks' outputs
+    (``BucketNames``, ``QueueUrl``, ``SecretArn``, ...: ``kie_uploader.discovery.Uploader.as_outputs``)."""
     stacks = cfn_client.describe_stacks(StackName=stack_name)["Stacks"]
     if not stacks:
         raise DeployError("describe-stacks", 1, f"stack {stack_name} not found")
-    return {output["OutputKey"]: output["OutputValue"] for output in stacks[0].get("Outputs", [])}
+    try:
+        found = discovery.uploaders_of(stacks[0].get("Outputs", []), stack_name)
+        return discovery.choose(found, stack_name, uploader).as_outputs()
+    except discovery.DiscoveryError as exc:
+        raise DeployError("describe-stacks", 1, str(exc)) from None
 
 
 def _stack_status(cfn_client: CloudFormationClient, stack_name: str) -> str | None:
@@ -317,7 +325,8 @@ def deploy_local(
     settings_path: Path | None = None,
     skip_doctor: bool = False,
 ) -> dict[str, str]:
-    """Doctor, bootstrap (once per endpoint) and deploy the stack; returns its outputs from DescribeStacks.
+    """Doctor, bootstrap (once per endpoint) and deploy the stack; returns its uploader's resources
+    (:func:`stack_outputs`).
 
     ``context`` adds CDK context options (``-c key=value``); ``kie_base_url`` and ``stack_name`` set theirs.
     ``timings``, when given, receives each step's duration in seconds (``bootstrap``, ``deploy``).

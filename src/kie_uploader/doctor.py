@@ -29,7 +29,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from kie_uploader import bucket_policy, settings, settings_file
+from kie_uploader import bucket_policy, discovery, settings, settings_file
 from kie_uploader.settings import encode_filter, may_be_encoded, unencoded
 
 ERROR = "ERROR"
@@ -161,14 +161,20 @@ def run(plan: Plan, clients: Clients) -> list[Finding]:
 
 
 def _deployed_stack(clients: Clients, stack_name: str) -> dict[str, str]:
-    """``StackId`` and outputs of the deployed stack, or ``{}`` when it is not deployed (yet)."""
+    """``StackId`` and its uploader's resources of the deployed stack, or ``{}`` when it is not deployed
+    (yet)."""
     try:
         stacks = clients.cloudformation.describe_stacks(StackName=stack_name).get("Stacks", [])
     except ClientError:
         return {}
     if not stacks:
         return {}
-    found = {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
+    try:
+        uploaders = discovery.uploaders_of(stacks[0].get("Outputs", []), stack_name)
+    except discovery.DiscoveryError:
+        uploaders = []
+    # The repository's stack has one uploader; its resources under the older outputs' names (SecretArn).
+    found = uploaders[0].as_outputs() if len(uploaders) == 1 else {}
     found["StackId"] = stacks[0].get("StackId", "")
     return found
 
@@ -519,7 +525,7 @@ def check_secret(plan: Plan, clients: Clients, *, stack_secret: str | None) -> l
                 INFO,
                 "secret",
                 "the stack creates an empty secret for the kie.ai key",
-                "put the key into it after the deploy (the SecretArn output; README, Deploy to AWS)",
+                "put the key into it after the deploy (`kie-uploader set-key`; README, Deploy to AWS)",
             )
         ]
     subject = f"secret {secret_id}"

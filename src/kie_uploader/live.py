@@ -323,9 +323,12 @@ def url_of(result: Mapping[str, Any]) -> str:
     raise LiveUrlError(f"{result.get('s3Uri', '')}: {reason}")
 
 
-def function_name_of(cloudformation: Any, stack: str) -> str:
-    """The stack's ``FunctionName`` output."""
+def function_name_of(cloudformation: Any, stack: str, uploader: str | None = None) -> str:
+    """The function of the stack's uploader ``uploader`` (else its only one), from the construct's discovery
+    record (or an older stack's ``FunctionName`` output)."""
     from botocore.exceptions import ClientError
+
+    from kie_uploader import discovery
 
     try:
         stacks = cloudformation.describe_stacks(StackName=stack)["Stacks"]
@@ -336,10 +339,14 @@ def function_name_of(cloudformation: Any, stack: str) -> str:
         raise
     if not stacks:
         raise LiveUrlError(f"no such stack: {stack}")
-    outputs = {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
-    if not outputs.get("FunctionName"):
-        raise LiveUrlError(f"stack {stack} has no output FunctionName: is it a kie-uploader stack?")
-    return outputs["FunctionName"]
+    try:
+        uploaders = discovery.uploaders_of(stacks[0].get("Outputs", []), stack)
+        found = discovery.choose(uploaders, stack, uploader, option="uploader=NAME")
+    except discovery.DiscoveryError as exc:
+        raise LiveUrlError(str(exc)) from None
+    if not found.function_name:
+        raise LiveUrlError(f"uploader {found.name} of stack {stack} names no function")
+    return found.function_name
 
 
 def live_url(
@@ -347,9 +354,11 @@ def live_url(
     min_valid: timedelta | int = DEFAULT_MIN_VALID,
     stack: str = DEFAULT_STACK,
     region: str | None = None,
+    uploader: str | None = None,
 ) -> str:
     """A kie.ai ``downloadUrl`` of the object that stays valid at least ``min_valid`` (a timedelta or
-    seconds), from the stack's function (which uploads the object when it must). Raises ``LiveUrlError``
+    seconds), from the function of the stack's uploader ``uploader`` (the construct's path in the stack; may
+    be left out when the stack has one), which uploads the object when it must. Raises ``LiveUrlError``
     whose message is the reason: the object is deleted, refused, too large, kie.ai failed, no such
     stack, no credentials, ..."""
     from botocore.exceptions import BotoCoreError, ClientError
@@ -363,7 +372,7 @@ def live_url(
     try:
         seconds = _seconds(min_valid)
         aws = session(region)
-        name = function_name_of(aws.client("cloudformation"), stack)
+        name = function_name_of(aws.client("cloudformation"), stack, uploader)
         [result] = resolve(lambda_client(aws), name, [s3_uri], seconds)
     except (ClientError, BotoCoreError, ResponseParserError) as exc:
         raise LiveUrlError(describe_aws_error(exc)) from exc

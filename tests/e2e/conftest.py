@@ -35,6 +35,7 @@ class DeployedStack:
     """A stack deployed into a local ministack, with the emulator its function calls."""
 
     stack_name: str
+    #: The uploader's resources from its discovery record, under the older outputs' names (``QueueUrl``...).
     outputs: dict[str, str]
     endpoint_url: str
     emulator: KieEmulator
@@ -222,7 +223,8 @@ def cli(cli_env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> Callable
 
 @pytest.fixture
 def outputs(deployed_stack: DeployedStack) -> dict[str, str]:
-    """The deployed stack's CloudFormation outputs."""
+    """The deployed stack's uploader's resources (its discovery record), named as the stack's outputs
+    were before the records: ``BucketNames``, ``QueueUrl``, ``TableName``, ``SecretArn``, ..."""
     return dict(deployed_stack.outputs)
 
 

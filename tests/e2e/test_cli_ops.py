@@ -45,7 +45,7 @@ def put_record(aws: SimpleNamespace, table: str, uri: str, status: str | None, *
 # --- info ------------------------------------------------------------------------------------------
 
 
-def test_info_lists_every_output_the_dashboard_and_the_functions_settings(
+def test_info_lists_the_uploaders_resources_its_dashboard_and_the_functions_settings(
     cli: Callable[..., Run], aws: SimpleNamespace, outputs: dict[str, str]
 ) -> None:
     run = cli("info")
@@ -59,10 +59,11 @@ def test_info_lists_every_output_the_dashboard_and_the_functions_settings(
     assert f"queue: visibility timeout {6 * config['Timeout']} s" in run.out  # 6 x the function's timeout
 
     info = json.loads(cli("info", "--json").out)
-    assert {name: o["value"] for name, o in info["outputs"].items()} == outputs
+    assert {name: o["value"] for name, o in info["resources"].items()} == outputs
+    assert (info["uploader"], info["uploaders"]) == ("KieUploader", ["KieUploader"])
     assert info["function"]["timeoutSeconds"] == config["Timeout"]
     assert info["function"]["reservedConcurrency"] is None  # notify=queue reserves none
-    # The construct's dashboard, found among the stack's resources; no console link for a local endpoint.
+    # The construct's dashboard, named by its discovery record; no console link for a local endpoint.
     [dashboard] = info["dashboards"]
     assert dashboard["name"] and dashboard["url"] is None
     assert f"dashboard: {dashboard['name']}  (no console link" in run.out

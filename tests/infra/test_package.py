@@ -1,9 +1,11 @@
 """The wheel a user installs: the CLI without aws-cdk-lib, the construct with the ``cdk`` extra, and the
 function's code inside it, so that a user's CDK app bundles the function from site-packages.
 
-The sdist and the wheel are built once, as a release builds them (``python -m build``: the sdist, then the
+The sdist and the wheel are built once per session (``distributions``, tests/packaging.py), as a release
+builds them (``python -m build``: the sdist, then the
 wheel from the sdist, so a file missing from the sdist breaks the wheel), and checked with
-``twine check --strict``; one fresh virtualenv with the wheel installed serves every test that runs it.
+``twine check --strict``; one fresh virtualenv with the wheel installed (``installed``, tests/conftest.py)
+serves every test that runs it.
 """
 
 from __future__ import annotations
@@ -13,24 +15,21 @@ import email.message
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tarfile
 import textwrap
 import tomllib
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from tests.packaging import VERSION, Distributions, Installed
+
 REPO = Path(__file__).resolve().parents[2]
-PROJECT_FILES = ("pyproject.toml", "README.md", "LICENSE", "docs/pypi.md")
-PROJECT_DIRS = ("src", "functions")
 FUNCTION_DATA = "kie_uploader/function"
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-VERSION = PYPROJECT["version"]
 
 
 def lowest_aws_cdk_lib() -> str:
@@ -56,37 +55,6 @@ def test_importing_the_package_and_its_cli_does_not_import_aws_cdk() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr[-2000:]
-
-
-@dataclass(frozen=True)
-class Distributions:
-    sdist: Path
-    wheel: Path
-
-
-@pytest.fixture(scope="module")
-def distributions(tmp_path_factory: pytest.TempPathFactory) -> Distributions:
-    """The project's sdist and wheel (built from the sdist), from a clean copy (no stale build/ folder can
-    leak into them), into a temporary folder (never the repository's dist/)."""
-    source = tmp_path_factory.mktemp("project")
-    for name in PROJECT_FILES:
-        (source / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(REPO / name, source / name)
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
-    for name in PROJECT_DIRS:
-        shutil.copytree(REPO / name, source / name, ignore=ignore)
-    out = tmp_path_factory.mktemp("dist")
-    result = subprocess.run(
-        [sys.executable, "-m", "build", "--outdir", str(out), str(source)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    (sdist,) = out.glob(f"kie_s3_uploader-{VERSION}.tar.gz")
-    (built,) = out.glob(f"kie_s3_uploader-{VERSION}-py3-none-any.whl")
-    return Distributions(sdist=sdist, wheel=built)
 
 
 @pytest.fixture(scope="module")
@@ -210,61 +178,6 @@ assembly = app.synth()
 template = assembly.get_stack_artifact(stack.artifact_id).template
 print(json.dumps({"package": kie_uploader.__file__, "resources": len(template["Resources"])}))
 """
-
-
-@dataclass(frozen=True)
-class Installed:
-    """A fresh virtualenv with the wheel installed, as a user's (without the repository's node_modules)."""
-
-    python: Path
-    site_packages: Path
-    env: dict[str, str]
-
-    def run(
-        self, *args: str, cwd: Path, env: dict[str, str] | None = None
-    ) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(self.python), *args],
-            cwd=cwd,
-            capture_output=True,
-            text=True,
-            env={**self.env, **(env or {})},
-            timeout=600,
-            check=False,
-        )
-
-
-@pytest.fixture(scope="module")
-def installed(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Installed:
-    # A fresh virtualenv with only the wheel installed. Its dependencies (aws-cdk-lib is ~0.5 GB installed,
-    # a minute to install here) are borrowed from the project's virtualenv by a path entry, which adds that
-    # folder but runs none of its .pth files: the project's editable src/ stays invisible.
-    venv = tmp_path_factory.mktemp("installed") / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
-    python = venv / "bin" / "python"
-    subprocess.run(
-        [
-            str(python),
-            "-m",
-            "pip",
-            "install",
-            "--no-deps",
-            "--quiet",
-            "--disable-pip-version-check",
-            str(wheel),
-        ],
-        check=True,
-        timeout=300,
-    )
-    site_packages = next((venv / "lib").glob("python3*/site-packages"))
-    project_site = next((REPO / ".venv" / "lib").glob("python3*/site-packages"))
-    (site_packages / "zz_borrowed_dependencies.pth").write_text(f"{project_site}\n")
-    drop = ("PYTHONPATH", "CDK_CONTEXT_JSON", "CDK_OUTDIR", "KIE_UPLOADER_CDK")
-    env = {k: v for k, v in os.environ.items() if k not in drop}
-    # The user's PATH: this virtualenv's scripts and the system's, no `cdk` (none is installed globally here).
-    env["PATH"] = f"{venv / 'bin'}{os.pathsep}/usr/local/bin{os.pathsep}/usr/bin{os.pathsep}/bin"
-    env["JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION"] = "20"
-    return Installed(python=python, site_packages=site_packages, env=env)
 
 
 @pytest.mark.slow

@@ -13,7 +13,6 @@ import pytest
 from aws_cdk.assertions import Match
 
 from kie_uploader.settings import KIE_TIMEOUT_SECONDS
-from tests.factories import EVENT_OUTPUT_KEYS, OUTPUT_KEYS
 from tests.infra.conftest import (
     ALARM_EMAIL,
     CUSTOM_CONTEXT,
@@ -559,7 +558,7 @@ def test_events_false_builds_no_stream_no_publisher_and_no_event_outputs(custom_
     assert not {
         a for a in actions if a.startswith("events:") or (a.startswith("dynamodb:") and "Stream" in a)
     }
-    assert not EVENT_OUTPUT_KEYS & set(custom_synth.template["Outputs"])
+    assert not {"eventBusName", "eventPattern"} & set(discovery_record(custom_synth.template)[1])
 
 
 def test_secret_is_created_without_a_value_for_the_operator_to_put(default_synth: Synth) -> None:
@@ -780,27 +779,61 @@ def test_dashboard_shows_uploads_failures_kie_latency_and_queue_depth(default_sy
         assert needle in body
 
 
-@pytest.mark.parametrize(
-    ("synth_name", "expected"),
-    [
-        ("default_synth", OUTPUT_KEYS),
-        ("custom_synth", OUTPUT_KEYS - EVENT_OUTPUT_KEYS),
-    ],  # custom: events=false
-)
-def test_outputs_are_exactly_what_the_cli_reads(
-    synth_name: str, expected: set[str], request: pytest.FixtureRequest
+def discovery_record(template: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The template's only output, which must be a discovery record: its description and its JSON, each
+    token written as ``<Ref X>`` or ``<X.Attribute>``."""
+    (output,) = template["Outputs"].values()
+
+    def text(part: Any) -> str:
+        if isinstance(part, str):
+            return part
+        if "Ref" in part:
+            return f"<Ref {part['Ref']}>"
+        if "Fn::GetAtt" in part:
+            return "<{}.{}>".format(*part["Fn::GetAtt"])
+        raise AssertionError(f"unexpected token in the record: {part}")
+
+    value = output["Value"]
+    joined = "".join(text(p) for p in value["Fn::Join"][1]) if isinstance(value, dict) else value
+    return output["Description"], json.loads(joined)
+
+
+@pytest.mark.parametrize("synth_name", ["default_synth", "custom_synth"])  # custom: events=false
+def test_the_stacks_only_output_is_its_uploaders_discovery_record(
+    synth_name: str, request: pytest.FixtureRequest
 ) -> None:
+    # The repository's stack is found as any user's stack is: no output of its own (issue 16).
+    from kie_uploader import discovery
+
     synth: Synth = request.getfixturevalue(synth_name)
-    assert set(synth.template["Outputs"]) == expected
+    description, record = discovery_record(synth.template)
+    assert description.startswith(discovery.DESCRIPTION_MARKER)
+    ids = synth.ids
+    expected = {
+        "schema": discovery.SCHEMA_VERSION,
+        "name": "KieUploader",
+        "queueUrl": f"<Ref {ids['queue']}>",
+        "deadLetterQueueUrl": f"<Ref {ids['dead_letter_queue']}>",
+        "tableName": f"<Ref {ids['table']}>",
+        "functionName": f"<Ref {ids['function']}>",
+        "alarmTopicArn": f"<Ref {ids['alarm_topic']}>",
+    }
+    assert {name: record[name] for name in expected} == expected
+    assert record["secretArn"] in ("<Ref ApiKeySecret5E0E1F3C>", EXISTING_SECRET_ARN)  # the legacy id
+    assert record["buckets"] and record["notify"] == "queue" and record["dashboardName"].startswith("<Ref ")
+    events = {"eventBusName", "eventPattern"} & set(record)
+    assert events == ({"eventBusName", "eventPattern"} if synth_name == "default_synth" else set())
+    if synth_name == "custom_synth":
+        assert record["buckets"] == list(EXISTING_BUCKETS)
+        assert record["secretArn"] == EXISTING_SECRET_ARN
 
 
-def test_event_outputs_name_the_default_bus_and_a_pattern_matching_every_record_change(
+def test_the_record_names_the_default_bus_and_a_pattern_matching_every_record_change(
     default_synth: Synth,
 ) -> None:
-    outputs = default_synth.template["Outputs"]
-    assert outputs["EventBusName"]["Value"] == "default"
-    pattern = json.loads(outputs["EventPattern"]["Value"])
-    assert pattern == {"source": [SOURCE], "detail-type": [kind.value for kind in Kind]}
+    _, record = discovery_record(default_synth.template)
+    assert record["eventBusName"] == "default"
+    assert record["eventPattern"] == {"source": [SOURCE], "detail-type": [kind.value for kind in Kind]}
 
 
 def test_custom_stack_name_comes_from_context(custom_synth: Synth) -> None:

@@ -4,6 +4,9 @@ Run as a script by ``make cdk-lowest`` with the lowest aws-cdk-lib the ``cdk`` e
 virtualenv, without cdk-nag), and by ``tests/infra/test_distribution.py`` with the pinned (newest) one::
 
     python tests/infra/user_app.py OUTDIR [--no-bundling] [--context-file cdk.json] [--expect-no-cdk-nag]
+                                          [--kie-base-url URL]
+
+tests/e2e/test_user_app.py deploys what it synthesizes (``--kie-base-url``: the emulator's) into ministack.
 
 It synthesizes both stacks, checks what each holds, and prints one JSON line: the aws-cdk-lib version, each
 stack's resource counts, the seconds taken, and whether cdk-nag was importable or imported.
@@ -31,12 +34,17 @@ UPLOADERS: tuple[tuple[str, str, dict[str, Any]], ...] = (
 FUNCTIONS_PER_UPLOADER = 2
 
 
-def build(context: dict[str, Any] | None = None, outdir: str | None = None) -> Any:
-    """The app (not yet synthesized); ``context`` is what a ``cdk.json`` would give it."""
+def build(
+    context: dict[str, Any] | None = None, outdir: str | None = None, kie_base_url: str | None = None
+) -> Any:
+    """The app (not yet synthesized); ``context`` is what a ``cdk.json`` would give it, ``kie_base_url``
+    where its functions reach kie.ai (default: kie.ai's own)."""
     from aws_cdk import App, Stack
     from aws_cdk import aws_s3 as s3
 
-    from kie_uploader.cdk import KieUploader
+    from kie_uploader.cdk import FunctionOptions, KieUploader
+
+    options = FunctionOptions(kie_base_url=kie_base_url) if kie_base_url else FunctionOptions()
 
     app = App(outdir=outdir, context=context or {})
     stacks: dict[str, Stack] = {}
@@ -45,12 +53,17 @@ def build(context: dict[str, Any] | None = None, outdir: str | None = None) -> A
         if stack_name not in stacks:
             stacks[stack_name] = Stack(app, stack_name)
             buckets[stack_name] = s3.Bucket(stacks[stack_name], "Bucket")
-        KieUploader(stacks[stack_name], construct_id, buckets=[buckets[stack_name]], **props)
+        KieUploader(
+            stacks[stack_name], construct_id, buckets=[buckets[stack_name]], function_options=options, **props
+        )
     return app
 
 
 def summary(assembly: Any) -> dict[str, Any]:
-    """Each stack's resources and functions, checked against the uploaders it should hold."""
+    """Each stack's resources, functions and discovery records, checked against the uploaders it should
+    hold."""
+    from kie_uploader import discovery
+
     stacks: dict[str, Any] = {}
     for stack_name in dict.fromkeys(name for name, _, _ in UPLOADERS):
         template = assembly.get_stack_by_name(stack_name).template
@@ -65,6 +78,11 @@ def summary(assembly: Any) -> dict[str, Any]:
             and resource["Properties"].get("Handler") == "uploader.handler.handler"
         ]
         assert len(functions) == uploaders, (stack_name, len(functions))
+        # One discovery record per construct and no other output: the app writes none (issue 16).
+        names = sorted(construct for name, construct, _ in UPLOADERS if name == stack_name)
+        outputs = template.get("Outputs", {}).values()
+        described = sorted(output["Description"] for output in outputs)
+        assert described == [discovery.record_description(name) for name in names], described
         stacks[stack_name] = {"resources": sum(types.values()), "functions": types["AWS::Lambda::Function"]}
     return stacks
 
@@ -79,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="fail if cdk-nag is installed (it must not be needed)",
     )
+    parser.add_argument("--kie-base-url", help="where the functions reach kie.ai (an emulator's URL)")
     args = parser.parse_args(argv)
     cdk_nag_installed = importlib.util.find_spec("cdk_nag") is not None
     if args.expect_no_cdk_nag and cdk_nag_installed:
@@ -89,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.no_bundling:
         context["aws:cdk:bundling-stacks"] = []
     started = time.perf_counter()
-    assembly = build(context, str(args.outdir)).synth()
+    assembly = build(context, str(args.outdir), args.kie_base_url).synth()
     stacks = summary(assembly)
     result = {
         "aws_cdk_lib": importlib.metadata.version("aws-cdk-lib"),

@@ -281,7 +281,11 @@ def fake_stack(monkeypatch: pytest.MonkeyPatch) -> Callable[..., FakeLambda]:
     def install(function: FakeLambda, watched: str | None = None) -> FakeLambda:
         class FakeAws:
             def __init__(
-                self, region: str | None = None, stack_name: str = "KieUploader", profile: str | None = None
+                self,
+                region: str | None = None,
+                stack_name: str = "KieUploader",
+                profile: str | None = None,
+                uploader: str | None = None,
             ) -> None:
                 self.stack_name = stack_name
                 self.lambda_ = function
@@ -418,7 +422,10 @@ class FakeCloudFormation:
 def fake_session(monkeypatch: pytest.MonkeyPatch) -> Callable[..., SimpleNamespace]:
     def install(function: FakeLambda, outputs: dict[str, str] | None = None) -> SimpleNamespace:
         seen = SimpleNamespace(regions=[], function=function)
-        cloudformation = FakeCloudFormation({"FunctionName": "kie-fn"} if outputs is None else outputs)
+        # A stack from before the discovery records (tests/unit/test_discovery.py has the records).
+        legacy = {"BucketNames": "bkt", "QueueUrl": "q", "DeadLetterQueueUrl": "d", "TableName": "t"}
+        default = {**legacy, "FunctionName": "kie-fn"}
+        cloudformation = FakeCloudFormation(default if outputs is None else outputs)
 
         class Session:
             def __init__(self, region_name: str | None = None, profile_name: str | None = None) -> None:

@@ -67,7 +67,7 @@ def test_an_older_function_watches_every_key_of_its_allowed_buckets_or_of_the_st
     assert older.outside(BUCKET, "anything/at/all") is None
     unknown = watching_of(stack(), None, why="AccessDeniedException")
     assert unknown.buckets == (BUCKET,) and unknown.keys_of(BUCKET) == "every key"
-    assert unknown.source == "the stack's BucketNames output (every key: AccessDeniedException)"
+    assert unknown.source == "the uploader's buckets (every key: AccessDeniedException)"
 
 
 def test_a_malformed_watched_objects_is_one_line() -> None:

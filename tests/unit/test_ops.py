@@ -323,7 +323,9 @@ def test_info_never_shows_a_secret_variables_value() -> None:
         "stack": "KieUploader",
         "region": "us-east-1",
         "status": "CREATE_COMPLETE",
-        "outputs": {"QueueUrl": {"value": QUEUE_URL, "description": "Send messages here"}},
+        "uploader": "KieUploader",
+        "uploaders": ["KieUploader", "Reports"],
+        "resources": {"QueueUrl": {"value": QUEUE_URL, "description": "Send messages here"}},
         "dashboards": [{"name": "Dash", "url": info.dashboard_url("us-east-1", "Dash")}],
         "function": settings,
         "queue": {
@@ -335,6 +337,7 @@ def test_info_never_shows_a_secret_variables_value() -> None:
     text = info.render_info(shown).render(None, redact=output.redact)
     assert "sekrit" not in text
     assert re.search("reserved concurrency +4", text) and f"QueueUrl  {QUEUE_URL}" in text
+    assert "\nuploader KieUploader (of 2: KieUploader, Reports)\n" in text
     assert "queue: visibility timeout 720 s" in text and "after 5 receives" in text
 
 

@@ -35,7 +35,7 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from kie_uploader.cdk import checkov_skips, encryption, notifications, watched
+from kie_uploader.cdk import checkov_skips, discovery, encryption, notifications, watched
 from kie_uploader.cdk.bundling import function_package_dir
 from kie_uploader.cdk.function import UploaderFunction, function_environment
 from kie_uploader.cdk.monitoring import Monitoring
@@ -457,6 +457,8 @@ class KieUploader(Construct):
         self.encryption_key_statements: list[iam.PolicyStatement] = (
             encryption.allow_services(self, key, self.notify) if key is not None else []
         )
+        #: The discovery record the CLI and ``live_url`` find this construct by (an output; cdk/discovery.py).
+        self.discovery_output = discovery.publish(self)
         self._acknowledged: set[tuple[str, str]] = set()
         self._acknowledge()
 

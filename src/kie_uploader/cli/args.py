@@ -162,14 +162,21 @@ def examples(*lines: str, description: str | None = None) -> dict[str, Any]:
 
 
 def common_options() -> argparse.ArgumentParser:
-    """The options every command takes, before or after its name (``--stack``, ``--region``, ``--profile``,
-    ``--output``, ``--wide``, ``--json``): a parent parser for each command's."""
+    """The options every command takes, before or after its name (``--stack``, ``--uploader``, ``--region``,
+    ``--profile``, ``--output``, ``--wide``, ``--json``): a parent parser for each command's."""
     common = argparse.ArgumentParser(add_help=False)
     # SUPPRESS keeps a subcommand's unset option from overwriting the same option given before it.
     common.add_argument(
         "--stack",
         default=argparse.SUPPRESS,
         help=f"CloudFormation stack name (default: $KIE_UPLOADER_STACK or {DEFAULT_STACK})",
+    )
+    common.add_argument(
+        "--uploader",
+        default=argparse.SUPPRESS,
+        metavar="NAME",
+        help="which KieUploader construct of the stack, by its path in the stack (default: the stack's only "
+        "one; with several, the error lists them)",
     )
     common.add_argument(
         "--region",

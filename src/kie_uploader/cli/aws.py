@@ -1,9 +1,11 @@
-"""AWS access and stack discovery: one boto3 session, its clients, and the stack's resources.
+"""AWS access and stack discovery: one boto3 session, its clients, and the chosen uploader's resources.
 
-A command names a stack (``--stack``, ``$KIE_UPLOADER_STACK``, else ``KieUploader``); :class:`Aws` finds its
-resources from its CloudFormation outputs (:class:`StackResources`) and what it watches from its function's
-``WATCHED_OBJECTS`` (:class:`Watching`, the function's own rules), each read once, on first use. Every
-client uses the standard credential chain; ``AWS_ENDPOINT_URL`` points them at a local stack instead.
+A command names a stack (``--stack``, ``$KIE_UPLOADER_STACK``, else ``KieUploader``) and, when the stack has
+several uploaders, one of them (``--uploader``). :class:`Aws` finds its resources from the construct's
+discovery record among the stack's outputs (:class:`StackResources`, :mod:`kie_uploader.discovery`) and
+what it watches from its function's ``WATCHED_OBJECTS`` (:class:`Watching`, the function's own rules), each
+read once, on first use. Every client uses the standard credential chain; ``AWS_ENDPOINT_URL`` points them
+at a local stack instead.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from kie_uploader import live
+from kie_uploader import discovery, live
 from kie_uploader.aws_errors import endpoint_problem
 from kie_uploader.cli import console
 from kie_uploader.cli.args import DEFAULT_STACK, S3Uri
@@ -32,36 +34,63 @@ if TYPE_CHECKING:
 C = TypeVar("C")
 
 
-REQUIRED_OUTPUTS = ("BucketNames", "QueueUrl", "DeadLetterQueueUrl", "TableName")
-
-
 @dataclass(frozen=True)
 class StackResources:
-    """What the CLI needs from the stack's CloudFormation outputs."""
+    """What the CLI needs of the chosen uploader of the stack (:mod:`kie_uploader.discovery`)."""
 
     stack_name: str
     bucket_names: tuple[str, ...]
     queue_url: str
     dead_letter_queue_url: str
     table_name: str
+    #: The uploader's resources under the names of the older stacks' outputs (``SecretArn``, ...).
     outputs: dict[str, str] = field(default_factory=dict)
+    #: The uploader's name (the construct's path within the stack); ``notify`` and ``dashboard_name`` from
+    #: its discovery record ("" for an older stack: read from its template and resources instead).
+    uploader: str = discovery.LEGACY_NAME
+    notify: str = ""
+    dashboard_name: str = ""
+    #: Every uploader of the stack, by name (``info`` lists them).
+    uploaders: tuple[str, ...] = ()
+
+    @classmethod
+    def from_uploader(
+        cls, stack_name: str, uploader: discovery.Uploader, names: tuple[str, ...] = ()
+    ) -> StackResources:
+        """The CLI's view of one uploader; ``names``: every uploader of its stack."""
+        return cls(
+            stack_name=stack_name,
+            bucket_names=uploader.bucket_names,
+            queue_url=uploader.queue_url,
+            dead_letter_queue_url=uploader.dead_letter_queue_url,
+            table_name=uploader.table_name,
+            outputs=uploader.as_outputs(),
+            uploader=uploader.name,
+            notify=uploader.notify,
+            dashboard_name=uploader.dashboard_name,
+            uploaders=names or (uploader.name,),
+        )
 
     @classmethod
     def from_outputs(cls, stack_name: str, outputs: dict[str, str]) -> StackResources:
-        missing = [name for name in REQUIRED_OUTPUTS if not outputs.get(name)]
-        if missing:
-            raise CliError(
-                f"stack {stack_name} has no output {', '.join(missing)}: is it a kie-uploader stack?"
-            )
-        buckets = tuple(name.strip() for name in outputs["BucketNames"].split(",") if name.strip())
-        return cls(
-            stack_name=stack_name,
-            bucket_names=buckets,
-            queue_url=outputs["QueueUrl"],
-            dead_letter_queue_url=outputs["DeadLetterQueueUrl"],
-            table_name=outputs["TableName"],
-            outputs=dict(outputs),
-        )
+        """The uploader of an older stack's named outputs ``{OutputKey: OutputValue}`` (``BucketNames``,
+        ``QueueUrl``, ...); ``CliError`` when they are not there."""
+        described = [{"OutputKey": key, "OutputValue": value} for key, value in outputs.items()]
+        return cls.from_described(stack_name, described)
+
+    @classmethod
+    def from_described(
+        cls, stack_name: str, outputs: list[dict[str, Any]], uploader: str | None = None
+    ) -> StackResources:
+        """The uploader ``uploader`` (else the only one) of ``DescribeStacks``' ``Outputs``: discovery
+        records, or an older stack's named outputs; ``CliError`` (exit 2) naming the stack's uploaders when
+        it is not one of them, or when there are several and none is named."""
+        try:
+            found = discovery.uploaders_of(outputs, stack_name)
+            chosen = discovery.choose(found, stack_name, uploader)
+        except discovery.DiscoveryError as exc:
+            raise CliError(str(exc)) from None
+        return cls.from_uploader(stack_name, chosen, tuple(u.name for u in found))
 
 
 @dataclass(frozen=True)
@@ -121,7 +150,7 @@ class Watching:
 
 def watching_of(stack: StackResources, environment: dict[str, str] | None, *, why: str = "") -> Watching:
     """The stack's rules from the function's environment (``watch.from_env``: ``WATCHED_OBJECTS``, else
-    every key of ``ALLOWED_BUCKETS``), else every key of the buckets of the stack's ``BucketNames`` output
+    every key of ``ALLOWED_BUCKETS``), else every key of the uploader's buckets
     (a stack from before ``WATCHED_OBJECTS``, or a function whose configuration could not be read:
     ``why``)."""
     env = environment or {}
@@ -135,7 +164,7 @@ def watching_of(stack: StackResources, environment: dict[str, str] | None, *, wh
         source = "the function's ALLOWED_BUCKETS (every key: a function from before WATCHED_OBJECTS)"
     else:
         rules = watch.Watched.of_buckets(stack.bucket_names)
-        source = "the stack's BucketNames output (every key" + (f": {why})" if why else ")")
+        source = "the uploader's buckets (every key" + (f": {why})" if why else ")")
     return Watching(rules, stack.stack_name, source)
 
 
@@ -165,13 +194,19 @@ class Aws:
     dynamodb: _Client[DynamoDBClient] = _Client("dynamodb")
 
     def __init__(
-        self, region: str | None = None, stack_name: str = DEFAULT_STACK, profile: str | None = None
+        self,
+        region: str | None = None,
+        stack_name: str = DEFAULT_STACK,
+        profile: str | None = None,
+        uploader: str | None = None,
     ) -> None:
         problem = endpoint_problem()  # botocore would only say "Invalid endpoint" (a ValueError)
         if problem is not None:
             raise CliError(problem)
         self.session = live.session(region, profile)
         self.stack_name = stack_name
+        #: ``--uploader``: which of the stack's uploaders (None: the only one).
+        self.uploader_name = uploader
         # Standard retries absorb throttling; short connect timeouts make a wrong endpoint fail fast.
         self._config = Config(
             retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=60
@@ -189,7 +224,10 @@ class Aws:
     def function_name(self) -> str:
         name = self.stack.outputs.get("FunctionName")
         if not name:
-            raise CliError(f"stack {self.stack_name} has no output FunctionName: is it a kie-uploader stack?")
+            raise CliError(
+                f"uploader {self.stack.uploader} of stack {self.stack_name} names no function: "
+                "is it a kie-uploader stack?"
+            )
         return name
 
     @cached_property
@@ -209,9 +247,9 @@ class Aws:
 
     @cached_property
     def stack(self) -> StackResources:
-        """The stack's resources, from its outputs."""
-        outputs = {o["OutputKey"]: o.get("OutputValue", "") for o in self.described.get("Outputs", [])}
-        return StackResources.from_outputs(self.stack_name, outputs)
+        """The chosen uploader's resources, from the stack's outputs (its discovery records)."""
+        outputs = [dict(output) for output in self.described.get("Outputs", [])]
+        return StackResources.from_described(self.stack_name, outputs, self.uploader_name)
 
     @cached_property
     def watching(self) -> Watching:
@@ -219,7 +257,7 @@ class Aws:
         command that names objects checks them here, with the function's own rules."""
         stack = self.stack
         if not stack.outputs.get("FunctionName"):
-            return watching_of(stack, None, why="the stack has no FunctionName output")
+            return watching_of(stack, None, why="the uploader names no function")
         try:
             config = self.lambda_.get_function_configuration(FunctionName=self.function_name)
         except ClientError as exc:

@@ -26,8 +26,8 @@ ROOMS = (records, moving, dlq, info, operating, setting_up)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser: each room registers its commands; ``--json``, ``--stack`` and ``--region`` work
-    before or after the command."""
+    """The argument parser: each room registers its commands; ``--json``, ``--stack``, ``--uploader`` and
+    ``--region`` work before or after the command."""
     common = common_options()
     parser = argparse.ArgumentParser(
         prog="kie-uploader",
@@ -60,7 +60,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.json = getattr(args, "json", False)
     stack = getattr(args, "stack", None) or os.environ.get("KIE_UPLOADER_STACK") or DEFAULT_STACK
     try:
-        aws = Aws(getattr(args, "region", None), stack, profile=getattr(args, "profile", None))
+        aws = Aws(
+            getattr(args, "region", None),
+            stack,
+            profile=getattr(args, "profile", None),
+            uploader=getattr(args, "uploader", None),
+        )
         code = int(args.handler(aws, args))
         sys.stdout.flush()  # inside the try: a reader that went away is a broken pipe handled here
         return code

@@ -1,9 +1,10 @@
 """``info`` and ``stats``: what the stack is and what it holds.
 
-- ``info``: the stack's outputs, its CloudWatch dashboard (the stack has one, made by the construct's
-  monitoring, without an output: its name comes from the stack's resources), how S3 tells the stack
-  (``notify``, from the template's resources) and what it watches (each bucket's prefix/suffix, the
-  function's ``WATCHED_OBJECTS``), the function's settings (secret values never shown) and the queues'.
+- ``info``: the uploader's resources (from its discovery record), its CloudWatch dashboard (made by the
+  construct's monitoring; an older stack's is found among the stack's resources), how S3 tells it
+  (``notify``, from the record; an older stack's from the template's resources) and what it watches (each
+  bucket's prefix/suffix, the function's ``WATCHED_OBJECTS``), the function's settings (secret values never
+  shown) and the queues'.
 - ``stats``: records by status, from one parallel projected scan that counts (constant memory); the
   queue's and the dead-letter queue's depth, in-flight messages, and the age of the oldest message from
   CloudWatch (``unknown`` where CloudWatch has no datapoint: never a made-up value).
@@ -24,6 +25,7 @@ from urllib.parse import quote
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from kie_uploader import discovery
 from kie_uploader.aws_errors import describe_aws_error
 from kie_uploader.cli import console
 from kie_uploader.cli.args import S3Uri, examples, positive_int, s3_uri
@@ -74,7 +76,10 @@ def is_secret_variable(name: str) -> bool:
 
 
 def _dashboards(aws: Aws) -> list[str]:
-    """The stack's CloudWatch dashboards (their physical names), from its resources."""
+    """The uploader's CloudWatch dashboard, named by its discovery record; an older stack's (its one
+    uploader's) from the stack's resources."""
+    if aws.stack.dashboard_name:
+        return [aws.stack.dashboard_name]
     names = []
     paginator = aws.cloudformation.get_paginator("list_stack_resources")
     for page in paginator.paginate(StackName=aws.stack_name):
@@ -184,7 +189,10 @@ def _strings(value: Any) -> list[str]:
 
 
 def _notify(aws: Aws) -> dict[str, Any]:
-    """``{"mode": "queue", "description": ..., "error": None}``, from the stack's template."""
+    """``{"mode": "queue", "description": ..., "error": None}``, from the uploader's discovery record (an
+    older stack's from its template)."""
+    if aws.stack.notify in NOTIFY_MODES:
+        return {"mode": aws.stack.notify, "description": NOTIFY_MODES[aws.stack.notify], "error": None}
     try:
         body = aws.cloudformation.get_template(StackName=aws.stack_name).get("TemplateBody")
         template = json.loads(body) if isinstance(body, str) else body
@@ -203,12 +211,13 @@ def _notify(aws: Aws) -> dict[str, Any]:
 
 
 def cmd_info(aws: Aws, args: argparse.Namespace) -> int:
-    """The stack's outputs, dashboard link, notify mode and watched objects, function and queue settings."""
-    stack = aws.stack  # CliError when there is no such stack
+    """The uploader's resources, dashboard link, notify mode and watched objects, function and queue
+    settings."""
+    stack = aws.stack  # CliError when there is no such stack, or no such uploader
     described = aws.described
-    outputs = {
-        o["OutputKey"]: {"value": o.get("OutputValue", ""), "description": o.get("Description", "")}
-        for o in described.get("Outputs", [])
+    resources = {
+        name: {"value": value, "description": discovery.LEGACY_OUTPUTS.get(name, "")}
+        for name, value in stack.outputs.items()
     }
     region = aws.session.region_name or ""
     local_endpoint = os.environ.get("AWS_ENDPOINT_URL")
@@ -223,7 +232,9 @@ def cmd_info(aws: Aws, args: argparse.Namespace) -> int:
         "stack": stack.stack_name,
         "region": region,
         "status": described.get("StackStatus"),
-        "outputs": outputs,
+        "uploader": stack.uploader,
+        "uploaders": list(stack.uploaders),
+        "resources": resources,
         "dashboards": dashboards,
         "dashboardsError": dashboards_error,
         "notify": _notify(aws),
@@ -239,12 +250,14 @@ def cmd_info(aws: Aws, args: argparse.Namespace) -> int:
 
 
 def render_info(info: Mapping[str, Any], *, local_endpoint: str | None = None) -> console.Page:
-    """The stack as a page: sentences wrap, names stay aligned, outputs and ARNs are whole (or cut in the
+    """The uploader as a page: sentences wrap, names stay aligned, resources and ARNs are whole (or cut in the
     middle on a narrow terminal: ``--wide`` and ``--json`` show them whole)."""
     page = console.Page()
     page.line(f"stack {info['stack']} in {info['region'] or 'the default region'}: {info['status']}").line()
-    page.line("outputs")
-    for name, output in info["outputs"].items():
+    uploaders = info.get("uploaders") or []
+    others = f" (of {len(uploaders)}: {', '.join(uploaders)})" if len(uploaders) > 1 else ""
+    page.line(f"uploader {info.get('uploader', '')}{others}")
+    for name, output in info["resources"].items():
         described = f"({output['description']})" if output["description"] else None
         page.pairs([(name, output["value"]), ("", described)], indent=2)
     page.line()
@@ -462,12 +475,13 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
     info = commands.add_parser(
         "info",
         parents=[common],
-        help="what the stack created: outputs, dashboard link, the function's settings",
+        help="what the uploader created: its resources, dashboard link, the function's settings",
         **examples(
             "kie-uploader info",
-            "kie-uploader info --json | jq -r '.outputs.SecretArn.value'",
-            description="The stack's outputs, its CloudWatch dashboard's console link, how S3 tells the "
-            "stack (notify: queue, eventbridge or lambda) and what it watches (each bucket's prefix/suffix), "
+            "kie-uploader info --json | jq -r '.resources.SecretArn.value'",
+            description="The uploader's resources (--uploader NAME chooses one of several), its "
+            "CloudWatch dashboard's console link, how S3 tells it (notify: queue, eventbridge or lambda) and "
+            "what it watches (each bucket's prefix/suffix), "
             "the function's settings (memory, timeout, reserved concurrency, environment without secret "
             "values) and the queues' (visibility timeout, receives before the dead-letter queue).",
         ),

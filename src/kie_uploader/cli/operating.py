@@ -114,7 +114,7 @@ def cmd_set_key(aws: Aws, args: argparse.Namespace) -> int:
     """Read the kie.ai key and put it into the stack's secret; then say what to do next."""
     secret_arn = aws.stack.outputs.get("SecretArn")
     if not secret_arn:
-        raise CliError(f"stack {aws.stack_name} has no output SecretArn: is it a kie-uploader stack?")
+        raise CliError(f"uploader {aws.stack.uploader} of stack {aws.stack_name} names no secret")
     key = read_key()
     version, changed = put_key(aws, secret_arn, key)
     del key
@@ -333,7 +333,7 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
             'printf %s "$KIE_API_KEY" | kie-uploader set-key',
             "kie-uploader set-key < kie-key.txt",
             description="Reads the key from stdin when it is not a terminal (one line), else prompts "
-            'without echo, and puts {"apiKey": KEY} into the stack\'s secret (the SecretArn output). '
+            'without echo, and puts {"apiKey": KEY} into the uploader\'s secret (its secretArn). '
             "The key is never printed. Then it says what recovers the objects that failed meanwhile.",
         ),
     )
