@@ -68,8 +68,12 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy functions/uploader src infra bench tests
 
+# Two pytest-xdist workers, each with servers of its own; a test module stays on one worker (its module
+# fixtures, e.g. a deployed stack, are built once). Most of the suite waits on the local servers, so two
+# workers halve the wall time on this 2-core machine. TEST_WORKERS=0 runs it in one process.
+TEST_WORKERS ?= 2
 test: install lint cdk-lowest
-	$(VENV)/bin/pytest $(ARGS)
+	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadfile $(ARGS)
 
 unit: install
 	$(VENV)/bin/pytest tests/unit $(ARGS)

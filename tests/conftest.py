@@ -163,9 +163,14 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _server_logs_hold_no_secret(local_state: Path) -> Iterator[None]:
+def _no_secret_leaked(local_state: Path) -> Iterator[None]:
+    """Scan the servers' logs when the session ends, and fail its last teardown if anything leaked: under
+    pytest-xdist each worker's session checks its own tests' output (with the secrets its tests added) and
+    its own servers, and an error in a teardown is reported like any test's; a worker's exit status is not."""
     yield
     LEAK_WATCH.scan_files(local_state.rglob("*"))
+    leaks = sorted(set(LEAK_WATCH.leaks))
+    assert not leaks, "SECRET LEAK CHECK FAILED:\n  " + "\n  ".join(leaks)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
