@@ -37,6 +37,9 @@ bodies, request ids or sequencers, so a history replays with the same shape alth
   instead of sleeping through it.
 * ``message_overtaken``: a message about an uploaded key held at its first record or S3 read while the
   object is overwritten, that change delivered, and the old bytes put back (A → B → A), or changed again.
+* ``fetched_while_overwritten``: on the unversioned bucket, a delivery held before kie.ai's fetch while
+  the object is overwritten (B), held again right after the fetch while the first bytes are put back
+  (A → B → A around kie.ai's GET: issue 21's defect 2); B's and A's notifications delivered later.
 * ``dead_claim``: a claim holder killed right after its claim landed (``RecordTable.claim`` by hand, with a
   lease that is already over, ends within a second, or ends in three; a synchronous request's claim, or a
   delivery's whose message comes back after its lease); ``lease_runs_out``; ``redeliver_owed`` (messages
@@ -384,8 +387,15 @@ class Hold:
             return True
 
     def wait(self, _request: object = None) -> None:
+        release = self.release  # taken before ``reached`` is set: a move() after it releases this wait
         self.reached.set()
-        self.release.wait(HOLD_SECONDS)
+        release.wait(HOLD_SECONDS)
+
+    def move(self, point: str, target: Target) -> None:
+        """Hold the delivery held now again at a later ``point``: armed there first, then let go."""
+        release = self.release
+        self.arm(point, target)
+        release.set()
 
     # the fault proxy's predicates (run under its lock: quick)
 
@@ -1177,6 +1187,45 @@ class Histories(RuleBasedStateMachine):
             )
             self.hold_while(self.plain_job(target, False, 0), target, point, actions, "none", 1)
 
+    @rule(data=st.data())
+    def fetched_while_overwritten(self, data: st.DataObject) -> None:
+        """Defect 2's window on the unversioned bucket: a delivery of A is held before kie.ai fetches its
+        presigned URL while B is put (its notification not delivered), held again right after kie.ai's
+        fetch (of B) while A's bytes are put back, then released. B's and A's notifications come later:
+        the same ETag as the record's, they must not hide that kie.ai holds B's bytes."""
+        with self.step():
+            pool = [
+                t
+                for t in self.targets
+                if t.watched and t.bucket != VERSIONED and self.state_of(t).states[-1][1] is not None
+            ]
+            if not pool:
+                return
+            target = pool[data.draw(st.integers(0, 5), label="target") % len(pool)]
+            before = len(self.notes)
+            self.change(target, "new")  # A: what the held delivery uploads
+            notes = [n.index for n in self.notes[before:]]
+            job = Job("notes", 0, notes=notes, channel="sqs") if notes else self.plain_job(target, False, 0)
+            self.hold.arm("fetch", target)
+            thread = threading.Thread(target=self.run, args=(job,))
+            thread.start()
+            if self.reached(thread):
+                self.change(target, "new")  # B
+                self.hold.move("fetched", target)
+                if self.reached(thread):
+                    self.change(target, "restore")  # A's bytes again
+            self.hold.disarm()
+            thread.join(120)
+            assert not thread.is_alive(), "the held invocation did not end within 120 s"
+            self.settle(job)
+
+    def reached(self, thread: threading.Thread) -> bool:
+        """Wait (30 s at most) until the armed hold is reached, or the held invocation ended without it."""
+        deadline = time.monotonic() + 30
+        while not self.hold.reached.wait(0.01) and thread.is_alive() and time.monotonic() < deadline:
+            pass
+        return self.hold.reached.is_set()
+
     def hold_while(
         self, job: Job, target: Target, point: str, actions: list[tuple[str, str]], fault: str, times: int
     ) -> None:
@@ -1185,10 +1234,7 @@ class Histories(RuleBasedStateMachine):
         self.hold.arm(point, target)
         thread = threading.Thread(target=self.run, args=(job,))
         thread.start()
-        deadline = time.monotonic() + 30
-        while not self.hold.reached.wait(0.01) and thread.is_alive() and time.monotonic() < deadline:
-            pass
-        held = self.hold.reached.is_set()
+        held = self.reached(thread)
         if not held:
             self.hold.disarm()
         released_at = time.monotonic()
