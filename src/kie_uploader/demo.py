@@ -251,6 +251,13 @@ def ask_the_function(
     return answers
 
 
+def _read_record(aws: _Aws, table: str, bucket: str, key: str) -> dict[str, Any] | None:
+    """The object's record as it is now (a strongly consistent read), or None."""
+    pk = {"pk": {"S": f"s3://{bucket}/{key}"}}
+    item = aws.dynamodb.get_item(TableName=table, Key=pk, ConsistentRead=True)
+    return deserialize(item["Item"]) if "Item" in item else None
+
+
 def _settled(sample: Sample, record: dict[str, Any] | None) -> bool:
     """A record is final for the demo once it has the expected status or a status no retry will change;
     an object the stack does not watch has none (a record at all is final: a wrong one)."""
@@ -283,12 +290,7 @@ def wait_for_records(
         for sample in samples:
             if _settled(sample, records[sample.key]):
                 continue
-            item = aws.dynamodb.get_item(
-                TableName=outputs["TableName"],
-                Key={"pk": {"S": f"s3://{bucket}/{sample.key}"}},
-                ConsistentRead=True,
-            ).get("Item")
-            records[sample.key] = deserialize(item) if item else None
+            records[sample.key] = _read_record(aws, outputs["TableName"], bucket, sample.key)
         done = sum(_settled(s, records[s.key]) for s in samples)
         dead = _queue_depth(aws, outputs.get("DeadLetterQueueUrl"))
         elapsed = time.monotonic() - started
@@ -369,12 +371,7 @@ def exercise_stack(
             aws, outputs["QueueUrl"], timeout if drain_timeout is None else drain_timeout, log
         )
         for sample in refused:
-            item = aws.dynamodb.get_item(
-                TableName=outputs["TableName"],
-                Key={"pk": {"S": f"s3://{bucket}/{sample.key}"}},
-                ConsistentRead=True,
-            ).get("Item")
-            records[sample.key] = deserialize(item) if item else None
+            records[sample.key] = _read_record(aws, outputs["TableName"], bucket, sample.key)
     log("Downloading every downloadUrl to compare the bytes")
     return check_bytes(samples, records, answers)
 
