@@ -261,8 +261,9 @@ def lambda_destination_record(
 # S3 Batch Operations (``LambdaInvoke``). Version 1.0: the example request of AWS's S3 User Guide, "Invoke AWS
 # Lambda function" (https://docs.aws.amazon.com/AmazonS3/latest/userguide/batch-ops-invoke-lambda.html; its
 # source: github.com/awsdocs/amazon-s3-userguide, doc_source/batch-ops-invoke-lambda.md). Version 2.0:
-# Powertools for AWS Lambda (Python)'s test event, github.com/aws-powertools/powertools-lambda-python,
-# tests/events/s3BatchOperationEventSchemaV2.json. Only the bucket, key, version id and ids are adapted.
+# Powertools for AWS Lambda (Python)'s test event s3BatchOperationEventSchemaV2.json,
+# github.com/aws-powertools/powertools-lambda-python (its tests/events folder). Only the bucket, key,
+# version id and ids are adapted.
 BATCH_INVOCATION_ID = "YXNkbGZqYWRmaiBhc2RmdW9hZHNmZGpmaGFzbGtkaGZza2RmaAo"
 BATCH_JOB_ID = "f3cc4f60-61f6-4a2b-8a21-d07600c373ce"
 BATCH_TASK_ID = "dGFza2lkZ29lc2hlcmUK"

@@ -28,8 +28,9 @@ AWS_EXAMPLE_V1: dict[str, Any] = {
         }
     ],
 }
-# Verbatim: Powertools for AWS Lambda (Python), github.com/aws-powertools/powertools-lambda-python,
-# tests/events/s3BatchOperationEventSchemaV1.json and tests/events/s3BatchOperationEventSchemaV2.json.
+# Verbatim: Powertools for AWS Lambda (Python)'s test events s3BatchOperationEventSchemaV1.json and
+# s3BatchOperationEventSchemaV2.json, in github.com/aws-powertools/powertools-lambda-python's test events
+# folder (tests/events there).
 POWERTOOLS_V1: dict[str, Any] = {
     "invocationSchemaVersion": "1.0",
     "invocationId": "YXNkbGZqYWRmaiBhc2RmdW9hZHNmZGpmaGFzbGtkaGZza2RmaAo",
