@@ -258,6 +258,55 @@ def lambda_destination_record(
     }
 
 
+# S3 Batch Operations (``LambdaInvoke``). Version 1.0: the example request of AWS's S3 User Guide, "Invoke AWS
+# Lambda function" (https://docs.aws.amazon.com/AmazonS3/latest/userguide/batch-ops-invoke-lambda.html; its
+# source: github.com/awsdocs/amazon-s3-userguide, doc_source/batch-ops-invoke-lambda.md). Version 2.0:
+# Powertools for AWS Lambda (Python)'s test event s3BatchOperationEventSchemaV2.json,
+# github.com/aws-powertools/powertools-lambda-python (its tests/events folder). Only the bucket, key,
+# version id and ids are adapted.
+BATCH_INVOCATION_ID = "YXNkbGZqYWRmaiBhc2RmdW9hZHNmZGpmaGFzbGtkaGZza2RmaAo"
+BATCH_JOB_ID = "f3cc4f60-61f6-4a2b-8a21-d07600c373ce"
+BATCH_TASK_ID = "dGFza2lkZ29lc2hlcmUK"
+
+
+def batch_task(
+    version: str,
+    bucket: str,
+    key: str,
+    *,
+    version_id: str | None = None,
+    task_id: str = BATCH_TASK_ID,
+    encoded: bool = True,
+) -> dict[str, Any]:
+    """One task as Batch Operations sends it: the key URL-encoded (as the manifest holds it); schema 1.0
+    names the bucket by ARN (``s3BucketArn``), 2.0 by name (``s3Bucket``)."""
+    task: dict[str, Any] = {
+        "taskId": task_id,
+        "s3Key": encode_key(key) if encoded else key,
+        "s3VersionId": version_id,
+    }
+    if version == "1.0":
+        task["s3BucketArn"] = f"arn:aws:s3:::{bucket}"
+    else:
+        task["s3Bucket"] = bucket
+    return task
+
+
+def batch_operations_event(
+    version: str, *tasks: dict[str, Any], invocation_id: str = BATCH_INVOCATION_ID
+) -> dict[str, Any]:
+    """An S3 Batch Operations invocation of schema ``version`` ("1.0" or "2.0") with these tasks."""
+    job: dict[str, Any] = {"id": BATCH_JOB_ID}
+    if version == "2.0":
+        job["userArguments"] = {"k1": "v1", "k2": "v2"}
+    return {
+        "invocationSchemaVersion": version,
+        "invocationId": invocation_id,
+        "job": job,
+        "tasks": list(tasks),
+    }
+
+
 def plain_message(bucket: str, key: str, version_id: str | None = None) -> dict[str, Any]:
     """The plain message of the backfill tool and other producers."""
     message: dict[str, Any] = {"bucket": bucket, "key": key}

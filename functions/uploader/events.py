@@ -49,7 +49,8 @@ class _Malformed(ValueError):
 
 @dataclass(frozen=True)
 class ParsedEvent:
-    """``source`` is ``"sqs"``, ``"s3"`` or ``"eventbridge"`` (it decides how the handler answers)."""
+    """``source`` is ``"sqs"``, ``"s3"``, ``"eventbridge"`` or ``"batch-operations"`` (it decides how the
+    handler answers)."""
 
     source: str
     messages: list[Message]
@@ -287,6 +288,20 @@ def _plain(payload: Mapping[str, Any]) -> ObjectRef:
     return ObjectRef(
         bucket=_bucket(bucket), key=_key(key), version_id=version_id, force=force, request_id=request_id
     )
+
+
+def object_message(message_id: str, bucket: Any, key: Any, version_id: Any = None) -> Message:
+    """One object named by a source with its own envelope (an S3 Batch Operations task): its bucket, its key
+    (already decoded) and version id checked as every message's, or a message with a readable ``problem``."""
+
+    def read(_: None) -> tuple[list[ObjectRef], str | None]:
+        if not isinstance(key, str):
+            raise _Malformed("the object key is missing or not a string")
+        if version_id is not None and not isinstance(version_id, str):
+            raise _Malformed("the version id must be a string or null")
+        return [ObjectRef(bucket=_bucket(bucket), key=_key(key), version_id=_opt_str(version_id))], None
+
+    return _guard(message_id, read, None)
 
 
 def parse_s3_uri(text: Any, *, allow_prefix: bool = False) -> tuple[str, str]:

@@ -5,6 +5,9 @@
   instead of being lost).
 * ``resolve`` / ``refresh`` request (a synchronous invocation, the keep-alive schedule) → the answer of
   :mod:`uploader.live`.
+* S3 Batch Operations invocation (schema 1.0 or 2.0) → one result per task (:mod:`uploader.batch_operations`):
+  never raises for a task's failure; an invocation that is not readable as a whole raises
+  :class:`~uploader.batch_operations.BatchOperationsEventError`.
 * Direct S3 (or EventBridge) event → raises :class:`RetryNeededError` after every object is done when any
   of them needs another try; Lambda's asynchronous retry then delivers the event again.
 
@@ -22,7 +25,7 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
-from uploader import live
+from uploader import batch_operations, live
 from uploader.config import VARIABLES, Config
 from uploader.errors import ConfigurationError
 from uploader.events import ParsedEvent, parse_event
@@ -85,8 +88,12 @@ def _get_processor() -> Processor:
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any] | None:
     """Process every object named by the event; see the module docstring for the answer."""
-    request = live.is_request(event)
-    parsed = None if request else parse_event(event)
+    batch = batch_operations.parse(event) if batch_operations.is_invocation(event) else None
+    request = batch is None and live.is_request(event)
+    if batch is not None:
+        parsed: ParsedEvent | None = ParsedEvent("batch-operations", batch.messages)
+    else:
+        parsed = None if request else parse_event(event)
     try:
         processor = _get_processor()
     except ConfigurationError:
@@ -104,6 +111,14 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any] | None:
         return answer
     outcomes = processor.process_messages(parsed.messages, deadline)
     retry_ids = _report(parsed, outcomes)
+    if batch is not None:
+        answer = batch_operations.answer(batch, outcomes)
+        codes = [result["resultCode"] for result in answer["results"]]
+        logger.info(
+            "batch operations tasks answered",
+            extra={"jobId": batch.job_id, "invocationId": batch.invocation_id, "resultCodes": codes},
+        )
+        return answer
     if parsed.source == "sqs":
         return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in retry_ids]}
     if retry_ids:

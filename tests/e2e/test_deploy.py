@@ -8,6 +8,7 @@ import uuid
 
 import pytest
 
+from tests import factories as f
 from tests.e2e.conftest import DeployedStack
 from tests.factories import OUTPUT_KEYS
 
@@ -78,6 +79,34 @@ def test_a_plain_queue_message_uploads_the_object_again_after_its_record_was_los
     assert deployed_stack.emulator.upload_count > calls_before
     assert download(str(record["downloadUrl"])) == body
     assert deployed_stack.queue_depth(deployed_stack.outputs["QueueUrl"]) == 0
+
+
+def test_an_s3_batch_operations_job_invoking_the_deployed_function_gets_an_answer_per_task(
+    deployed_stack: DeployedStack,
+) -> None:
+    # Given an object already uploaded through its notification (so no delivery races the job's task)
+    bucket, key = deployed_stack.bucket_name, f"batch/{uuid.uuid4().hex} é.txt"
+    deployed_stack.client("s3").put_object(Bucket=bucket, Key=key, Body=b"listed in a manifest")
+    deployed_stack.wait_for_record(bucket, key, uploaded)
+    calls_before = deployed_stack.emulator.upload_count
+    event = f.batch_operations_event(
+        "2.0",
+        f.batch_task("2.0", bucket, key, task_id="listed"),
+        f.batch_task("2.0", bucket, f"batch/{uuid.uuid4().hex}-never-put.txt", task_id="missing"),
+    )
+
+    # When Batch Operations invokes the deployed function synchronously, as a LambdaInvoke job does
+    answer = deployed_stack.client("lambda").invoke(
+        FunctionName=deployed_stack.outputs["FunctionName"], Payload=json.dumps(event).encode()
+    )
+
+    # Then the function answers every task (no function error), and the uploaded object is not sent again
+    assert "FunctionError" not in answer
+    payload = json.loads(answer["Payload"].read())
+    assert payload["invocationSchemaVersion"] == "2.0" and payload["treatMissingKeysAs"] == "PermanentFailure"
+    codes = [(r["taskId"], r["resultCode"]) for r in payload["results"]]
+    assert codes == [("listed", "Succeeded"), ("missing", "PermanentFailure")]
+    assert deployed_stack.emulator.upload_count == calls_before
 
 
 def test_nothing_reached_the_dead_letter_queue(deployed_stack: DeployedStack) -> None:

@@ -434,6 +434,10 @@ def mixed(tmp_path_factory: pytest.TempPathFactory) -> MixedSynth:
     )
     caller = iam.Role(stack, "Caller", assumed_by=iam.AccountPrincipal(ACCOUNT))
     grants = {"resolve": uploader.grant_resolve(caller), "send": uploader.grant_send(caller)}
+    # An S3 Batch Operations job's role, as AWS's user guide shows it ("Invoke AWS Lambda function").
+    batch_operations = iam.ServicePrincipal("batchoperations.s3.amazonaws.com")
+    job_role = iam.Role(stack, "BatchJob", assumed_by=batch_operations)
+    grants["batch"] = uploader.grant_batch_operations(job_role)
     Validations.of(app).add_plugins(AwsSolutionsChecks(app))
     assembly = app.synth()  # an unacknowledged cdk-nag finding raises here
     artifact = assembly.get_stack_artifact(stack.artifact_id)
@@ -445,7 +449,7 @@ def mixed(tmp_path_factory: pytest.TempPathFactory) -> MixedSynth:
         json.loads(template_path.read_text()),
         outdir,
         template_path,
-        {**grants, "caller": logical_id(stack, caller)},
+        {**grants, "caller": logical_id(stack, caller), "job_role": logical_id(stack, job_role)},
     )
 
 
@@ -525,6 +529,31 @@ def test_grant_resolve_and_grant_send_allow_invoking_the_function_and_sending_to
         if statement["Effect"] == "Allow"
     ]
     assert principals == [{"Service": "s3.amazonaws.com"}]
+
+
+def test_grant_batch_operations_lets_the_job_role_invoke_the_function_only(mixed: MixedSynth) -> None:
+    from aws_cdk import aws_iam as iam
+
+    assert isinstance(mixed.grants["batch"], iam.Grant) and mixed.grants["batch"].success
+    function_arn = {"Fn::GetAtt": [mixed.logical_id(mixed.uploader.function), "Arn"]}
+    granted = [
+        (s["Effect"], as_list(s["Action"]), s["Resource"], s.get("Condition"))
+        for s in mixed.statements(mixed.grants["job_role"])
+    ]
+    assert granted == [("Allow", ["lambda:InvokeFunction"], function_arn, None)]
+    trust = mixed.template["Resources"][mixed.grants["job_role"]]["Properties"]["AssumeRolePolicyDocument"]
+    assert [s["Principal"] for s in trust["Statement"]] == [{"Service": "batchoperations.s3.amazonaws.com"}]
+    # The role is in the same account: an identity policy, no resource policy on the function.
+    resources = mixed.template["Resources"].values()
+    assert not [r for r in resources if r["Type"] == "AWS::Lambda::Permission"]
+
+
+def test_grant_batch_operations_refuses_what_is_not_a_role() -> None:
+    from kie_uploader.cdk import KieUploaderPropsError
+
+    uploader = _construct()
+    with pytest.raises(KieUploaderPropsError, match="grant_batch_operations: expected an iam.IRole"):
+        uploader.grant_batch_operations("arn:aws:iam::123456789012:role/BatchJob")
 
 
 def test_cdk_nag_and_cfn_lint_pass_on_a_created_bucket_with_a_prefix_and_a_grantee(mixed: MixedSynth) -> None:

@@ -262,8 +262,9 @@ class KieUploader(Construct):
       the README's "Buckets kie.ai cannot reach"). The subnets need the S3 endpoint, a route to kie.ai (a NAT
       gateway) and DynamoDB and Secrets Manager (endpoints or the NAT). Default: no VPC.
 
-    Who may ask for uploads: :meth:`grant_resolve` (invoke the function) and :meth:`grant_send` (send to its
-    queue) are the only ways in; whoever holds either can publish any watched object, and only a watched one.
+    Who may ask for uploads: :meth:`grant_resolve` (invoke the function), :meth:`grant_batch_operations` (an
+    S3 Batch Operations job's role invokes it) and :meth:`grant_send` (send to its queue) are the only ways
+    in; whoever holds one can publish any watched object, and only a watched one.
     """
 
     def __init__(
@@ -641,7 +642,8 @@ class KieUploader(Construct):
         For synchronous requests (``{"resolve": [...]}``, ``{"refresh": {...}}``, see docs/architecture.md).
         Anyone who may invoke the function can have any *watched* object uploaded to kie.ai and read its
         public URL in the answer (an object outside ``buckets``/``prefix``/``suffix`` is refused, and the role
-        cannot read it). This and :meth:`grant_send` are the only ways in the construct offers.
+        cannot read it). This, :meth:`grant_batch_operations` and :meth:`grant_send` are the only ways in the
+        construct offers.
 
         The unqualified ARN only (not ``arn:*``, which ``Function.grant_invoke`` adds for versions and
         aliases: the construct publishes none), so the grantee's policy has no wildcard for cdk-nag to flag.
@@ -655,6 +657,22 @@ class KieUploader(Construct):
             return grant
         return self.function.grant_invoke(grantee)
 
+    def grant_batch_operations(self, role: iam.IRole) -> iam.Grant:
+        """Let an S3 Batch Operations job's ``role`` invoke the function (``LambdaInvoke`` jobs, invocation
+        schema 1.0 or 2.0): ``lambda:InvokeFunction`` on the function's ARN, the permission AWS documents for
+        the job's role, nothing else.
+
+        The job names ``uploader.function.function_arn`` as its ``FunctionArn`` (the grant covers that
+        unqualified ARN, not a version or alias). The role must trust ``batchoperations.s3.amazonaws.com``,
+        read the job's manifest and write its completion report: those are your buckets, granted by you
+        (``manifest_bucket.grant_read(role)``, ``report_bucket.grant_put(role)``). Each task goes through
+        the same rules as every delivery: a job can have any *watched* object uploaded to kie.ai, and only a
+        watched one (the README's "S3 Batch Operations").
+        """
+        if not hasattr(role, "role_arn"):
+            raise KieUploaderPropsError(f"grant_batch_operations: expected an iam.IRole, got {role!r}")
+        return self.grant_resolve(role)
+
     def grant_send(self, grantee: iam.IGrantable) -> iam.Grant:
         """Let ``grantee`` send plain messages (``{"bucket", "key"}``, ``{"s3Uri"}``) to the work queue.
 
@@ -662,8 +680,8 @@ class KieUploader(Construct):
         with ``encryption_key``, ``kms:Encrypt``, ``kms:Decrypt``, ``kms:ReEncrypt*`` and
         ``kms:GenerateDataKey*`` on that key: the default queue is SSE-SQS and needs none). Anyone who
         may send to the queue can have any *watched* object uploaded to kie.ai (its URL lands in the record);
-        an object outside ``buckets``/``prefix``/``suffix`` is refused. This and :meth:`grant_resolve` are the
-        only ways in the construct offers.
+        an object outside ``buckets``/``prefix``/``suffix`` is refused. This, :meth:`grant_resolve` and
+        :meth:`grant_batch_operations` are the only ways in the construct offers.
         """
         return self.queue.grant_send_messages(grantee)
 
