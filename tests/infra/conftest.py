@@ -114,6 +114,8 @@ def construct_ids(stack: Any) -> dict[str, str]:
             "backfill.role": backfill.role,
             "backfill.state_machine": backfill.state_machine,
             "backfill.bucket": backfill.bucket,
+            "backfill.function_log_group": backfill.function_log_group,
+            "backfill.log_group": backfill.log_group,
         }
     return {
         name: str(stack.resolve(construct.node.default_child.logical_id))
