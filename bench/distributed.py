@@ -9,6 +9,10 @@ enqueue every object.
 
 * local: the CLI's ``backfill`` in this process (ListObjectsV2 pages of 1,000, a BatchGetItem per 100 keys,
   SendMessageBatch of 10), from the call to its return;
+* local at a 20 ms round trip: the same, every request delayed 20 ms by a proxy in front of ministack
+  (tests/faultproxy.py), the round trip of an operator's machine to an AWS region nearby: the local backfill
+  makes its requests one after the other, so this is what its rate becomes away from loopback, and what the
+  threshold at which it suggests ``--distributed`` rests on (README, "Distributed backfill");
 * distributed: from ``StartExecution`` to the execution's ``SUCCEEDED``, read every 0.2 s (DescribeExecution).
 
 What ministack does not model: it ignores ``ItemBatcher`` (one child execution and one function invocation
@@ -34,6 +38,10 @@ from kie_uploader.deploy import DeployError, deploy_local, destroy_local, put_ap
 
 STACK = "KieUploader"
 POLL_SECONDS = 0.2
+#: The round trip the proxy adds to each request of the second local run.
+ROUND_TRIP_SECONDS = 0.020
+#: The local backfill's threshold (cli/moving.py's DISTRIBUTED_SUGGESTION_OBJECTS): its time is projected.
+SUGGESTION_OBJECTS = 100_000
 
 
 def _drain(sqs: Any, url: str) -> int:
@@ -86,11 +94,16 @@ def _measure(ctx: Context, report: Report, endpoint_url: str, outputs: dict[str,
     env = {**local.local_aws_env(endpoint_url), "AWS_PROFILE": None}
     with scoped_env(env):
         aws = Aws(stack_name=STACK)
+        assert aws.watching.rules  # the stack's discovery and rules, read before the clock starts (both runs)
         progress("distributed: the local backfill")
         started = time.perf_counter()
         done = backfill(aws, S3Uri(bucket, prefix))
         local_seconds = time.perf_counter() - started
         local_enqueued = _drain(sqs, queue)
+    far_seconds, far_enqueued = _local_far_away(endpoint_url, bucket, prefix)
+    _drain(sqs, queue)
+    with scoped_env(env):
+        aws = Aws(stack_name=STACK)
 
         progress("distributed: the distributed backfill")
         state_machine = aws.stack.backfill_state_machine_arn
@@ -102,12 +115,13 @@ def _measure(ctx: Context, report: Report, endpoint_url: str, outputs: dict[str,
         state = distributed.describe(aws.sfn, arn)
         distributed_enqueued = _queue_depth(sqs, queue)
         _drain(sqs, queue)
-    if status != "SUCCEEDED" or done.enqueued != count or distributed_enqueued != count:
+    if status != "SUCCEEDED" or {done.enqueued, distributed_enqueued, far_enqueued} != {count}:
         raise RuntimeError(
             f"local enqueued {done.enqueued} (queue {local_enqueued}), distributed run {status} enqueued "
             f"{distributed_enqueued} of {count}: {state.to_json()}"
         )
     local_rate, distributed_rate = count / local_seconds, count / distributed_seconds
+    far_rate = count / far_seconds
     ratio = distributed_rate / local_rate
     report.figures.update(
         {
@@ -117,6 +131,12 @@ def _measure(ctx: Context, report: Report, endpoint_url: str, outputs: dict[str,
             "distributed_seconds": round(distributed_seconds, 2),
             "distributed_objects_per_second": round(distributed_rate, 1),
             "distributed_to_local_ratio": round(ratio, 3),
+            "local_at_round_trip_seconds": ROUND_TRIP_SECONDS,
+            "local_far_seconds": round(far_seconds, 2),
+            "local_far_objects_per_second": round(far_rate, 1),
+            "suggestion_objects": SUGGESTION_OBJECTS,
+            "suggestion_local_minutes_loopback": round(SUGGESTION_OBJECTS / local_rate / 60, 1),
+            "suggestion_local_minutes_at_round_trip": round(SUGGESTION_OBJECTS / far_rate / 60, 1),
             "map_run_items": state.items,
             "child_max_concurrency": _max_concurrency(),
         }
@@ -128,7 +148,35 @@ def _measure(ctx: Context, report: Report, endpoint_url: str, outputs: dict[str,
         f"distributed backfill, {count} objects enqueued",
         f"{distributed_rate:,.0f} objects/s ({distributed_seconds:.1f} s)",
     )
+    report.row(
+        f"local backfill, every request +{ROUND_TRIP_SECONDS * 1000:.0f} ms",
+        f"{far_rate:,.0f} objects/s ({far_seconds:.1f} s)",
+    )
     report.row("distributed / local (ministack: no ItemBatcher)", f"{ratio:.2f}")
+    report.row(
+        f"local backfill of {SUGGESTION_OBJECTS:,} objects (the --distributed threshold)",
+        f"{SUGGESTION_OBJECTS / local_rate / 60:.1f} min on loopback, "
+        f"{SUGGESTION_OBJECTS / far_rate / 60:.1f} min at +{ROUND_TRIP_SECONDS * 1000:.0f} ms",
+    )
+
+
+def _local_far_away(endpoint_url: str, bucket: str, prefix: str) -> tuple[float, int]:
+    """The local backfill with every request delayed by ROUND_TRIP_SECONDS: its seconds and enqueued."""
+    from kie_uploader.cli.args import S3Uri
+    from kie_uploader.cli.aws import Aws
+    from kie_uploader.cli.moving import backfill
+    from tests.faultproxy import FaultProxy, Rule, delay
+
+    with FaultProxy(endpoint_url) as proxy:
+        env = {**local.local_aws_env(proxy.endpoint_url), "AWS_PROFILE": None}
+        with scoped_env(env):
+            aws = Aws(stack_name=STACK)
+            assert aws.watching.rules
+            proxy.add(Rule(None, None, delay(ROUND_TRIP_SECONDS), times=None))
+            progress(f"distributed: the local backfill, every request +{ROUND_TRIP_SECONDS * 1000:.0f} ms")
+            started = time.perf_counter()
+            done = backfill(aws, S3Uri(bucket, prefix))
+            return time.perf_counter() - started, done.enqueued
 
 
 def _max_concurrency() -> int:

@@ -65,9 +65,7 @@ def put_objects(clients: SimpleNamespace, bucket: str, keys: list[str]) -> None:
 
 
 @pytest.fixture
-def quiet_objects(
-    stack: DeployedStack, clients: SimpleNamespace
-) -> Iterator[Callable[[list[str]], None]]:
+def quiet_objects(stack: DeployedStack, clients: SimpleNamespace) -> Iterator[Callable[[list[str]], None]]:
     """Put objects with the queue paused and their S3 notifications drained (only a backfill sends them);
     the queue's consumer resumes when the test's body is done with it (``resume()``) or at the end."""
     resumed: list[bool] = []
@@ -165,8 +163,14 @@ def test_a_distributed_run_enqueues_every_watched_object_once_and_each_is_upload
     # only the watched keys are on the queue, each once
     bodies = drain(clients.sqs, stack.outputs["QueueUrl"])
     assert sorted(body["key"] for body in bodies) == watched
-    for body in bodies:
-        clients.sqs.send_message(QueueUrl=stack.outputs["QueueUrl"], MessageBody=json.dumps(body))
+    for start in range(0, len(bodies), 10):  # back on the queue for the uploader
+        clients.sqs.send_message_batch(
+            QueueUrl=stack.outputs["QueueUrl"],
+            Entries=[
+                {"Id": str(i), "MessageBody": json.dumps(body)}
+                for i, body in enumerate(bodies[start : start + 10])
+            ],
+        )
 
     # When the uploader consumes them
     quiet_objects.resume()
