@@ -10,6 +10,10 @@ the queue's event source is paused and their S3 notifications drained: only the 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -22,7 +26,7 @@ from urllib.parse import unquote
 import pytest
 
 from kie_uploader import distributed
-from kie_uploader.cli.errors import EXIT_OK
+from kie_uploader.cli.errors import EXIT_INTERRUPTED, EXIT_OK
 from tests.e2e.conftest import DeployedStack, Run, deploy_beside
 from tests.e2e.test_cli import drain, paused_queue
 
@@ -262,3 +266,63 @@ def test_a_manifest_run_enqueues_only_the_watched_keys_it_names(
         assert run.code == EXIT_OK, run.err
         assert json.loads(run.out)["status"] == "SUCCEEDED"
     assert sorted(body["key"] for body in drain(clients.sqs, stack.outputs["QueueUrl"])) == keys[:4]
+
+
+def test_ctrl_c_stops_watching_not_the_run(
+    stack: DeployedStack, clients: SimpleNamespace, quiet_objects: Any, prefix: str, cli_env: dict[str, str]
+) -> None:
+    quiet_objects([f"{prefix}{i:04}{SUFFIX}" for i in range(600)])
+    arn = distributed.start(
+        clients.sfn,
+        _state_machine_arn(stack),
+        distributed.RunInput(bucket=stack.bucket_name, prefix=prefix),
+    )
+    # the console script, as an operator runs it, interrupted as Ctrl-C does (SIGINT to its process)
+    watcher = subprocess.Popen(
+        [str(Path(sys.executable).parent / "kie-uploader"), "--stack", STACK, "backfill", "--status", arn],
+        env={**os.environ, **cli_env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(3.0)
+        assert distributed.describe(clients.sfn, arn).status == "RUNNING"
+        watcher.send_signal(signal.SIGINT)
+        out, err = watcher.communicate(timeout=30)
+    finally:
+        if watcher.poll() is None:
+            watcher.kill()
+            watcher.wait()
+    assert watcher.returncode == EXIT_INTERRUPTED, err
+    assert f"stopped watching; the run goes on: kie-uploader backfill --status {arn}" in " ".join(err.split())
+    deadline = time.monotonic() + 120
+    while (state := distributed.describe(clients.sfn, arn)).status == "RUNNING":
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    assert state.status == "SUCCEEDED" and state.items["succeeded"] == 600
+
+
+def test_the_local_backfill_suggests_the_distributed_one_above_its_threshold(
+    stack: DeployedStack, stack_cli: Callable[..., Run], quiet_objects: Any, prefix: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    from kie_uploader.cli import moving
+
+    quiet_objects([f"{prefix}{i}{SUFFIX}" for i in range(3)])
+    monkeypatch.setattr(moving, "DISTRIBUTED_SUGGESTION_OBJECTS", 2)  # 3 listed: over it
+    over = stack_cli("backfill", f"s3://{stack.bucket_name}/{prefix}")
+    assert over.code == EXIT_OK, over.err
+    assert f"`kie-uploader backfill s3://{stack.bucket_name}/{prefix} --distributed`" in " ".join(
+        over.err.split()
+    )
+    monkeypatch.setattr(moving, "DISTRIBUTED_SUGGESTION_OBJECTS", 3)  # 3 listed: not over it
+    assert "--distributed" not in stack_cli("backfill", f"s3://{stack.bucket_name}/{prefix}").err
+
+
+def _state_machine_arn(stack: DeployedStack) -> str:
+    """The stack's backfill state machine, from its discovery record (as the CLI finds it)."""
+    from kie_uploader.cli.aws import StackResources
+
+    described = stack.client("cloudformation").describe_stacks(StackName=stack.stack_name)["Stacks"][0]
+    return StackResources.from_described(stack.stack_name, described["Outputs"]).backfill_state_machine_arn
