@@ -332,8 +332,9 @@ def cmd_distributed_backfill(aws: Aws, args: argparse.Namespace) -> int:
         say(
             args,
             f"backfill run {state.status}: {items.get('succeeded', 0):,} of {items.get('total', 0):,} "
-            "objects handed to the queue, {items.get('failed', 0):,} failed, "
-            f"{items.get('pending', 0) + items.get('running', 0):,} pending ({execution_arn})",
+            "objects handled (enqueued, or skipped as not watched or already uploaded), "
+            f"{items.get('failed', 0):,} failed, {items.get('pending', 0) + items.get('running', 0):,} "
+            f"pending ({execution_arn})",
         )
         if state.error:
             note(f"kie-uploader: {state.error}")
