@@ -7,7 +7,8 @@ the unit prices below. Nothing here is measured; every count comes from a sectio
 Inputs: section 8 ``requests`` (AWS requests and kie.ai calls per object, by case), section 1 ``batch``
 (a batch of 10 objects at kie.ai's emulated latency of 1 s: its wall time is the Lambda duration it bills;
 one object per invocation, as S3 Batch Operations invokes, bills the ``max_concurrency_1`` share), and,
-when present, section 11 ``backfill`` (the local and the distributed backfill's enqueue rates).
+when present, section ``distributed`` (the local backfill's enqueue rate with every request 20 ms away, and
+the distributed backfill's in ministack, which runs a child per key: not AWS's pace).
 ``tests/unit/test_costs.py`` fails when the README's tables are not what this module prints.
 """
 
@@ -112,11 +113,13 @@ class Measured:
         batch = sections["batch"]["figures"]
         size = batch["batch_size"]
         rates: dict[str, float] = {}
-        backfill = sections.get("backfill", {}).get("figures", {})
-        for engine in ("local", "distributed"):
-            rate = backfill.get(engine, {}).get("objects_per_second")
-            if rate:
-                rates[engine] = float(rate)
+        distributed = sections.get("distributed", {}).get("figures", {})
+        for engine, figure in (
+            ("local", "local_far_objects_per_second"),  # every request 20 ms away, as AWS from a laptop
+            ("distributed", "distributed_objects_per_second"),  # in ministack: one child per key
+        ):
+            if distributed.get(figure):
+                rates[engine] = float(distributed[figure])
         return cls(
             new_unversioned=requests["new_object_one_event"],
             new_versioned=requests["new_object_one_event_versioned"],
@@ -163,7 +166,7 @@ def _usd(value: float) -> str:
 
 def _duration(seconds: float) -> str:
     if seconds >= 2 * 86_400:
-        return f"{seconds / 86_400:,.0f} days"
+        return f"{seconds / 86_400:,.1f} days"
     return f"{seconds / 3600:,.1f} h"
 
 
@@ -206,10 +209,15 @@ def backfill_rows(m: Measured) -> list[str]:
     listing = cost("s3_list", n / 1000)
     inventory = cost("inventory_object", n)
     enqueue = cost("sqs_request", n / BATCH_SIZE)
-    # Distributed Map: a Standard parent (a few transitions), Express children of ITEMS_PER_CHILD keys each.
+    # Distributed Map: a Standard parent (a few transitions); an Express child per ITEMS_PER_CHILD keys, which
+    # invokes the child function once (one BatchGetItem of the keys' records, SendMessageBatch of 10).
     children = n / ITEMS_PER_CHILD
-    engine = cost("sfn_express_request", children) + cost(
-        "sfn_express_gb_second", children * CHILD_SECONDS * EXPRESS_MIN_GB
+    engine = (
+        cost("sfn_express_request", children)
+        + cost("sfn_express_gb_second", children * CHILD_SECONDS * EXPRESS_MIN_GB)
+        + cost("lambda_request", children)
+        + cost("lambda_gb_second_arm64", children * CHILD_SECONDS * MEMORY_GB)
+        + cost("dynamodb_read", n)
     )
     # Batch Operations invokes the function once per object: each invocation bills one upload alone.
     single = cost("lambda_request", n) + cost(
@@ -221,7 +229,7 @@ def backfill_rows(m: Measured) -> list[str]:
 
     def rate(engine: str) -> str:
         value = m.enqueue_rates.get(engine)
-        return f"{_duration(n / value)} ({value:,.0f} objects/s measured)" if value else "not measured"
+        return f"{_duration(n / value)} at {value:,.0f} objects/s" if value else "not measured"
 
     def drain(concurrencies: tuple[int, ...], seconds_per_object: float) -> str:
         # each invocation at once handles its objects in seconds_per_object apiece (batches run concurrently)
@@ -240,13 +248,15 @@ def backfill_rows(m: Measured) -> list[str]:
         f"| enqueue (SQS) | {_usd(enqueue)} | {_usd(enqueue)} | none: it invokes the function |",
         f"| the uploads' Lambda | {_usd(queued)} (batches of 10) | {_usd(queued)} (batches of 10) | "
         f"{_usd(single)} (an object per invocation) |",
-        f"| handing the keys over | {rate('local')} | {rate('distributed')} | as fast as the uploads |",
+        f"| handing the keys over (measured) | {rate('local')} (each request 20 ms away) | "
+        f"{rate('distributed')} (in ministack, a child per key: not AWS's pace) | as fast as the uploads |",
         f"| the uploads, by concurrency | `max_concurrency` {queue_drain} | `max_concurrency` {queue_drain} "
         f"| the function's reserved concurrency {direct_drain} |",
     ]
 
 
-#: Keys per Express child execution of the distributed backfill, and its billed duration.
+#: Keys per Express child execution of the distributed backfill (its ``ItemBatcher``), and the billed
+#: duration assumed for a child and its function (not measured: ministack ignores ItemBatcher).
 ITEMS_PER_CHILD = 100
 CHILD_SECONDS = 1.0
 #: Express workflows bill 64 MB at least.

@@ -6,7 +6,8 @@ Sections, in order (each one's failure is recorded and the run goes on with the 
 the function's asset, ``memory`` peak RSS, ``e2e`` the stack deployed into ministack, ``kie-answer`` memory
 while the kie.ai adapter handles a 256 MiB answer, ``requests`` AWS requests and kie.ai calls per object,
 ``cli-list`` the CLI's ``list`` over a large table (time to the first line, peak memory), ``stream`` a 1 GiB
-stream upload's memory and throughput, and url vs stream per object (issue 19).
+stream upload's memory and throughput, and url vs stream per object (issue 19), ``distributed`` the local
+and the distributed backfill's enqueue throughput on the same prefix (issue 18).
 
 A full run writes ``bench/results.json`` (sections run with ``--only`` replace theirs, the others stay) and
 the table in ``bench/README.md``. ``--quick`` uses small counts, for a smoke test, and writes to
@@ -24,7 +25,19 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench import asset, batch, cli_list, coldstart, e2e, kie_answer, memory, overhead, requests, stream
+from bench import (
+    asset,
+    batch,
+    cli_list,
+    coldstart,
+    distributed,
+    e2e,
+    kie_answer,
+    memory,
+    overhead,
+    requests,
+    stream,
+)
 from bench.common import REPO, STATE_DIR, Report, ensure_function_on_path, machine, now_iso, progress
 from bench.context import Context
 
@@ -40,6 +53,7 @@ SECTIONS: dict[str, tuple[str, Section]] = {
     "requests": ("8. Requests per object under the record's convergence rules", requests.run),
     "cli-list": ("9. kie-uploader list over a large table (first line, memory)", cli_list.run),
     "stream": ("10. The stream transfer (1 GiB: memory, throughput; url vs stream per object)", stream.run),
+    "distributed": ("11. Distributed backfill: enqueue throughput, local vs distributed", distributed.run),
 }
 RESULTS = REPO / "bench" / "results.json"
 QUICK_RESULTS = STATE_DIR / "results-quick.json"

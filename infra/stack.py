@@ -142,6 +142,8 @@ class KieUploaderStack(Stack):
             events_enabled=settings.events,
             event_bus=_event_bus(self, settings.event_bus_name),
             encryption_key=_encryption_key(self, settings.encryption_key),
+            # kie-uploader backfill --distributed: a Distributed Map for buckets too large to list locally.
+            backfill=True,
         )
         keep_legacy_logical_ids(self.uploader)
         self.acknowledged_findings = self.uploader.acknowledged_findings

@@ -65,6 +65,9 @@ class Uploader:
     event_pattern: str = ""
     notify: str = ""
     dashboard_name: str = ""
+    #: The distributed backfill's state machine and bucket (``backfill=True``), else "".
+    backfill_state_machine_arn: str = ""
+    backfill_bucket_name: str = ""
     legacy: bool = False
 
     def as_outputs(self) -> dict[str, str]:
@@ -161,6 +164,8 @@ def _from_record(output: Mapping[str, Any], stack: str) -> Uploader:
         event_pattern=json.dumps(pattern) if isinstance(pattern, dict) else str(pattern or ""),
         notify=str(record.get("notify") or ""),
         dashboard_name=str(record.get("dashboardName") or ""),
+        backfill_state_machine_arn=str(record.get("backfillStateMachineArn") or ""),
+        backfill_bucket_name=str(record.get("backfillBucketName") or ""),
     )
 
 

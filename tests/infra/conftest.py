@@ -106,6 +106,17 @@ def construct_ids(stack: Any) -> dict[str, str]:
             "publisher.log_group": publisher.log_group,
             "publisher.dead_letter_queue": publisher.dead_letter_queue,
         }
+    if uploader.distributed_backfill is not None:
+        backfill = uploader.distributed_backfill
+        constructs |= {
+            "backfill.function": backfill.function,
+            "backfill.function_role": backfill.function_role,
+            "backfill.role": backfill.role,
+            "backfill.state_machine": backfill.state_machine,
+            "backfill.bucket": backfill.bucket,
+            "backfill.function_log_group": backfill.function_log_group,
+            "backfill.log_group": backfill.log_group,
+        }
     return {
         name: str(stack.resolve(construct.node.default_child.logical_id))
         for name, construct in constructs.items()

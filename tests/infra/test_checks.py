@@ -24,6 +24,8 @@ FUNCTION_PACKAGE = Path(__file__).resolve().parents[2] / "functions" / "uploader
 #: The event publisher's handler module: it runs as the publisher's own function, under the publisher's own
 #: role (with the modules of the package it imports), never under the uploader's.
 PUBLISHER_MODULE = FUNCTION_PACKAGE / "publisher.py"
+#: The distributed backfill's child: its own function and role too.
+BACKFILL_MODULE = FUNCTION_PACKAGE / "backfill.py"
 
 # cfn-lint rules ignored on CDK's output, each with its reason:
 # - W3005: CDK adds an explicit DependsOn on a function's role (and its default policy) beside the GetAtt
@@ -47,6 +49,8 @@ BOTO_ACTIONS = {
     "get_secret_value": ["secretsmanager:GetSecretValue"],
     "describe_secret": ["secretsmanager:DescribeSecret"],
     "send_message": ["sqs:SendMessage"],
+    "send_message_batch": ["sqs:SendMessage"],
+    "batch_get_item": ["dynamodb:BatchGetItem"],
     "put_events": ["events:PutEvents"],
 }
 
@@ -109,10 +113,13 @@ def aws_calls_in(paths: list[Path]) -> set[str]:
     return calls
 
 
-def publisher_modules() -> list[Path]:
-    """The publisher's module and the package's modules it imports (``from uploader.x import ...``)."""
-    modules = [PUBLISHER_MODULE]
-    for node in ast.walk(ast.parse(PUBLISHER_MODULE.read_text(), filename=str(PUBLISHER_MODULE))):
+def publisher_modules(main: Path = PUBLISHER_MODULE) -> list[Path]:
+    """The publisher's (or ``main``'s) module and the package's modules it imports
+    (``from uploader.x import ...``, ``from uploader import x``)."""
+    modules = [main]
+    for node in ast.walk(ast.parse(main.read_text(), filename=str(main))):
+        if isinstance(node, ast.ImportFrom) and node.module == "uploader":
+            modules += [FUNCTION_PACKAGE / f"{alias.name}.py" for alias in node.names]
         module = node.module if isinstance(node, ast.ImportFrom) else None
         if module is not None and module.startswith("uploader."):
             modules.append(FUNCTION_PACKAGE / f"{module.split('.', 1)[1].replace('.', '/')}.py")
@@ -120,7 +127,7 @@ def publisher_modules() -> list[Path]:
 
 
 def uploader_modules() -> list[Path]:
-    return [path for path in FUNCTION_PACKAGE.glob("*.py") if path != PUBLISHER_MODULE]
+    return [path for path in FUNCTION_PACKAGE.glob("*.py") if path not in (PUBLISHER_MODULE, BACKFILL_MODULE)]
 
 
 def granted_actions(statements: list[dict[str, Any]]) -> set[str]:
@@ -153,3 +160,37 @@ def test_every_aws_call_of_the_event_publisher_is_allowed_by_its_own_role(defaul
     }
     assert not missing
     assert "events:PutEvents" not in granted_actions(function_statements(default_synth))
+
+
+def test_every_aws_call_of_the_backfill_child_is_allowed_by_its_own_role(default_synth: Synth) -> None:
+    calls = aws_calls_in(publisher_modules(BACKFILL_MODULE))
+    assert calls == {"send_message_batch", "batch_get_item"}, "the backfill child's clients were not found"
+    statements = role_statements(default_synth, default_synth.ids["backfill.function_role"])
+    granted = granted_actions(statements)
+    assert not {call: BOTO_ACTIONS[call] for call in calls if not set(BOTO_ACTIONS[call]) <= granted}
+    # it may send to the queue and read records, nothing else of the stack's data: no object, no write
+    assert not {action for action in granted if action.startswith(("s3:", "dynamodb:Update", "dynamodb:Put"))}
+    # and the uploader's role was not widened for it
+    assert "dynamodb:BatchGetItem" not in granted_actions(function_statements(default_synth))
+
+
+def test_the_backfill_state_machine_lists_only_watched_prefixes_and_reads_only_its_manifests(
+    variants: dict[str, Synth],
+) -> None:
+    custom = variants["repo-custom"]  # prefix incoming/ on two imported buckets
+    statements = role_statements(custom, custom.ids["backfill.role"])
+    listing = [s for s in statements if "s3:ListBucket" in as_list(s["Action"])]
+    assert listing and all(
+        s.get("Condition") == {"StringLike": {"s3:prefix": ["incoming/*"]}} for s in listing
+    ), listing
+    listed = {json.dumps(resource) for s in listing for resource in as_list(s["Resource"])}
+    assert len(listed) == 2 and all(
+        ":s3:::existing-bucket-one" in arn or ":s3:::existing-bucket-two" in arn for arn in listed
+    ), listed
+    # objects: only the backfill bucket's manifests (read) and results (write), never a watched bucket's
+    for action in ("s3:GetObject", "s3:PutObject"):
+        for resource in resources_for(statements, action):
+            assert "existing-bucket" not in json.dumps(resource), (action, resource)
+    assert resources_for(statements, "lambda:InvokeFunction") == [
+        {"Fn::GetAtt": [custom.ids["backfill.function"], "Arn"]}
+    ]

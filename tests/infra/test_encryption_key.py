@@ -38,9 +38,13 @@ def test_the_key_encrypts_every_store_and_both_functions_environment(variants: d
     assert table["SSESpecification"] == {"KMSMasterKeyId": arn, "SSEEnabled": True, "SSEType": "KMS"}
     assert [s["KmsKeyId"] for s in of_type(synth, "AWS::SecretsManager::Secret")] == [arn]
     assert [t["KmsMasterKeyId"] for t in of_type(synth, "AWS::SNS::Topic")] == [arn]
-    assert [g["KmsKeyId"] for g in of_type(synth, "AWS::Logs::LogGroup")] == [arn, arn]
+    # the uploader's, the publisher's, the backfill child's and the backfill state machine's log groups
+    assert [g["KmsKeyId"] for g in of_type(synth, "AWS::Logs::LogGroup")] == [arn] * 4
     with_environment = [f for f in of_type(synth, "AWS::Lambda::Function") if "Environment" in f]
-    assert len(with_environment) == 2 and all(f["KmsKeyArn"] == arn for f in with_environment)
+    assert len(with_environment) == 3 and all(f["KmsKeyArn"] == arn for f in with_environment)
+    backfill_bucket = synth.template["Resources"][synth.ids["backfill.bucket"]]["Properties"]
+    (encryption,) = backfill_bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert encryption["ServerSideEncryptionByDefault"]["KMSMasterKeyID"] == arn
 
 
 def test_without_the_key_the_stores_keep_aws_managed_encryption(default_synth: Synth) -> None:

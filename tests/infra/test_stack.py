@@ -194,9 +194,14 @@ def test_function_logs_to_its_own_log_group_with_retention(default_synth: Synth)
     publisher = default_synth.template["Resources"][default_synth.ids["publisher.function"]]["Properties"]
     assert publisher["LoggingConfig"]["LogGroup"] == {"Ref": default_synth.ids["publisher.log_group"]}
     assert default_synth.ids["publisher.log_group"] != log_group
+    # So does the distributed backfill's child, and its state machine logs to one more.
+    backfill = default_synth.template["Resources"][default_synth.ids["backfill.function"]]["Properties"]
+    assert backfill["LoggingConfig"]["LogGroup"] == {"Ref": default_synth.ids["backfill.function_log_group"]}
     assert set(default_synth.resources("AWS::Logs::LogGroup")) == {
         log_group,
         default_synth.ids["publisher.log_group"],
+        default_synth.ids["backfill.function_log_group"],
+        default_synth.ids["backfill.log_group"],
     }
 
 
@@ -452,8 +457,12 @@ def test_new_source_bucket_is_private_encrypted_versioned_ssl_only_and_retained(
 
 
 def test_existing_buckets_are_imported_never_created(custom_synth: Synth) -> None:
-    assert not custom_synth.resources("AWS::S3::Bucket")
-    assert not custom_synth.resources("AWS::S3::BucketPolicy")
+    # The only bucket is the distributed backfill's own (manifests and results), never a source bucket.
+    backfill_bucket = custom_synth.ids["backfill.bucket"]
+    assert set(custom_synth.resources("AWS::S3::Bucket")) == {backfill_bucket}
+    assert [
+        policy["Properties"]["Bucket"] for policy in custom_synth.resources("AWS::S3::BucketPolicy").values()
+    ] == [{"Ref": backfill_bucket}]
 
 
 def test_table_is_keyed_by_pk_on_demand_with_ttl_pitr_encryption_and_retained(default_synth: Synth) -> None:

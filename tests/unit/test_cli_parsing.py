@@ -96,3 +96,21 @@ def test_help_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     for command in ("backfill", "status", "list", "redrive", "retry-failed"):
         assert command in out
+
+
+def test_backfill_parses_the_distributed_options() -> None:
+    parser = build_parser()
+    args = parser.parse_args(["backfill", "s3://bkt/p/", "--distributed", "--manifest", "s3://lists/k.csv"])
+    assert (args.uri, args.distributed, args.manifest) == (S3Uri("bkt", "p/"), True, S3Uri("lists", "k.csv"))
+    arn = "arn:aws:states:us-east-1:123456789012:execution:sm:run"
+    status = parser.parse_args(["backfill", "--status", arn, "--interval", "0.5"])
+    assert (status.uri, status.status, status.interval) == (None, arn, 0.5)
+    with pytest.raises(SystemExit):  # a manifest is an object, not a prefix
+        parser.parse_args(["backfill", "s3://bkt/", "--manifest", "s3://lists"])
+
+
+def test_backfill_without_a_uri_or_a_run_is_refused_before_any_call(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["backfill"]) == EXIT_ERROR
+    assert "give s3://bucket/prefix (or --status/--redrive EXECUTION_ARN)" in capsys.readouterr().err

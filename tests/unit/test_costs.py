@@ -33,9 +33,9 @@ def test_figures_follow_the_measurements_they_are_derived_from() -> None:
     batch["wall_seconds_max_concurrency_10"] *= 2
     after = costs.Measured.from_results(sections)
     assert after.batch_seconds_per_object == 2 * before.batch_seconds_per_object
-    sections["backfill"] = {"figures": {"local": {"objects_per_second": 1000}, "distributed": {}}}
+    sections["distributed"]["figures"]["local_far_objects_per_second"] = 1000
     tables = costs.render(sections)
-    assert "27.8 h (1,000 objects/s measured)" in tables  # 100 million objects at 1,000/s
+    assert "27.8 h at 1,000 objects/s" in tables  # 100 million objects at 1,000/s
     assert tables != costs.render()
 
 
@@ -44,3 +44,9 @@ def test_the_data_transfer_is_the_size_times_its_price() -> None:
     lines = costs.upload_lines(m, m.new_versioned, 10 * costs.GB, seconds=0.1)
     per_gb = costs.PRICES["s3_transfer_out_gb"].usd
     assert lines["S3 data transfer out to kie.ai"] == costs.MILLION * 10 * per_gb
+
+
+def test_the_distributed_backfill_is_costed_at_the_batch_size_it_deploys() -> None:
+    from kie_uploader.cdk import backfill
+
+    assert costs.ITEMS_PER_CHILD == backfill.BATCH_SIZE

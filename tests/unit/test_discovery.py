@@ -128,3 +128,12 @@ def test_live_url_finds_the_function_of_the_named_uploader_or_the_only_one() -> 
     assert live.function_name_of(Stacks(legacy_outputs()), "KieUploader") == "uploader"
     with pytest.raises(LiveUrlError, match="2 uploaders: Incoming, Reports; choose one with uploader=NAME$"):
         live.function_name_of(several, "Photos")
+
+
+def test_a_record_with_the_distributed_backfill_names_its_state_machine_and_bucket() -> None:
+    arn = "arn:aws:states:us-east-1:123456789012:stateMachine:KieUploaderBackfill1A2B"
+    with_backfill = record("KieUploader", backfillStateMachineArn=arn, backfillBucketName="bf-bucket")
+    stack = StackResources.from_described("S", [with_backfill])
+    assert (stack.backfill_state_machine_arn, stack.backfill_bucket_name) == (arn, "bf-bucket")
+    # without backfill=True (or from an older stack) there is none: the CLI says so
+    assert StackResources.from_described("S", [record("KieUploader")]).backfill_state_machine_arn == ""

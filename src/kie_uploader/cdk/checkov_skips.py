@@ -84,6 +84,12 @@ REASONS: dict[str, dict[str, str]] = {
         ),
     },
     "CKV_AWS_115": {
+        "backfill": (
+            "Invoked only by the backfill state machine's Distributed Map, whose MaxConcurrency bounds its "
+            "concurrent invocations; reserved concurrency would take capacity from the account's unreserved "
+            "pool all year for a tool that runs now and then."
+        ),
+
         "uploader": (
             "The queue's event source mapping caps concurrent invocations at max_concurrency "
             "(ScalingConfig.MaximumConcurrency), which is what bounds the load on kie.ai. Reserved "
@@ -103,6 +109,12 @@ REASONS: dict[str, dict[str, str]] = {
         ),
     },
     "CKV_AWS_116": {
+        "backfill": (
+            "Invoked only synchronously, by the backfill state machine (lambda:invoke): Lambda never queues "
+            "its invocations; a batch that fails its retries fails its child execution, which the Map Run "
+            "counts and a redrive runs again."
+        ),
+
         "uploader": (
             "Failed asynchronous invocations (S3 with notify=lambda, the keep-alive schedule) do go to the "
             "dead-letter queue, after 2 retries: through an on-failure destination "
@@ -123,6 +135,11 @@ REASONS: dict[str, dict[str, str]] = {
         ),
     },
     "CKV_AWS_117": {
+        "backfill": (
+            "The backfill function calls SQS and DynamoDB at their public endpoints only and serves nothing "
+            "inside a VPC."
+        ),
+
         "uploader": (
             "The function reaches kie.ai on the internet, and S3, DynamoDB and Secrets Manager at their "
             "public endpoints; it serves nothing inside a VPC. Placing it in a VPC is the user's choice: it "
@@ -139,6 +156,12 @@ REASONS: dict[str, dict[str, str]] = {
         ),
     },
     "CKV_AWS_18": {
+        "backfill": (
+            "The backfill bucket holds only the manifests the CLI copies there and the Distributed Map's "
+            "result files, both expired after 30 days; who started which backfill is in CloudTrail and the "
+            "execution history."
+        ),
+
         "access-logs": (
             "This is the access-log bucket: S3 writes the source bucket's server access logs into it. Its "
             "own access would need yet another log bucket (logging into itself would log its own log "
@@ -146,6 +169,11 @@ REASONS: dict[str, dict[str, str]] = {
         ),
     },
     "CKV_AWS_21": {
+        "backfill": (
+            "Manifests and result files are written once under keys that are never reused and expire after "
+            "30 days: versioning would keep every expired one as a noncurrent version."
+        ),
+
         "access-logs": (
             "It holds S3 server access logs, written by the S3 logging service under keys that are never "
             "reused and expired after 90 days: versioning would keep every expired log as a noncurrent "
@@ -240,6 +268,11 @@ def skip_findings(uploader: Any) -> list[tuple[str, str]]:  # a KieUploader (con
         handler = uploader.bucket_notifications
         done += _function_skips(handler.function, "handler", has_environment=False)
         log_groups.append(handler.log_group)
+    backfill = getattr(uploader, "distributed_backfill", None)
+    if backfill is not None:
+        done += _function_skips(backfill.function, "backfill", has_environment=True)
+        log_groups += [backfill.function_log_group, backfill.log_group]
+        done += [skip(backfill.bucket, check, "backfill") for check in ("CKV_AWS_18", "CKV_AWS_21")]
     for log_group in log_groups:
         done += _unless(
             log_group, "CKV_AWS_158", "log-group", lambda g: isinstance(g, logs.CfnLogGroup) and g.kms_key_id

@@ -36,6 +36,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from kie_uploader.cdk import checkov_skips, discovery, encryption, notifications, watched
+from kie_uploader.cdk.backfill import DistributedBackfill
 from kie_uploader.cdk.bundling import function_package_dir
 from kie_uploader.cdk.function import UploaderFunction, function_environment
 from kie_uploader.cdk.monitoring import Monitoring
@@ -262,6 +263,11 @@ class KieUploader(Construct):
       the README's "Buckets kie.ai cannot reach"). The subnets need the S3 endpoint, a route to kie.ai (a NAT
       gateway) and DynamoDB and Secrets Manager (endpoints or the NAT). Default: no VPC.
 
+    * ``backfill``: a Step Functions state machine whose Distributed Map lists a prefix (or reads a CSV/JSON
+      manifest) and enqueues the watched keys without a live upload, in batches
+      (:class:`~kie_uploader.cdk.backfill.DistributedBackfill`; ``kie-uploader backfill --distributed``).
+      kie.ai's load stays what ``max_concurrency`` promises: the state machine only enqueues. Default: off.
+
     Who may ask for uploads: :meth:`grant_resolve` (invoke the function), :meth:`grant_batch_operations` (an
     S3 Batch Operations job's role invokes it) and :meth:`grant_send` (send to its queue) are the only ways
     in; whoever holds one can publish any watched object, and only a watched one.
@@ -297,6 +303,7 @@ class KieUploader(Construct):
         vpc_subnets: ec2.SubnetSelection | None = None,
         security_groups: Sequence[ec2.ISecurityGroup] = (),
         accept_responsibility_for_imported_buckets: bool = False,
+        backfill: bool = False,
     ) -> None:
         super().__init__(scope, construct_id)
         if vpc is None and (vpc_subnets is not None or security_groups):
@@ -451,6 +458,8 @@ class KieUploader(Construct):
                 alarm_topic=self.alarm_topic,
                 encryption_key=key,
             )
+        #: The distributed backfill's state machine, child function and bucket (None without ``backfill``).
+        self.distributed_backfill = self._distributed_backfill(backfill, key)
         #: The buckets' names, comma-separated (also those of :meth:`add_bucket`).
         self.bucket_names_joined = Lazy.uncached_string(_StringProducer(lambda: Fn.join(",", self._names())))
         #: The key policy statements the AWS services need from ``encryption_key`` (added to a key the stack
@@ -462,6 +471,23 @@ class KieUploader(Construct):
         self.discovery_output = discovery.publish(self)
         self._acknowledged: set[tuple[str, str]] = set()
         self._acknowledge()
+
+    def _distributed_backfill(self, enabled: bool, key: kms.IKey | None) -> DistributedBackfill | None:
+        if not isinstance(enabled, bool):
+            raise KieUploaderPropsError(f"backfill: expected True or False, got {enabled!r}")
+        if not enabled:
+            return None
+        return DistributedBackfill(
+            self,
+            "Backfill",
+            watched_buckets=self.watched_buckets,
+            queue=self.queue,
+            table=self.table,
+            code=self.uploader.code,
+            watched_objects=watched.rules_json(self, self.watched_buckets),
+            architecture=self.function.architecture,
+            encryption_key=key,
+        )
 
     def _names(self) -> list[str]:
         return [bucket.bucket_name for bucket in self.buckets]
@@ -524,6 +550,11 @@ class KieUploader(Construct):
             self._grant_bucket_key(kms_key)
         self.function.add_environment("ALLOWED_BUCKETS", Fn.join(",", self._names()))
         self.function.add_environment(watched.VARIABLE, watched.rules_json(self, self.watched_buckets))
+        if self.distributed_backfill is not None:
+            self.distributed_backfill.add_bucket(bucket, prefix, suffix)
+            self.distributed_backfill.function.add_environment(
+                watched.VARIABLE, watched.rules_json(self, self.watched_buckets)
+            )
         self._wiring.add(bucket, prefix, suffix)
         self.bucket_notifications = self._wiring.handler
         self._acknowledge()

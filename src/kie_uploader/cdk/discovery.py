@@ -55,6 +55,10 @@ def publish(uploader: KieUploader) -> CfnOutput:
         "notify": uploader.notify.value,
         "dashboardName": uploader.monitoring.dashboard.dashboard_name,
     }
+    backfill = getattr(uploader, "distributed_backfill", None)
+    if backfill is not None:
+        record["backfillStateMachineArn"] = backfill.state_machine.state_machine_arn
+        record["backfillBucketName"] = backfill.bucket.bucket_name
     if uploader.publisher is not None:
         record["eventBusName"] = uploader.publisher.bus_name
         record["eventPattern"] = uploader.publisher.event_pattern

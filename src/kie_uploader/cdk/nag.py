@@ -149,8 +149,9 @@ def acknowledge_findings(
                 REASONS["IAM4-notifications"],
             ),
         )
-    if uploader.publisher is not None:
-        for scope, findings in uploader.publisher.acknowledgments().items():
+    # The event publisher's and the distributed backfill's own (each says why).
+    for part in (uploader.publisher, getattr(uploader, "distributed_backfill", None)):
+        for scope, findings in (part.acknowledgments() if part is not None else {}).items():
             acknowledge(scope, *(_ack(rule, why) for rule, why in findings))
     if uploader.bucket_notifications is not None:
         acknowledge(uploader.bucket_notifications.function, _ack("AwsSolutions-L1", REASONS["L1"]))

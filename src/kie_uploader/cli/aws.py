@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from mypy_boto3_lambda import LambdaClient
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_sqs import SQSClient
+    from mypy_boto3_stepfunctions import SFNClient
 
 C = TypeVar("C")
 
@@ -52,6 +53,9 @@ class StackResources:
     dashboard_name: str = ""
     #: Every uploader of the stack, by name (``info`` lists them).
     uploaders: tuple[str, ...] = ()
+    #: The distributed backfill's state machine and bucket ("" without ``backfill=True``).
+    backfill_state_machine_arn: str = ""
+    backfill_bucket_name: str = ""
 
     @classmethod
     def from_uploader(
@@ -69,6 +73,8 @@ class StackResources:
             notify=uploader.notify,
             dashboard_name=uploader.dashboard_name,
             uploaders=names or (uploader.name,),
+            backfill_state_machine_arn=uploader.backfill_state_machine_arn,
+            backfill_bucket_name=uploader.backfill_bucket_name,
         )
 
     @classmethod
@@ -192,6 +198,7 @@ class Aws:
     s3: _Client[S3Client] = _Client("s3")
     sqs: _Client[SQSClient] = _Client("sqs")
     dynamodb: _Client[DynamoDBClient] = _Client("dynamodb")
+    sfn: _Client[SFNClient] = _Client("stepfunctions")
 
     def __init__(
         self,
