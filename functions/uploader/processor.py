@@ -659,10 +659,11 @@ class _CouldNotFetch(Exception):
 
 def _existed(ref: ObjectRef, record: dict[str, Any] | None) -> bool:
     """Something says an object was at the key: a settled record (not an older version's SKIPPED), an S3
-    event seen for the key (marked on the record, or this very one)."""
+    creation event seen for the key (marked on the record, or this very one). A removal event says nothing:
+    on a versioned bucket S3 creates (and announces) a delete marker for a key that never had an object."""
     settled = has_status(record) and (record or {}).get("status") != Status.SKIPPED
     seen = bool(record and record.get(EVENT_SEEN))
-    return settled or seen or ref.sequencer is not None or ref.kind is EventKind.REMOVED
+    return settled or seen or (ref.sequencer is not None and ref.kind is EventKind.CREATED)
 
 
 def _forced(ref: ObjectRef, record: dict[str, Any] | None) -> bool:

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 from uploader import liveness
 from uploader import sequencer as seq
 from uploader.errors import ConfigurationError, TransientError
-from uploader.models import ErrorKind, ObjectHead, ObjectRef, Status, Transfer
+from uploader.models import ErrorKind, EventKind, ObjectHead, ObjectRef, Status, Transfer
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -324,13 +324,13 @@ class RecordTable:
             update.remove("claimWaits")
         update.set("purgeAt", now + self._retention, if_not_exists=True)
         update.set(GENERATION, new_generation(until_ms), if_not_exists=True)
-        if ref.sequencer is not None:
+        if _proves_an_object(ref):
             update.set(EVENT_SEEN, True)
         return self._request(update, ref, update.at_revision(rev))
 
     def bump_request(self, ref: ObjectRef, rev: int) -> dict[str, Any]:
         update = _Update()
-        if ref.sequencer is not None:
+        if _proves_an_object(ref):
             update.set(EVENT_SEEN, True)
         return self._request(update, ref, update.at_revision(rev))
 
@@ -486,3 +486,10 @@ def _new_client() -> Any:
 
     # AWS_REGION is what Lambda (and the issue) names; boto3 alone only reads AWS_DEFAULT_REGION.
     return boto3.client("dynamodb", region_name=os.environ.get("AWS_REGION") or None)
+
+
+def _proves_an_object(ref: ObjectRef) -> bool:
+    """An S3 event that says an object was at the key: one of creation. A removal proves nothing: S3 puts a
+    delete marker on a versioned key that never had an object (and notifies), and removing that marker is
+    a removal too."""
+    return ref.sequencer is not None and ref.kind is EventKind.CREATED

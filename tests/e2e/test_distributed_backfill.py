@@ -280,17 +280,21 @@ def test_ctrl_c_stops_watching_not_the_run(
         _state_machine_arn(stack),
         distributed.RunInput(bucket=stack.bucket_name, prefix=prefix),
     )
-    # the console script, as an operator runs it, interrupted as Ctrl-C does (SIGINT to its process)
+    # the console script, as an operator runs it, interrupted as Ctrl-C does (SIGINT to its process). A
+    # long --interval: after its first reading (a JSON line) it waits, whatever the run's pace, so the
+    # signal always meets a watcher that is watching (under load the run may end within seconds).
     watcher = subprocess.Popen(
-        [str(Path(sys.executable).parent / "kie-uploader"), "--stack", STACK, "backfill", "--status", arn],
+        [str(Path(sys.executable).parent / "kie-uploader"), "--stack", STACK, "backfill", "--status", arn,
+         "--output", "jsonl", "--interval", "60"],
         env={**os.environ, **cli_env},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-    )
+    )  # fmt: skip
     try:
-        time.sleep(2.0)  # the CLI is up and watching (the run takes ~10 s with a warm child)
-        assert distributed.describe(clients.sfn, arn).status == "RUNNING"
+        assert watcher.stdout is not None
+        first = json.loads(watcher.stdout.readline())  # the watcher read the run once
+        assert first["status"] == "RUNNING", first
         watcher.send_signal(signal.SIGINT)
         out, err = watcher.communicate(timeout=30)
     finally:

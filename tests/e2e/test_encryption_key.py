@@ -152,8 +152,10 @@ def test_every_store_and_both_functions_name_the_stacks_key(
         "AWS::SNS::Topic": 1,
         "AWS::DynamoDB::Table": 1,
         "AWS::SecretsManager::Secret": 1,
-        "AWS::Logs::LogGroup": 3,  # the uploader's, the publisher's, the imported bucket handler's
-        "AWS::Lambda::Function": 2,  # the uploader and the publisher (the handler has no environment)
+        # the uploader's, the publisher's, the imported bucket handler's, the backfill's function and machine
+        "AWS::Logs::LogGroup": 5,
+        # the uploader, the publisher and the backfill's function (the handler has no environment)
+        "AWS::Lambda::Function": 3,
     }
     # The services' own view, where ministack keeps it (its CloudFormation drops the key of a topic, of a
     # table, which it creates without SSE, and of a function's environment).

@@ -365,6 +365,32 @@ def test_a_failed_head_object_for_a_key_that_never_existed_leaves_no_record(
     assert world.record("never.txt") is None
 
 
+def test_a_delete_marker_on_a_key_that_never_had_an_object_leaves_no_record(
+    world: World, fault_proxy: FaultProxy
+) -> None:
+    """Found by `make model` (history 597 of a shard, 2026-12-05): on a versioned bucket, deleting a key that
+    never had an object creates a delete marker and S3 announces it; its delivery (HeadObject failing, then
+    answering 404) and the removal of the marker wrote DELETED, a record for an object that never existed.
+    A removal event proves nothing; only a creation event says an object was there."""
+    key = "never-put.txt"
+    marker = world.s3.delete_object(Bucket=VERSIONED, Key=key)
+    assert marker.get("DeleteMarker") is True  # S3 (ministack) made a delete marker for a key with no object
+    created_marker = f.s3_notification(
+        world.removed(
+            key, VERSIONED, event_name="ObjectRemoved:DeleteMarkerCreated", version_id=marker["VersionId"]
+        )
+    )
+    fault_proxy.add(Rule("s3", "HeadObject", fail(503, "SlowDown"), key=key, times=None))
+    run(created_marker)
+    assert world.record(key, VERSIONED) is None
+    fault_proxy.clear()
+    run(created_marker)
+    assert world.record(key, VERSIONED) is None
+    world.s3.delete_object(Bucket=VERSIONED, Key=key, VersionId=marker["VersionId"])
+    run(f.s3_notification(world.removed(key, VERSIONED, version_id=marker["VersionId"])))
+    assert world.record(key, VERSIONED) is None
+
+
 def test_a_resolve_whose_record_read_fails_answers_without_a_url(
     world: World, fault_proxy: FaultProxy
 ) -> None:
