@@ -23,18 +23,14 @@ backfill").
 
 from __future__ import annotations
 
-import os
-import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from bench.common import Report, progress, scoped_env
 from bench.context import Context
-from bench.e2e import _client, _deploy_failure, _queue_depth
-from bench.world import API_KEY, FUNCTION_VARIABLES
+from bench.e2e import _client, _queue_depth, deployed_stack
 from kie_uploader import distributed, local
-from kie_uploader.deploy import DeployError, deploy_local, destroy_local, put_api_key
 
 STACK = "KieUploader"
 POLL_SECONDS = 0.2
@@ -186,37 +182,5 @@ def _max_concurrency() -> int:
 
 
 def run(ctx: Context, report: Report) -> None:
-    state = ctx.state_dir / "distributed"
-    shutil.rmtree(state, ignore_errors=True)
-    clean: dict[str, str | None] = {name: None for name in os.environ if name.startswith("AWS_ENDPOINT_URL")}
-    clean.update({name: None for name in FUNCTION_VARIABLES})
-    with scoped_env(clean):
-        ministack = local.start_ministack(state / "ministack")
-    emulator: local.Server | None = None
-    deployed = False
-    timings: dict[str, float] = {}
-    outdir = state / "cdk.out"
-    try:
-        emulator = local.start_emulator(api_key=API_KEY, state_dir=state / "kie-emulator")
-        progress("distributed: cdk bootstrap + deploy into ministack (a minute or more)")
-        try:
-            outputs = deploy_local(
-                endpoint_url=ministack.endpoint_url,
-                kie_base_url=emulator.endpoint_url,
-                outdir=outdir,
-                timings=timings,
-            )
-        except DeployError as exc:
-            raise RuntimeError(_deploy_failure(exc, ministack)) from exc
-        deployed = True
-        put_api_key(outputs["SecretArn"], API_KEY, endpoint_url=ministack.endpoint_url)
-        _measure(ctx, report, ministack.endpoint_url, outputs)
-    finally:
-        if deployed:
-            try:
-                destroy_local(endpoint_url=ministack.endpoint_url, outdir=outdir, timings=timings)
-            except Exception as exc:  # the servers still stop below
-                report.notes.append(f"cdk destroy failed: {type(exc).__name__}: {str(exc)[:300]}")
-        if emulator is not None:
-            emulator.stop()
-        ministack.stop()
+    with deployed_stack("distributed", ctx.state_dir / "distributed", report) as (endpoint_url, outputs):
+        _measure(ctx, report, endpoint_url, outputs)

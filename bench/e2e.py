@@ -18,8 +18,11 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -162,11 +165,15 @@ def _measure(ctx: Context, report: Report, endpoint_url: str, outputs: dict[str,
         raise RuntimeError(f"{count - len(seen)} objects did not reach UPLOADED ({others}), DLQ {dlq}")
 
 
-def run(ctx: Context, report: Report) -> None:
-    context = {"notify": ctx.e2e_notify}
-    state = ctx.state_dir / "e2e"
+@contextmanager
+def deployed_stack(
+    name: str, state: Path, report: Report, context: dict[str, str] | None = None
+) -> Iterator[tuple[str, dict[str, str]]]:
+    """A ministack and a kie.ai emulator of their own, the repository's stack deployed into them (with
+    ``context``) and its API key set: yields (ministack's endpoint, the stack's outputs); destroys the stack
+    and stops both servers after, noting a failed destroy in ``report`` (the run goes on)."""
     shutil.rmtree(state, ignore_errors=True)
-    progress("e2e: starting a ministack and a kie.ai emulator for the deployment")
+    progress(f"{name}: starting a ministack and a kie.ai emulator for the deployment")
     # ministack passes its environment on to the functions it runs (AWS_ENDPOINT_URL first of all):
     # start it without any endpoint or function setting an in-process section may have left behind.
     clean: dict[str, str | None] = {name: None for name in os.environ if name.startswith("AWS_ENDPOINT_URL")}
@@ -179,7 +186,7 @@ def run(ctx: Context, report: Report) -> None:
     outdir = state / "cdk.out"
     try:
         emulator = local.start_emulator(api_key=API_KEY, state_dir=state / "kie-emulator")
-        progress("e2e: cdk bootstrap + deploy into ministack (a minute or more)")
+        progress(f"{name}: cdk bootstrap + deploy into ministack (a minute or more)")
         try:
             outputs = deploy_local(
                 endpoint_url=ministack.endpoint_url,
@@ -192,12 +199,10 @@ def run(ctx: Context, report: Report) -> None:
             raise RuntimeError(_deploy_failure(exc, ministack)) from exc
         deployed = True
         put_api_key(outputs["SecretArn"], API_KEY, endpoint_url=ministack.endpoint_url)
-        report.figures["stack_context"] = context
-        report.figures["stack_settings"] = _settings_summary(context)
-        _measure(ctx, report, ministack.endpoint_url, outputs)
+        yield ministack.endpoint_url, outputs
     finally:
         if deployed:
-            progress("e2e: cdk destroy")
+            progress(f"{name}: cdk destroy")
             try:
                 destroy_local(
                     endpoint_url=ministack.endpoint_url, outdir=outdir, timings=timings, context=context
@@ -208,3 +213,11 @@ def run(ctx: Context, report: Report) -> None:
         if emulator is not None:
             emulator.stop()
         ministack.stop()
+
+
+def run(ctx: Context, report: Report) -> None:
+    context = {"notify": ctx.e2e_notify}
+    with deployed_stack("e2e", ctx.state_dir / "e2e", report, context) as (endpoint_url, outputs):
+        report.figures["stack_context"] = context
+        report.figures["stack_settings"] = _settings_summary(context)
+        _measure(ctx, report, endpoint_url, outputs)
