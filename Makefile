@@ -86,7 +86,11 @@ soak: install
 
 # The record's model-based test with many more generated histories than make test's 12, in MODEL_SHARDS
 # pytest-xdist workers (each with servers of its own; the histories mostly wait on S3's clock and kie.ai).
+# Each violation is also written to .local/model-report.jsonl when found: Hypothesis may report a failing
+# history it could not replay (the world differs the second time) as FlakyStrategyDefinition instead.
 model: install
+	mkdir -p .local
+	MODEL_REPORT=$${MODEL_REPORT:-.local/model-report.jsonl} MODEL_PROGRESS=$${MODEL_PROGRESS:-.local/model-progress.txt} \
 	MODEL_EXAMPLES=$${MODEL_EXAMPLES:-2000} MODEL_SHARDS=$${MODEL_SHARDS:-3} $(VENV)/bin/pytest -n $${MODEL_SHARDS:-3} -p no:randomly tests/integration/test_model.py $(ARGS)
 
 # The model test against mutated copies of the function (a-e) and the function before issue 21: each must fail.

@@ -290,6 +290,9 @@ def test_ctrl_c_stops_watching_not_the_run(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # as on a terminal: a run started in the background (`make test &`) has SIGINT ignored, and a
+        # Python started so never turns SIGINT into KeyboardInterrupt
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     try:
         assert watcher.stdout is not None
