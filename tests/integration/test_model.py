@@ -225,6 +225,8 @@ ACTIONS = (
     "resolve",
 )
 MIN_VALIDS = (0, 60, 3600, 258_000)
+#: The record's attributes a table write shows in the trace.
+TRACED = ("status", "etag", "sequencer", "eventSeen", "claimOwner", "errorKind", "modelEdit")
 
 _examples = itertools.count()
 _deserializer = TypeDeserializer()
@@ -506,6 +508,10 @@ class Histories(RuleBasedStateMachine):
         #: may be left behind, until its lease ends.
         self.ddb_faulted: set[Target | None] = set()
         self.broken = False
+        #: What happened in this history, a line per effect (S3 changes, jobs and their outcomes, faults,
+        #: holds, the table's writes): written to MODEL_REPORT with a violation, the history to replay.
+        self.trace: list[str] = []
+        self.begun = time.monotonic()
         self.kie_calls_before = len(self.world.kie.calls)
         forget_requests(self.proxy)
         progress = f"history {self.number} ({time.monotonic() - self.started_at:.0f} s)"
@@ -525,6 +531,7 @@ class Histories(RuleBasedStateMachine):
                 "tag": tag,
                 "message": message[:2000],
                 "seconds": round(time.monotonic() - self.started_at, 1),
+                "trace": self.trace[-400:],
             }
             with open(REPORT, "a", encoding="utf-8") as out:
                 out.write(json.dumps(line) + "\n")
@@ -537,7 +544,10 @@ class Histories(RuleBasedStateMachine):
     def step(self) -> Iterator[None]:
         """Every rule runs inside: the properties are checked when it ends; a failure leaves the history."""
         self.ddb_faulted.clear()
-        name, started = sys._getframe(2).f_code.co_name, time.monotonic()  # noqa: SLF001 (the rule's name)
+        frame = sys._getframe(2)  # noqa: SLF001 (the rule's frame: its name and arguments)
+        name, started = frame.f_code.co_name, time.monotonic()
+        arguments = {k: v for k, v in frame.f_locals.items() if k not in ("self", "data")}
+        self.note(f"step {name} {arguments}")
         try:
             yield
             self.check_step()
@@ -552,6 +562,15 @@ class Histories(RuleBasedStateMachine):
             self.disarm_faults()
             spent = self.timings.setdefault(name, [0, 0.0])
             spent[0], spent[1] = spent[0] + 1, spent[1] + time.monotonic() - started
+
+    def note(self, text: str) -> None:
+        """A line of the history's trace (seconds since the history began, in the test's clock)."""
+        thread = threading.current_thread().name[:10]
+        self.trace.append(f"{time.monotonic() - self.begun:7.2f} {thread:10} {text}")
+
+    @staticmethod
+    def short(target: Target | None) -> str:
+        return f"{target.bucket}:{target.key.split('/', 1)[-1]}" if target else "-"
 
     # --- targets and S3 ---
 
@@ -631,6 +650,8 @@ class Histories(RuleBasedStateMachine):
                 ks.version_removed = True
                 deletes += 1
         self.observe(target, len(ks.bodies) - puts + max(deletes, 0))
+        after = ks.states[-1][1]
+        self.note(f"s3 {op} {self.short(target)}: {md5(after)[:8] if after is not None else None}")
 
     def observe(self, target: Target, expected: int) -> None:
         """Note S3's current state of the target and collect the notifications S3 sent: ministack sends
@@ -671,6 +692,7 @@ class Histories(RuleBasedStateMachine):
                     one = json.dumps({"Records": [record]})
                     seq = int(record["s3"]["object"]["sequencer"], 16)
                     note = Note(len(self.notes), one, record, ks.target, seq)
+                    self.note(f"note n{note.index} {self.short(ks.target)} {record['eventName']} seq {seq:x}")
                     self.notes.append(note)
                     new.append(note)
 
@@ -716,6 +738,7 @@ class Histories(RuleBasedStateMachine):
     def arm_fault(self, fault: str, times: int, target: Target | None) -> None:
         if fault == "none":
             return
+        self.note(f"fault {fault} x{times} on {self.short(target) if target else 'all'}")
         if fault.startswith("kie-"):
             outcome = {"kie-timeout": "timeout", "kie-trickle": "trickle", "kie-malformed": "malformed"}
             name = outcome.get(fault, fault[4:])
@@ -807,6 +830,10 @@ class Histories(RuleBasedStateMachine):
     def run(self, job: Job) -> None:
         """Run the job (in any thread); its results stay on it for :meth:`settle` (in the test's thread)."""
         processor = self.containers[job.container]
+        what = [f"n{i}" for i in job.notes] or [self.short(t) for t in job.targets] or self.short(job.target)
+        channel = job.channel if job.kind == "notes" else ""
+        force = " force" if (job.body or {}).get("force") else ""
+        self.note(f"run {job.kind} c{job.container} {channel} {what}{force}")
         job.started = job.epoch = time.monotonic()
         job.started_wall = time.time()
         try:
@@ -830,6 +857,16 @@ class Histories(RuleBasedStateMachine):
         except BaseException as exc:  # surfaced by settle, in the test's thread
             job.error = exc
         job.finished = time.monotonic()
+        self.note(
+            f"done {job.kind} c{job.container}: "
+            + "; ".join(
+                f"{o.message_id} {o.ref.key.split('/', 1)[-1]} {o.status.value}{' retry' if o.retry else ''}"
+                f"{' (' + o.error[:80] + ')' if o.error else ''}"
+                for o in job.outcomes
+            )
+            + (f" answer {str(job.answer)[:300]}" if job.answer is not None else "")
+            + (f" error {job.error!r}" if job.error is not None else "")
+        )
 
     def run_notes(self, job: Job, processor: Processor) -> None:
         notes = [self.notes[i] for i in job.notes]
@@ -1235,6 +1272,7 @@ class Histories(RuleBasedStateMachine):
         thread = threading.Thread(target=self.run, args=(job,))
         thread.start()
         held = self.reached(thread)
+        self.note(f"hold {point} {self.short(target)}: {'held' if held else 'not reached'}")
         if not held:
             self.hold.disarm()
         released_at = time.monotonic()
@@ -1244,6 +1282,7 @@ class Histories(RuleBasedStateMachine):
                 interleaved += self.interleave(action, op, target)
         finally:
             released_at = time.monotonic()
+            self.note("release")
             self.hold.disarm()
             thread.join(120)
         assert not thread.is_alive(), "the held invocation did not end within 120 s"
@@ -1382,6 +1421,14 @@ class Histories(RuleBasedStateMachine):
         if not ks.target.watched:
             self.violated("unwatched-record", f"{pk} was written: {new}")
             return
+        self.note(
+            f"table {self.short(ks.target)} {stream_record['eventName']} rev {(new or {}).get('rev')} "
+            + " ".join(
+                f"{name}={str((new or {}).get(name))[:12]}"
+                for name in TRACED
+                if (new or {}).get(name) is not None
+            )
+        )
         if stream_record["eventName"] == "REMOVE" or new is None:
             ks.had_status, ks.published = False, None
             return
