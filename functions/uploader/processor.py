@@ -506,6 +506,8 @@ class Processor:
         outcome.status, outcome.retry = Status.FAILED, exc.retryable
         if is_live_upload(record, head, now):  # without a reading of S3 (head None): any version
             return self.table.release(ref, rev, sequencer=sequencer)
+        if head is None and _verdict_stands(ref, record):
+            return self.table.release(ref, rev, sequencer=sequencer)
         if head is None and not _existed(ref, record):
             # Nothing says an object ever was there (S3 unread, no settled record, no event): no record of
             # it may be left (a later 404 would call it DELETED); the message is delivered again.
@@ -664,6 +666,20 @@ def _existed(ref: ObjectRef, record: dict[str, Any] | None) -> bool:
     settled = has_status(record) and (record or {}).get("status") != Status.SKIPPED
     seen = bool(record and record.get(EVENT_SEEN))
     return settled or seen or (ref.sequencer is not None and ref.kind is EventKind.CREATED)
+
+
+def _verdict_stands(ref: ObjectRef, record: dict[str, Any] | None) -> bool:
+    """A failure that read nothing of S3 leaves the record's verdict on the object as it is: a permanent
+    refusal or ``DELETED``, when this request brings no news of a change (no S3 event: a resolve, a plain
+    message). Writing ``FAILED``/transient over it would say less than the record knew, and a keep-alive
+    round would retry an object nothing had changed (found by ``make model``, 2026-12-05). An S3 event
+    does bring news: its failure is recorded (transient, due), so that a keep-alive round retries it even
+    when the event's message ends in the DLQ."""
+    if record is None or ref.sequencer is not None:
+        return False
+    status = record.get("status")
+    refused = status == Status.FAILED and record.get("errorKind") == ErrorKind.PERMANENT
+    return refused or status == Status.DELETED
 
 
 def _forced(ref: ObjectRef, record: dict[str, Any] | None) -> bool:

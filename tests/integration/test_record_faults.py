@@ -16,7 +16,7 @@ import requests
 
 from tests import factories as f
 from tests.factories import BUCKET, TABLE, VERSIONED, World, failures
-from tests.faultproxy import FaultProxy, Rule, before, fail
+from tests.faultproxy import FaultProxy, Rule, before, fail, reset
 from uploader.config import Config
 from uploader.events import parse_event
 from uploader.models import Outcome
@@ -389,6 +389,46 @@ def test_a_delete_marker_on_a_key_that_never_had_an_object_leaves_no_record(
     world.s3.delete_object(Bucket=VERSIONED, Key=key, VersionId=marker["VersionId"])
     run(f.s3_notification(world.removed(key, VERSIONED, version_id=marker["VersionId"])))
     assert world.record(key, VERSIONED) is None
+
+
+def test_a_resolve_that_cannot_read_s3_leaves_a_permanent_refusal_as_it_was(
+    world: World, fault_proxy: FaultProxy
+) -> None:
+    """Found by `make model` (history 701 of a shard, 2026-12-05): a resolve whose HeadObject failed
+    (connection reset) wrote FAILED/transient over a permanent refusal (the object over MAX_OBJECT_BYTES),
+    so the record said less than it knew, and the next keep-alive round retried the object and counted a
+    failure. A failure that read nothing of S3, with no event bringing news, leaves the verdict alone."""
+    world.invoke(f.s3_notification(world.created("big.txt", b"x" * 1216)))
+    before_ = world.existing_record("big.txt")
+    assert before_["status"] == "FAILED" and before_["errorKind"] == "permanent"
+    fault_proxy.add(Rule("s3", "HeadObject", reset(), key="big.txt", times=None))
+
+    (result,) = world.invoke({"resolve": [f"s3://{BUCKET}/big.txt"], "minValidSeconds": 0})["results"]
+    plain, _ = world.sqs(f.plain_message(BUCKET, "big.txt"))
+    assert failures(world.invoke(plain)) == ["m0"]  # the message is delivered again: nothing lost
+    fault_proxy.clear()
+
+    assert result["downloadUrl"] is None and "HeadObject" in result["error"]
+    after = world.existing_record("big.txt")
+    assert (after["status"], after["errorKind"], after["error"]) == ("FAILED", "permanent", before_["error"])
+    assert refresh(world)["due"] == 0
+
+
+def test_an_event_that_cannot_read_s3_marks_a_refused_object_for_a_retry(
+    world: World, fault_proxy: FaultProxy
+) -> None:
+    """The other side of the rule above: an overwrite's event brings news, so its failure is recorded as
+    transient and due, and a keep-alive round uploads the new bytes even if the message is lost."""
+    world.invoke(f.s3_notification(world.created("shrunk.txt", b"x" * 1216)))
+    overwrite, _ = world.sqs(f.s3_notification(world.created("shrunk.txt", b"small now")))
+    fault_proxy.add(Rule("s3", "HeadObject", fail(503, "SlowDown"), key="shrunk.txt", times=None))
+    assert failures(world.invoke(overwrite)) == ["m0"]
+    fault_proxy.clear()
+
+    assert world.existing_record("shrunk.txt")["errorKind"] == "transient"
+    assert refresh(world)["refreshed"] == 1
+    record = world.existing_record("shrunk.txt")
+    assert record["status"] == "UPLOADED" and serves(record, b"small now")
 
 
 def test_a_resolve_whose_record_read_fails_answers_without_a_url(
