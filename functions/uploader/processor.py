@@ -243,9 +243,13 @@ class Processor:
         owner = uuid.uuid4().hex
         cache = _UploadCache()
         rounds, waited, first = 0, False, True
+        held: int | None = None  # the revision this delivery's claim last held
+        bumped = False
         while rounds < MAX_ROUNDS and deadline.remaining() > 0:
             if not first:
                 record = self.table.get(ref.pk)
+                # Still our claim, at a later revision: another delivery bumped it with news of a change.
+                bumped = bumped or (held is not None and _bumped(record, owner, held))
             first = False
             if not ref.force and min_valid == 0 and covers_sequencer(record, ref.sequencer):
                 outcome.status = Status.SUPERSEDED
@@ -269,8 +273,9 @@ class Processor:
             now = int(self.now().timestamp())
             if not self.table.claim(ref, rev, owner=owner, until_ms=now_ms + lease_ms, now=now, waits=waits):
                 continue
+            held = rev + 1
             try:
-                if self._settle(ref, record, rev + 1, outcome, deadline, cache, min_valid, verify):
+                if self._settle(ref, record, rev + 1, outcome, deadline, cache, min_valid, verify, bumped):
                     return
             except BaseException:
                 self._release_quietly(ref, rev + 1)
@@ -323,8 +328,11 @@ class Processor:
         cache: _UploadCache,
         min_valid: int,
         verify: bool = False,
+        bumped: bool = False,
     ) -> bool:
-        """Holding the claim at ``rev``: read S3 and write what it says. ``False`` when the claim was lost."""
+        """Holding the claim at ``rev``: read S3 and write what it says. ``False`` when the claim was lost.
+
+        ``bumped``: another delivery bumped this claim (a change S3 announced that no write reflects yet)."""
         moment = self.now()
         observed_at, now = iso_ms(moment), int(moment.timestamp())
 
@@ -342,7 +350,7 @@ class Processor:
         except UploaderError as exc:
             # S3 was not read: nothing is known of the object, so no ordering state may move on (the
             # stored sequencer is written back as it was, never this event's).
-            return self._failed(ref, record, rev, None, exc, outcome, write, stored, now)
+            return self._failed(ref, record, rev, None, exc, outcome, write, stored, now, bumped=bumped)
         # From here on S3 was read after the claim, hence after this event's change: its sequencer holds.
         sequencer = newest_sequencer(record, ref.sequencer)
         forced = _forced(ref, record)
@@ -495,18 +503,25 @@ class Processor:
         write: Callable[[Settle], bool],
         sequencer: str | None,
         now: int,
+        *,
+        bumped: bool = False,
     ) -> bool:
         """Record the failure, unless the record holds a live upload of this version (then kept).
 
         ``sequencer`` must be one an S3 read of this claim confirmed (the stored one when S3 was not read).
+        A claim that was ``bumped`` and then could not read S3 keeps nothing: the bumping delivery was
+        acknowledged on the promise that this one reads S3 again, so the record may describe an object that
+        is gone or changed; the failure is recorded (due, when retryable) so that a redelivery or a
+        keep-alive round finishes the work.
         A retryable failure stays due in the expiry index, so that a keep-alive round retries it even when
         no delivery is left to (a refresh, a resolve, a message gone to the DLQ).
         """
         outcome.error, outcome.error_kind = str(exc), exc.kind
         outcome.status, outcome.retry = Status.FAILED, exc.retryable
-        if is_live_upload(record, head, now):  # without a reading of S3 (head None): any version
+        kept = not (head is None and bumped)
+        if kept and is_live_upload(record, head, now):  # without a reading of S3 (head None): any version
             return self.table.release(ref, rev, sequencer=sequencer)
-        if head is None and _verdict_stands(ref, record):
+        if kept and head is None and _verdict_stands(ref, record):
             return self.table.release(ref, rev, sequencer=sequencer)
         if head is None and not _existed(ref, record):
             # Nothing says an object ever was there (S3 unread, no settled record, no event): no record of
@@ -666,6 +681,12 @@ def _existed(ref: ObjectRef, record: dict[str, Any] | None) -> bool:
     settled = has_status(record) and (record or {}).get("status") != Status.SKIPPED
     seen = bool(record and record.get(EVENT_SEEN))
     return settled or seen or (ref.sequencer is not None and ref.kind is EventKind.CREATED)
+
+
+def _bumped(record: dict[str, Any] | None, owner: str, held: int) -> bool:
+    """The record still carries ``owner``'s claim at a later revision than it held: a bump (a takeover
+    changes the owner; a write that landed without its answer removes the claim)."""
+    return record is not None and record.get("claimOwner") == owner and revision(record) > held
 
 
 def _verdict_stands(ref: ObjectRef, record: dict[str, Any] | None) -> bool:

@@ -220,6 +220,35 @@ def test_a_refresh_bumped_by_an_event_whose_upload_fails_is_finished_by_the_next
     assert record["status"] == "UPLOADED" and serves(record, b"v2")
 
 
+def test_a_refresh_bumped_by_a_delete_that_then_cannot_read_s3_keeps_no_live_url(
+    world: World, fault_proxy: FaultProxy
+) -> None:
+    """Found by `make model` (2026-12-05, history 153 of a shard at 13:14; first seen at 07:38 as history
+    190, then without a trace): a refresh held the claim, the object was deleted and its event, finding the
+    claim, bumped it and was acknowledged; the refresh's next HeadObject failed, and the failure kept the
+    record's upload as live: UPLOADED, with a URL, for a deleted object, and no message left to retry it."""
+    world.invoke(f.s3_notification(world.created("bumped.txt", b"soon gone")))
+    set_attributes(world, "bumped.txt", expiresAt=int(time.time()) + 120)  # due, still live
+    bumps: list[str] = []
+
+    def delete_and_deliver(_request: Any) -> None:
+        world.s3.delete_object(Bucket=BUCKET, Key="bumped.txt")
+        (outcome,) = run(f.s3_notification(world.removed("bumped.txt")))
+        bumps.append(outcome.status.value)
+
+    fault_proxy.add(Rule("s3", "HeadObject", before(delete_and_deliver), key="bumped.txt", times=1))
+    fault_proxy.add(Rule("s3", "HeadObject", fail(503, "SlowDown"), key="bumped.txt", times=None))
+    answer = refresh(world)
+    fault_proxy.clear()
+
+    assert bumps == ["IN_PROGRESS"]  # acknowledged: the refresh promised to read S3 again
+    assert (answer["due"], answer["failed"]) == (1, 1)
+    record = world.existing_record("bumped.txt")
+    assert record["status"] == "FAILED" and "downloadUrl" not in record and record["retryable"] is True
+    assert refresh(world)["deleted"] == 1  # the next keep-alive round finishes the work
+    assert world.existing_record("bumped.txt")["status"] == "DELETED"
+
+
 # 5 ---------------------------------------------------------------------------------------------------------
 
 
