@@ -14,8 +14,8 @@ One object:
    than ``MAX_OBJECT_BYTES`` → ``FAILED`` (permanent); a live ``UPLOADED`` record of this version (or
    a permanent refusal of it) → nothing to do, unless the message forces a new upload;
 4. the API key, then the transfer (``TRANSFER``: url, stream or auto, :meth:`Processor._transfer`): a
-   presigned GET URL right before each call and kie.ai's URL upload under a new ``uploadPath``, or the
-   object streamed from S3's GetObject to kie.ai's stream upload under a new ``uploadPath`` per attempt
+   presigned GET URL right before each call and kie.ai's URL upload, or the object streamed from S3's
+   GetObject to kie.ai's stream upload, each attempt under a new ``uploadPath``
    (``auto`` also streams when kie.ai answers that it could not fetch the URL); retried with backoff
    while the invocation has time. Without a version id to pin the bytes, a URL upload is confirmed by
    reading S3 again after kie.ai's answer, a stream upload by GetObject's own reading; a changed object is
@@ -575,11 +575,15 @@ class Processor:
         self, ref: ObjectRef, head: ObjectHead, outcome: Outcome, deadline: Deadline, api_key: str
     ) -> Upload:
         outcome.transfer = Transfer.URL
-        path = upload_path(self.config.kie_upload_path, ref.bucket)
         name = file_name(ref.key)
         fall_back = self.config.transfer is Transfer.AUTO
+        paths: list[str] = []
 
         def call(budget: float) -> KieUpload:
+            # A new uploadPath per attempt: kie.ai may still handle an attempt the client gave up on (a
+            # timeout), fetching the object later; on an unversioned bucket that fetch can get newer bytes,
+            # and under a shared path it would overwrite the file a later attempt's record names.
+            paths.append(upload_path(self.config.kie_upload_path, ref.bucket))
             # Presigned right before the call: its lifetime starts when kie.ai can use it.
             url = self.s3.presign_get(
                 ref.bucket, ref.key, head.version_id, self.config.presign_expires_seconds
@@ -589,7 +593,7 @@ class Processor:
                 return self.kie.upload(
                     api_key=api_key,
                     file_url=url,
-                    upload_path=path,
+                    upload_path=paths[-1],
                     file_name=name,
                     timeout=min(self.config.kie_timeout_seconds, budget),
                 )
@@ -603,7 +607,7 @@ class Processor:
         result = self.retrier.run(call, deadline, lambda: self._count_attempt(outcome))
         return Upload(
             result=result,
-            upload_path=path,
+            upload_path=paths[-1],
             expires_at=expires_at(result.uploaded_at, self.config.kie_retention_seconds, self.now()),
         )
 

@@ -249,6 +249,29 @@ def test_a_refresh_bumped_by_a_delete_that_then_cannot_read_s3_keeps_no_live_url
     assert world.existing_record("bumped.txt")["status"] == "DELETED"
 
 
+def test_a_kie_attempt_that_timed_out_never_overwrites_the_recorded_file(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by `make model` (2026-12-05, history 135 of a shard, `uploaded-bytes`): kie.ai stalled past the
+    client's timeout and handled the call anyway (as a gateway does); the retry, under the same uploadPath,
+    uploaded A and was recorded; then B was put, and the stalled attempt fetched the unversioned URL (B's
+    bytes) and stored them under that same path: the record named A, its URL served B."""
+    monkeypatch.setenv("KIE_TIMEOUT_SECONDS", "1")
+    world.kie.set_faults(timeout_seconds=3.0)
+    world.kie.script("timeout")
+
+    (outcome,) = run(f.s3_notification(world.created("late.txt", b"A bytes")))
+    world.put("late.txt", b"B bytes, newer")  # its event is not delivered yet
+    assert outcome.status.value == "UPLOADED" and outcome.attempts == 2
+    deadline = time.monotonic() + 10
+    while len(world.kie.stored_paths) < 2 and time.monotonic() < deadline:  # the stalled attempt lands
+        time.sleep(0.1)
+
+    assert len(world.kie.stored_paths) == 2  # each attempt under a path of its own
+    record = world.existing_record("late.txt")
+    assert serves(record, b"A bytes")
+
+
 # 5 ---------------------------------------------------------------------------------------------------------
 
 
